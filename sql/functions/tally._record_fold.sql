@@ -1,0 +1,20 @@
+-- tally._record_fold: append one fold attempt's outcome to tally.fold_runs
+-- (called by tally.compact, which runs as its caller and cannot write there).
+CREATE OR REPLACE FUNCTION tally._record_fold(
+    p_started_at timestamptz,
+    p_deltas bigint,
+    p_attempts integer,
+    p_outcome text,
+    p_error text
+)
+RETURNS void
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    INSERT INTO tally.fold_runs (started_at, deltas, attempts, outcome, error)
+    VALUES (p_started_at, p_deltas, p_attempts, p_outcome, p_error);
+END;
+
+COMMENT ON FUNCTION tally._record_fold(timestamptz, bigint, integer, text, text) IS
+'Internal: record one fold in tally.fold_runs.';

@@ -1,0 +1,45 @@
+-- tally.increment_counter: the hot path. Appends one delta row to this
+-- backend's shard (unlogged for fast counters, logged for durable ones).
+-- It updates no shared row and takes no lock another writer can wait on, so
+-- writers never block each other. The increment joins the caller's
+-- transaction: it counts if and only if that transaction commits.
+CREATE OR REPLACE FUNCTION tally.increment_counter(
+    p_counter text,
+    p_key text,
+    p_delta bigint DEFAULT 1,
+    p_at timestamptz DEFAULT now()
+)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_id integer;
+    v_durable boolean;
+BEGIN
+    SELECT c.id, c.durable INTO v_id, v_durable FROM tally.counters AS c WHERE c.name = p_counter;
+    IF NOT FOUND THEN
+        PERFORM tally._counter('tally.increment_counter', p_counter);
+    END IF;
+    IF p_key IS NULL OR p_key = '' OR octet_length(p_key) > 512 THEN
+        PERFORM tally._check_key('tally.increment_counter', p_key);
+    END IF;
+    IF p_delta IS NULL THEN
+        RAISE EXCEPTION 'tally.increment_counter: delta for counter "%" must not be NULL', p_counter
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'omit it to add 1, or pass a negative delta to subtract';
+    END IF;
+    IF p_at IS NULL OR NOT isfinite(p_at) OR p_at < '1970-01-01 00:00:00+00'::timestamptz
+       OR p_at > now() + interval '1 day' THEN
+        PERFORM tally._check_at('tally.increment_counter', p_at);
+    END IF;
+    INSERT INTO tally.delta (shard, counter_id, key, delta, at)
+    VALUES ((pg_backend_pid() % 8 + CASE WHEN v_durable THEN 8 ELSE 0 END)::smallint,
+            v_id, p_key, p_delta, p_at);
+    RETURN true;
+END;
+$$;
+
+COMMENT ON FUNCTION tally.increment_counter(text, text, bigint, timestamptz) IS
+'Add p_delta (default 1) to counter p_counter for p_key at p_at (default now()). Appends a delta; never waits on other writers.';

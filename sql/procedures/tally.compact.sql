@@ -1,0 +1,21 @@
+-- tally.compact: fold everything pending now. PL/Python orchestrates the
+-- folds: each fold (tally._fold) is its own transaction, committed before the
+-- next; a fold hitting a deadlock, serialization failure, lock timeout or
+-- statement timeout is rolled back (its deltas stay pending) and retried
+-- with exponential backoff and jitter. Every fold is recorded in
+-- tally.fold_runs. Call it outside an explicit transaction block.
+-- It is SECURITY INVOKER without SET clauses because PostgreSQL allows
+-- COMMIT only there; everything it runs is schema-qualified and the
+-- privileged steps are SECURITY DEFINER functions with a pinned search_path.
+CREATE OR REPLACE PROCEDURE tally.compact(
+    p_max_deltas integer DEFAULT 100000,
+    p_max_attempts integer DEFAULT 5
+)
+LANGUAGE plpython3u
+AS $python$
+#include plpython/compact.py
+compact(plpy, p_max_deltas, p_max_attempts)
+$python$;
+
+COMMENT ON PROCEDURE tally.compact(integer, integer) IS
+'Fold every delta pending at the call into totals and rollups, one committed fold of up to p_max_deltas at a time, retrying transient failures.';

@@ -1,0 +1,38 @@
+-- tally.compactor_lag: per delta shard, how much is waiting to be folded,
+-- how long the oldest pending increment has waited, and when the last
+-- successful fold ended.
+CREATE OR REPLACE VIEW tally.compactor_lag AS
+WITH pending AS (
+    SELECT
+        d.shard,
+        count(*) AS pending_deltas,
+        min(d.written_at) AS oldest_written_at
+    FROM tally.delta AS d
+    GROUP BY d.shard
+),
+
+last_fold AS (
+    SELECT max(r.finished_at) AS finished_at
+    FROM tally.fold_runs AS r
+    WHERE r.outcome = 'ok'
+)
+
+SELECT
+    s.shard::smallint AS shard,
+    c.relname::text AS shard_table,
+    CASE c.relpersistence WHEN 'u' THEN 'fast' ELSE 'durable' END AS durability,
+    coalesce(p.pending_deltas, 0) AS pending_deltas,
+    now() - p.oldest_written_at AS oldest_pending_age,
+    l.finished_at AS last_fold_at
+FROM pg_catalog.pg_inherits AS i
+INNER JOIN pg_catalog.pg_class AS c ON i.inhrelid = c.oid
+CROSS JOIN LATERAL (
+    SELECT substring(pg_catalog.pg_get_expr(c.relpartbound, c.oid) FROM 'IN \(''?(\d+)')::int AS shard
+) AS s
+LEFT JOIN pending AS p ON s.shard = p.shard
+CROSS JOIN last_fold AS l
+WHERE i.inhparent = 'tally.delta'::regclass
+ORDER BY s.shard;
+
+COMMENT ON VIEW tally.compactor_lag IS
+'Per delta shard: pending deltas, age of the oldest pending increment, end of the last successful fold.';
