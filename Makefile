@@ -1,0 +1,65 @@
+# tally — exact counters and rollups inside PostgreSQL.
+# `make demo` and `make test` do all set-up on a fresh Debian 12 machine.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+export PGPORT ?= 54329
+VENV := $(CURDIR)/.venv
+PY := $(VENV)/bin/python
+DB := scripts/db.sh
+PGBIN := /usr/lib/postgresql/15/bin
+PSQL = /usr/bin/psql -X -v ON_ERROR_STOP=1
+TEST_DB ?= tally_test
+LINT_DB ?= tally_lint
+
+.PHONY: help deps db dsn db-stop migrate demo lint pgtap pytest test clean
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+deps: ## Install Debian packages and the Python venv (idempotent)
+	@scripts/deps.sh
+
+db: deps ## Start the throwaway cluster under .pgdata/ (idempotent)
+	@$(DB) start
+
+dsn: ## Print a libpq connection string for the cluster's `tally` database
+	@$(DB) dsn tally
+
+db-stop: ## Stop the throwaway cluster
+	@$(DB) stop
+
+migrate: db ## alembic upgrade head into the `tally` database
+	@TALLY_DSN="$$($(DB) dsn tally)" $(VENV)/bin/alembic upgrade head
+	@echo "tally migrated: $$($(DB) dsn tally)"
+
+demo: migrate ## Drive a short realistic load and show counters, a series, the lag
+	@$(VENV)/bin/tally --dsn "$$($(DB) dsn tally)" demo
+
+# A fresh, migrated database for a test stage: $(call fresh_db,name)
+define fresh_db
+	$(PSQL) "$$($(DB) dsn postgres)" -qc "DROP DATABASE IF EXISTS $(1) WITH (FORCE)" -c "CREATE DATABASE $(1)"
+	TALLY_DSN="$$($(DB) dsn $(1))" $(VENV)/bin/alembic upgrade head
+endef
+
+lint: db ## sqlfluff, plpgsql_check over every function, ruff
+	$(VENV)/bin/sqlfluff lint sql/ pgtap_tests/
+	$(VENV)/bin/ruff check python_client migrations plpython
+	$(VENV)/bin/ruff format --check python_client migrations plpython
+	$(call fresh_db,$(LINT_DB))
+	$(PSQL) "$$($(DB) dsn $(LINT_DB))" -qf scripts/plpgsql_check.sql
+	$(PSQL) "$$($(DB) dsn postgres)" -qc "DROP DATABASE $(LINT_DB)"
+
+pgtap: db ## pgTAP suite via pg_prove, against a fresh migrated database
+	$(call fresh_db,$(TEST_DB))
+	$(PSQL) "$$($(DB) dsn $(TEST_DB))" -qc "CREATE SCHEMA tap; CREATE EXTENSION pgtap SCHEMA tap"
+	PGOPTIONS='-c search_path=tap,public' pg_prove -h "$$($(DB) datadir)/../run" -p $(PGPORT) -U postgres \
+	    -d $(TEST_DB) --ext .sql -r pgtap_tests/
+
+pytest: db ## pytest: concurrency, migrations, client (real cluster)
+	TALLY_ADMIN_DSN="$$($(DB) dsn postgres)" $(VENV)/bin/pytest -q python_client/tests
+
+test: lint pgtap pytest ## Everything CI runs: lint, pgTAP, pytest
+
+clean: db-stop ## Stop the cluster and remove it and the venv
+	rm -rf "$$(readlink -f .pgdata)" .pgdata $(VENV)

@@ -1,0 +1,115 @@
+"""``tally demo``: a short, realistic load with the compactor running, then
+what a user wants to see: counter values, an hourly series, the lag."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import random
+import time
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+COUNTERS = [
+    # name, granularities, durable
+    ("page_views", ["minute", "hour", "day", "week", "month"], False),
+    ("followers", ["day", "week", "month"], True),
+    ("workspace_events", ["hour", "day"], False),
+]
+
+
+def _setup(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for name, grans, durable in COUNTERS:
+            exists = conn.execute("SELECT 1 FROM tally.counters WHERE name = %s", (name,)).fetchone()
+            if not exists:
+                conn.execute(
+                    "SELECT tally.create_counter(%s::text, %s::text[], %s::boolean)", (name, grans, durable)
+                )
+
+
+def _writer(dsn: str, seed: int, stop_at: float, out: mp.Queue) -> None:
+    rnd = random.Random(seed)
+    n = 0
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while time.time() < stop_at:
+            r = rnd.random()
+            if r < 0.6:
+                # a page view: a few hot pages, a long tail
+                page = str(rnd.choice([1, 1, 1, 2, 2, 3]) if rnd.random() < 0.5 else rnd.randint(4, 500))
+                conn.execute("SELECT tally.increment_counter('page_views', %s::text)", (page,))
+                n += 1
+            elif r < 0.8:
+                # follow (+1) or unfollow (-1)
+                who = str(rnd.randint(1, 50))
+                conn.execute(
+                    "SELECT tally.increment_counter('followers', %s::text, %s::bigint)",
+                    (who, 1 if rnd.random() < 0.8 else -1),
+                )
+                n += 1
+            else:
+                # a batch of workspace events, some of them late (up to 6 h)
+                k = 50
+                keys = [f"ws{rnd.randint(1, 20)}" for _ in range(k)]
+                now = datetime.now(UTC)
+                ats = [now - timedelta(seconds=rnd.randint(0, 6 * 3600)) for _ in range(k)]
+                conn.execute(
+                    "SELECT tally.increment_counters(%s::text[], %s::text[], %s::bigint[], %s::timestamptz[])",
+                    (["workspace_events"] * k, keys, [1] * k, ats),
+                )
+                n += k
+    out.put(n)
+
+
+def _compactor(dsn: str, stop_at: float) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SET application_name = 'tally demo compactor'")
+        while time.time() < stop_at:
+            conn.execute("CALL tally.compact()")
+            time.sleep(0.5)
+
+
+def run_demo(dsn: str, seconds: float = 15, writers: int = 4) -> int:
+    _setup(dsn)
+    stop_at = time.time() + seconds
+    out: mp.Queue = mp.Queue()
+    procs = [mp.Process(target=_writer, args=(dsn, i, stop_at, out)) for i in range(writers)]
+    procs.append(mp.Process(target=_compactor, args=(dsn, stop_at)))
+    print(f"tally demo: {writers} writers + 1 compactor for {seconds:.0f} s ...")
+    for p in procs:
+        p.start()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while time.time() < stop_at:
+            time.sleep(min(3.0, max(0.1, stop_at - time.time())))
+            pending, age = conn.execute(
+                "SELECT sum(pending_deltas), max(oldest_pending_age) FROM tally.compactor_lag"
+            ).fetchone()
+            print(f"  pending deltas {pending:>7}   oldest pending {age or timedelta(0)}")
+        for p in procs:
+            p.join()
+        written = sum(out.get() for _ in range(writers))
+        print(f"\nincrements written: {written} ({written / seconds:,.0f}/s over {writers} writers)")
+        conn.execute("CALL tally.compact()")
+
+        print("\nTop pages today (page_views, day):")
+        for key, value in conn.execute("SELECT key, value FROM tally.top_keys('page_views', 'day', now(), 5)"):
+            print(f"  page {key:<6} {value:>8}")
+        print("\nFollowers of accounts 1-5 (all-time, with unfollows):")
+        for i in range(1, 6):
+            (v,) = conn.execute("SELECT tally.counter_value('followers', %s::text)", (str(i),)).fetchone()
+            print(f"  account {i:<4} {v:>8}")
+        print("\nws1 events per hour, last 6 hours (workspace_events, hour):")
+        rows = conn.execute(
+            "SELECT bucket, value FROM tally.counter_series('workspace_events', 'ws1', 'hour',"
+            " now() - interval '6 hours', now())"
+        ).fetchall()
+        for bucket, value in rows:
+            print(f"  {bucket:%Y-%m-%d %H:00}Z {value:>6}  {'#' * min(60, value // 2)}")
+        runs, deltas, last = conn.execute(
+            "SELECT count(*), coalesce(sum(deltas), 0), max(finished_at) FROM tally.fold_runs"
+            " WHERE outcome = 'ok' AND started_at > now() - make_interval(secs => %s)",
+            (seconds + 30,),
+        ).fetchone()
+        pending = conn.execute("SELECT sum(pending_deltas) FROM tally.compactor_lag").fetchone()[0]
+        print(f"\ncompactor: {runs} folds, {deltas} deltas folded, last fold {last:%H:%M:%S}Z, pending now {pending}")
+    return 0

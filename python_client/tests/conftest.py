@@ -1,0 +1,69 @@
+"""Fixtures: a real PostgreSQL 15 cluster (started by `make db`), a migrated
+template database built once per run with pytest-postgresql, and a fresh
+copy of it for each test."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from pytest_postgresql import factories
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _cluster() -> dict[str, str]:
+    dsn = os.environ.get("TALLY_ADMIN_DSN") or subprocess.check_output(
+        [str(REPO / "scripts" / "db.sh"), "dsn", "postgres"], text=True
+    ).strip()
+    return conninfo_to_dict(dsn)
+
+
+CLUSTER = _cluster()
+
+
+def alembic(dsn: str, *args: str) -> None:
+    subprocess.run(
+        [str(REPO / ".venv" / "bin" / "alembic"), "-c", str(REPO / "alembic.ini"), *args],
+        check=True,
+        env={**os.environ, "TALLY_DSN": dsn},
+        capture_output=True,
+    )
+
+
+def migrate_loader(**kw) -> None:
+    """pytest-postgresql loader: `alembic upgrade head` into the template database."""
+    keys = ("host", "port", "user", "dbname", "password")
+    alembic(make_conninfo(**{k: kw[k] for k in keys if kw.get(k) is not None}), "upgrade", "head")
+
+
+tally_server = factories.postgresql_noproc(
+    host=CLUSTER.get("host"),
+    port=CLUSTER.get("port", "54329"),
+    user=CLUSTER.get("user", "postgres"),
+    dbname="tally_pytest",
+    load=[migrate_loader],
+)
+tally_conn = factories.postgresql("tally_server")
+
+
+@pytest.fixture
+def dsn(tally_conn: psycopg.Connection) -> str:
+    """Connection string of this test's fresh, migrated database."""
+    tally_conn.commit()
+    return tally_conn.info.dsn
+
+
+@pytest.fixture
+def admin_dsn() -> str:
+    return make_conninfo(**CLUSTER)
+
+
+@pytest.fixture
+def conn(dsn: str):
+    with psycopg.connect(dsn, autocommit=True) as c:
+        yield c
