@@ -40,25 +40,25 @@ def _fold_once(plpy, fold_plan, max_deltas, max_attempts):
         except plpy.SPIError as exc:
             sqlstate = getattr(exc, "sqlstate", None)
             plpy.rollback()
-            error = "%s: %s" % (sqlstate, exc)
+            error = f"{sqlstate}: {exc}"
             if sqlstate not in RETRYABLE or attempt >= max_attempts:
                 _record(plpy, started_at, 0, attempt, "failed", error)
                 plpy.commit()
                 raise
             backoff = min(2.0, 0.05 * (2 ** (attempt - 1)))
-            plpy.execute("SELECT pg_catalog.pg_sleep(%f)" % (backoff * (0.5 + random.random())))
+            plpy.execute(f"SELECT pg_catalog.pg_sleep({backoff * (0.5 + random.random()):.3f})")
 
 
 def compact(plpy, max_deltas, max_attempts):
     if max_deltas is None or max_deltas < 1:
         plpy.error(
-            "tally.compact: p_max_deltas %r must be a positive number of deltas" % (max_deltas,),
+            f"tally.compact: p_max_deltas {max_deltas!r} must be a positive number of deltas",
             hint="the default is 100000",
             sqlstate="22023",
         )
     if max_attempts is None or max_attempts < 1:
         plpy.error(
-            "tally.compact: p_max_attempts %r must be at least 1" % (max_attempts,),
+            f"tally.compact: p_max_attempts {max_attempts!r} must be at least 1",
             hint="the default is 5",
             sqlstate="22023",
         )

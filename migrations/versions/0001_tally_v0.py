@@ -147,10 +147,7 @@ def upgrade() -> None:
         # Nothing may land silently in a default partition: buckets outside
         # the premade range get their partition created by the fold.
         ex(f"DROP TABLE tally.rollup_{name}_default")
-        ex(
-            f"UPDATE partman.part_config SET inherit_privileges = true "
-            f"WHERE parent_table = 'tally.rollup_{name}'"
-        )
+        ex(f"UPDATE partman.part_config SET inherit_privileges = true WHERE parent_table = 'tally.rollup_{name}'")
 
     ex(
         """
@@ -179,7 +176,16 @@ def downgrade() -> None:
             "SELECT extname FROM tally.installed_extensions WHERE created_by_tally ORDER BY extname DESC"
         ).fetchall()
     ]
+    templates = [
+        r[0]
+        for r in conn.execute(
+            "SELECT template_table FROM partman.part_config"
+            " WHERE parent_table LIKE 'tally.%' AND template_table IS NOT NULL"
+        ).fetchall()
+    ]
     ex("DELETE FROM partman.part_config WHERE parent_table LIKE 'tally.%'")
+    for template in templates:
+        ex(f"DROP TABLE IF EXISTS {template}")
     ex("DROP SCHEMA tally CASCADE")
     for name, schema in EXTENSIONS:
         if name in ours:

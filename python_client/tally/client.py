@@ -50,9 +50,7 @@ class Tally:
             return fn(self._source)
 
     # -- writes -------------------------------------------------------------
-    def create_counter(
-        self, name: str, granularities: Sequence[str] | None = None, durable: bool = False
-    ) -> None:
+    def create_counter(self, name: str, granularities: Sequence[str] | None = None, durable: bool = False) -> None:
         grans = list(granularities) if granularities is not None else ["minute", "hour", "day", "week", "month"]
         self._run(
             lambda c: c.execute(
@@ -103,9 +101,7 @@ class Tally:
 
         return self._run(q)
 
-    def series(
-        self, counter: str, key: str, granularity: str, start: datetime, end: datetime
-    ) -> list[Bucket]:
+    def series(self, counter: str, key: str, granularity: str, start: datetime, end: datetime) -> list[Bucket]:
         def q(c: psycopg.Connection) -> list[Bucket]:
             with c.cursor(row_factory=class_row(Bucket)) as cur:
                 return cur.execute(

@@ -23,9 +23,7 @@ def _setup(dsn: str) -> None:
         for name, grans, durable in COUNTERS:
             exists = conn.execute("SELECT 1 FROM tally.counters WHERE name = %s", (name,)).fetchone()
             if not exists:
-                conn.execute(
-                    "SELECT tally.create_counter(%s::text, %s::text[], %s::boolean)", (name, grans, durable)
-                )
+                conn.execute("SELECT tally.create_counter(%s::text, %s::text[], %s::boolean)", (name, grans, durable))
 
 
 def _writer(dsn: str, seed: int, stop_at: float, out: mp.Queue) -> None:

@@ -17,9 +17,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _cluster() -> dict[str, str]:
-    dsn = os.environ.get("TALLY_ADMIN_DSN") or subprocess.check_output(
-        [str(REPO / "scripts" / "db.sh"), "dsn", "postgres"], text=True
-    ).strip()
+    dsn = (
+        os.environ.get("TALLY_ADMIN_DSN")
+        or subprocess.check_output([str(REPO / "scripts" / "db.sh"), "dsn", "postgres"], text=True).strip()
+    )
     return conninfo_to_dict(dsn)
 
 

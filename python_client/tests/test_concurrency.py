@@ -27,8 +27,7 @@ def test_sixteen_writers_three_compactors_exact(dsn: str, conn: psycopg.Connecti
     stop = ctx.Event()
     compactors = [ctx.Process(target=workers.compactor, args=(dsn, i, stop, out)) for i in range(COMPACTORS)]
     writers = [
-        ctx.Process(target=workers.writer, args=(dsn, seed, counters, 400, DAYS_BACK, out))
-        for seed in range(WRITERS)
+        ctx.Process(target=workers.writer, args=(dsn, seed, counters, 400, DAYS_BACK, out)) for seed in range(WRITERS)
     ]
     for p in compactors + writers:
         p.start()

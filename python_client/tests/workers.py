@@ -73,13 +73,9 @@ def compactor(dsn: str, ident: int, stop, out, max_deltas: int = 20_000) -> None
 
 
 def deadlocks(conn) -> int:
-    (n,) = conn.execute(
-        "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
-    ).fetchone()
+    (n,) = conn.execute("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()").fetchone()
     return int(n)
 
 
 def gran_of(conn) -> dict[str, tuple[str, ...]]:
     return {name: tuple(g) for name, g in conn.execute("SELECT name, granularities FROM tally.counters")}
-
-

@@ -4,8 +4,8 @@
 -- (unlogged shards: a crash loses what was not yet folded).
 CREATE OR REPLACE FUNCTION tally.create_counter(
     p_name text,
-    p_granularities text [] DEFAULT '{minute,hour,day,week,month}',
-    p_durable boolean DEFAULT false
+    p_granularities text[] DEFAULT '{minute,hour,day,week,month}',
+    p_durable boolean DEFAULT FALSE
 )
 RETURNS void
 LANGUAGE plpgsql
@@ -60,5 +60,5 @@ BEGIN
 END;
 $$;
 
-COMMENT ON FUNCTION tally.create_counter(text, text [], boolean) IS
+COMMENT ON FUNCTION tally.create_counter(text, text[], boolean) IS
 'Register a counter: its granularities (minute, hour, day, week, month; the total is always kept) and durability.';

@@ -3,10 +3,10 @@
 -- before anything is written, and the whole batch is one INSERT: it is
 -- applied whole or not at all. Returns the number of increments applied.
 CREATE OR REPLACE FUNCTION tally.increment_counters(
-    p_counters text [],
-    p_keys text [],
-    p_deltas bigint [],
-    p_ats timestamptz [] DEFAULT NULL
+    p_counters text[],
+    p_keys text[],
+    p_deltas bigint[],
+    p_ats timestamptz[] DEFAULT NULL
 )
 RETURNS bigint
 LANGUAGE plpgsql
@@ -75,5 +75,5 @@ BEGIN
 END;
 $$;
 
-COMMENT ON FUNCTION tally.increment_counters(text [], text [], bigint [], timestamptz []) IS
+COMMENT ON FUNCTION tally.increment_counters(text[], text[], bigint[], timestamptz[]) IS
 'Apply a batch of increments all-or-nothing; every element is validated first. Returns the number applied.';

@@ -17,5 +17,6 @@ AS $python$
 compact(plpy, p_max_deltas, p_max_attempts)
 $python$;
 
-COMMENT ON PROCEDURE tally.compact(integer, integer) IS
-'Fold every delta pending at the call into totals and rollups, one committed fold of up to p_max_deltas at a time, retrying transient failures.';
+COMMENT ON PROCEDURE tally.compact (integer, integer) IS
+'Fold every delta pending at the call into totals and rollups: committed folds of up to p_max_deltas, '
+'transient failures retried.';

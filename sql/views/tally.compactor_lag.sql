@@ -2,7 +2,17 @@
 -- how long the oldest pending increment has waited, and when the last
 -- successful fold ended.
 CREATE OR REPLACE VIEW tally.compactor_lag AS
-WITH pending AS (
+WITH shards AS (
+    SELECT
+        c.relname::text AS shard_table,
+        c.relpersistence,
+        substring(pg_catalog.pg_get_expr(c.relpartbound, c.oid) FROM 'IN \(''?(\d+)')::smallint AS shard
+    FROM pg_catalog.pg_inherits AS i
+    INNER JOIN pg_catalog.pg_class AS c ON i.inhrelid = c.oid
+    WHERE i.inhparent = 'tally.delta'::regclass
+),
+
+pending AS (
     SELECT
         d.shard,
         count(*) AS pending_deltas,
@@ -18,20 +28,15 @@ last_fold AS (
 )
 
 SELECT
-    s.shard::smallint AS shard,
-    c.relname::text AS shard_table,
-    CASE c.relpersistence WHEN 'u' THEN 'fast' ELSE 'durable' END AS durability,
+    s.shard,
+    s.shard_table,
+    CASE s.relpersistence WHEN 'u' THEN 'fast' ELSE 'durable' END AS durability,
     coalesce(p.pending_deltas, 0) AS pending_deltas,
     now() - p.oldest_written_at AS oldest_pending_age,
     l.finished_at AS last_fold_at
-FROM pg_catalog.pg_inherits AS i
-INNER JOIN pg_catalog.pg_class AS c ON i.inhrelid = c.oid
-CROSS JOIN LATERAL (
-    SELECT substring(pg_catalog.pg_get_expr(c.relpartbound, c.oid) FROM 'IN \(''?(\d+)')::int AS shard
-) AS s
+FROM shards AS s
 LEFT JOIN pending AS p ON s.shard = p.shard
 CROSS JOIN last_fold AS l
-WHERE i.inhparent = 'tally.delta'::regclass
 ORDER BY s.shard;
 
 COMMENT ON VIEW tally.compactor_lag IS
