@@ -50,9 +50,12 @@ BEGIN
 
     PERFORM tally._ensure_partitions();
 
+    -- Deltas of a counter dropped meanwhile (a writer that looked the
+    -- counter up just before tally.drop_counter committed) are discarded.
     INSERT INTO tally.totals AS t (counter_id, key, value)
     SELECT b.counter_id, b.key, sum(b.delta)::bigint
     FROM tally.fold_batch AS b
+    WHERE EXISTS (SELECT FROM tally.counters AS c WHERE c.id = b.counter_id)
     GROUP BY b.counter_id, b.key
     ORDER BY b.counter_id, b.key
     ON CONFLICT (counter_id, key) DO UPDATE SET value = t.value + excluded.value;
