@@ -43,7 +43,7 @@ define fresh_db
 endef
 
 lint: db ## sqlfluff, plpgsql_check over every function, ruff
-	$(VENV)/bin/sqlfluff lint sql/ pgtap_tests/
+	$(VENV)/bin/sqlfluff lint sql/
 	$(VENV)/bin/ruff check python_client migrations plpython
 	$(VENV)/bin/ruff format --check python_client migrations plpython
 	$(call fresh_db,$(LINT_DB))

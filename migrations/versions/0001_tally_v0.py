@@ -99,14 +99,17 @@ def upgrade() -> None:
     ex("CREATE INDEX delta_counter_key_idx ON tally.delta (counter_id, key)")
     ex("COMMENT ON TABLE tally.delta IS 'Not-yet-folded increments, appended by increment_counter()'")
 
-    # Scratch space of the fold in progress (folds are serialized).
+    # Scratch space of the fold in progress (folds are serialized): the
+    # moved deltas pre-aggregated per (counter, key, minute), the finest
+    # bucket every coarser one is a union of.
     ex(
         """
         CREATE UNLOGGED TABLE tally.fold_batch (
             counter_id integer NOT NULL,
             key text NOT NULL,
+            minute timestamptz NOT NULL,
             delta bigint NOT NULL,
-            at timestamptz NOT NULL
+            n bigint NOT NULL
         )
         """
     )

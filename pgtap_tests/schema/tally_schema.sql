@@ -158,7 +158,7 @@ SELECT columns_are(
 SELECT functions_are(
     'tally',
     ARRAY['_check_at', '_check_key', '_check_range', '_counter', '_ensure_partitions', '_fold',
-          '_fold_lock_key', '_granularity', '_pending', '_record_fold', 'compact', 'counter_series',
+          '_fold_into_rollups', '_fold_lock_key', '_granularity', '_pending', '_record_fold', 'compact', 'counter_series',
           'counter_value', 'create_counter', 'drop_counter', 'increment_counter', 'increment_counters',
           'top_keys'],
     'schema tally has exactly the expected functions and procedures'

@@ -26,7 +26,7 @@ BEGIN
     LOOP
         SELECT array_agg(p.start ORDER BY p.start) INTO v_missing
         FROM (
-            SELECT DISTINCT date_trunc(v_g.unit, date_trunc(v_g.name, b.at, 'UTC'), 'UTC') AS start
+            SELECT DISTINCT date_trunc(v_g.unit, date_trunc(v_g.name, b.minute)) AS start
             FROM tally.fold_batch AS b
             JOIN tally.counters AS c ON c.id = b.counter_id
             WHERE v_g.name = ANY (c.granularities)

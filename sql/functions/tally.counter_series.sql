@@ -26,6 +26,9 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'use tally.counter_value() for the all-time total';
     END IF;
+    IF p_from = p_to THEN
+        RETURN;  -- an empty range overlaps no bucket
+    END IF;
     RETURN QUERY EXECUTE format(
         $q$
         SELECT s.bucket, sum(s.value)::bigint
@@ -38,7 +41,7 @@ BEGIN
             SELECT date_trunc(%2$L, d.at, 'UTC'), d.delta
             FROM tally.delta AS d
             WHERE d.counter_id = $1 AND d.key = $2
-              AND d.at >= date_trunc(%2$L, $3, 'UTC') AND d.at < $4
+              AND d.at >= date_trunc(%2$L, $3, 'UTC') AND date_trunc(%2$L, d.at, 'UTC') < $4
         ) AS s
         GROUP BY s.bucket
         ORDER BY s.bucket
