@@ -55,6 +55,23 @@ def code_files() -> list[Path]:
 
 
 def apply_code() -> None:
-    """(Re)create every function, procedure and view from sql/."""
-    for path in code_files():
-        execute_file(path)
+    """(Re)create every function, procedure and view from sql/.
+
+    SQL-language bodies and views are bound when created, so a file may need
+    another one first: files that fail are retried (each under a savepoint)
+    until a pass makes no progress, which raises the first remaining error.
+    """
+    conn = raw()
+    pending = code_files()
+    while pending:
+        failed: list[tuple[Path, Exception]] = []
+        for path in pending:
+            try:
+                with conn.transaction():
+                    execute_file(path)
+            except Exception as exc:  # retried below; re-raised if stuck
+                failed.append((path, exc))
+        if len(failed) == len(pending):
+            path, exc = failed[0]
+            raise RuntimeError(f"tally: cannot apply {path.relative_to(ROOT)}: {exc}") from exc
+        pending = [p for p, _ in failed]

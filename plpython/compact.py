@@ -1,75 +1,125 @@
-"""Body of the PL/Python procedure tally.compact().
+"""Bodies of the PL/Python procedures tally.compact() and tally.compact_loop().
 
 Runs inside the server: `plpy` is PL/Python's module, handed in by the
-procedure. Each fold is one transaction (tally._fold); between folds this
-loop commits. Transient failures roll the fold back, leaving its deltas
-pending, and are retried with exponential backoff and jitter.
+procedure. The work is done by compactor steps (tally._fold_step), each its
+own transaction, committed before the next. A step that fails with a
+transient error (deadlock, serialization failure, lock timeout, statement
+timeout) is rolled back, leaving its deltas pending, and retried with
+exponential backoff and jitter; a step that still fails after the last
+attempt is recorded in tally.fold_runs and raised: its deltas stay pending
+for the next run, never dropped.
 """
 
 import random
+import time
 
 # deadlock_detected, serialization_failure, lock_not_available, query_canceled
-# (statement_timeout), and the "could not obtain lock" family.
+# (statement_timeout)
 RETRYABLE = {"40P01", "40001", "55P03", "57014"}
+BACKOFF_BASE = 0.05
+BACKOFF_CAP = 2.0
 
 
-def _record(plpy, started_at, deltas, attempts, outcome, error):
-    plan = plpy.prepare(
-        "SELECT tally._record_fold($1::pg_catalog.timestamptz, $2, $3, $4, $5)",
-        ["text", "bigint", "integer", "text", "text"],
-    )
-    plpy.execute(plan, [started_at, deltas, attempts, outcome, error])
+def _check(plpy, name, value, minimum, hint):
+    if value is None or value < minimum:
+        plpy.error(f"tally.{name} must be at least {minimum}, got {value!r}", hint=hint, sqlstate="22023")
 
 
-def _now(plpy):
-    return plpy.execute("SELECT pg_catalog.clock_timestamp()::pg_catalog.text AS t")[0]["t"]
-
-
-def _fold_once(plpy, fold_plan, max_deltas, max_attempts):
-    """One fold, retried; returns the number of deltas folded."""
+def _step(plpy, plans, max_deltas, flip_until, max_attempts):
+    """One compactor step, retried; returns its result row."""
     attempt = 0
     while True:
         attempt += 1
-        started_at = _now(plpy)
+        started_at = plpy.execute(plans["now"])[0]["t"]
         try:
-            folded = plpy.execute(fold_plan, [max_deltas])[0]["folded"]
-            if folded:
-                _record(plpy, started_at, folded, attempt, "ok", None)
+            row = plpy.execute(plans["step"], [max_deltas, flip_until, attempt])[0]
             plpy.commit()
-            return folded
+            return row
         except plpy.SPIError as exc:
             sqlstate = getattr(exc, "sqlstate", None)
             plpy.rollback()
-            error = f"{sqlstate}: {exc}"
-            if sqlstate not in RETRYABLE or attempt >= max_attempts:
-                _record(plpy, started_at, 0, attempt, "failed", error)
-                plpy.commit()
+            retry = sqlstate in RETRYABLE and attempt < max_attempts
+            plpy.execute(
+                plans["record"],
+                [started_at, attempt, "retried" if retry else "failed", f"{sqlstate}: {exc}"],
+            )
+            plpy.commit()
+            if not retry:
                 raise
-            backoff = min(2.0, 0.05 * (2 ** (attempt - 1)))
-            plpy.execute(f"SELECT pg_catalog.pg_sleep({backoff * (0.5 + random.random()):.3f})")
+            backoff = min(BACKOFF_CAP, BACKOFF_BASE * (2 ** (attempt - 1)))
+            plpy.execute(plans["sleep"], [backoff * (0.5 + random.random())])
+
+
+def _plans(plpy):
+    return {
+        "now": plpy.prepare("SELECT pg_catalog.clock_timestamp()::pg_catalog.text AS t"),
+        "flips": plpy.prepare("SELECT tally._flips() AS f"),
+        "step": plpy.prepare(
+            "SELECT s.action, s.folded, s.flips FROM tally._fold_step($1, $2, $3) AS s",
+            ["integer", "bigint", "integer"],
+        ),
+        "record": plpy.prepare(
+            "SELECT tally._record_fold($1::pg_catalog.timestamptz, 0, $2, $3, $4)",
+            ["text", "integer", "text", "text"],
+        ),
+        "sleep": plpy.prepare("SELECT pg_catalog.pg_sleep($1)", ["float8"]),
+        "search_path": plpy.prepare("SELECT pg_catalog.current_setting('search_path') AS v"),
+        "statement_timeout": plpy.prepare(
+            "SELECT s.setting::pg_catalog.float8 AS ms FROM pg_catalog.pg_settings AS s"
+            " WHERE s.name OPERATOR(pg_catalog.=) 'statement_timeout'"
+        ),
+        "set_search_path": plpy.prepare("SELECT pg_catalog.set_config('search_path', $1, false)", ["text"]),
+    }
+
+
+def _drain(plpy, plans, max_deltas, max_attempts):
+    """Steps until both generations were drained since this call began."""
+    flip_until = plpy.execute(plans["flips"])[0]["f"]
+    plpy.commit()
+    folded = 0
+    while True:
+        row = _step(plpy, plans, max_deltas, flip_until, max_attempts)
+        if row["action"] == "idle":
+            return folded
+        folded += row["folded"]
 
 
 def compact(plpy, max_deltas, max_attempts):
-    if max_deltas is None or max_deltas < 1:
-        plpy.error(
-            f"tally.compact: p_max_deltas {max_deltas!r} must be a positive number of deltas",
-            hint="the default is 100000",
-            sqlstate="22023",
-        )
-    if max_attempts is None or max_attempts < 1:
-        plpy.error(
-            f"tally.compact: p_max_attempts {max_attempts!r} must be at least 1",
-            hint="the default is 5",
-            sqlstate="22023",
-        )
-    fold_plan = plpy.prepare("SELECT tally._fold($1) AS folded", ["integer"])
-    # Fold what is pending now; stop once that much has been folded, so a
-    # call ends even while writers keep writing.
-    pending = plpy.execute("SELECT tally._pending() AS n")[0]["n"]
-    plpy.commit()
-    done = 0
-    while True:
-        folded = _fold_once(plpy, fold_plan, max_deltas, max_attempts)
-        done += folded
-        if folded < max_deltas or done >= pending:
-            break
+    _check(plpy, "compact: p_max_deltas", max_deltas, 1, "the default is 100000")
+    _check(plpy, "compact: p_max_attempts", max_attempts, 1, "the default is 5")
+    plans = _plans(plpy)
+    search_path = plpy.execute(plans["search_path"])[0]["v"]
+    try:
+        _drain(plpy, plans, max_deltas, max_attempts)
+    finally:
+        # pg_partman's create_partition_time() leaves search_path changed
+        # for the session; put the caller's back.
+        plpy.execute(plans["set_search_path"], [search_path])
+
+
+def compact_loop(plpy, seconds, interval, max_deltas, max_attempts):
+    _check(plpy, "compact_loop: p_seconds", seconds, 0, "e.g. 55 for a job pg_cron starts every minute")
+    _check(plpy, "compact_loop: p_interval", interval, 0.01, "seconds between folds, e.g. 1")
+    _check(plpy, "compact_loop: p_max_deltas", max_deltas, 1, "the default is 100000")
+    _check(plpy, "compact_loop: p_max_attempts", max_attempts, 1, "the default is 5")
+    plans = _plans(plpy)
+    search_path = plpy.execute(plans["search_path"])[0]["v"]
+    # A CALL is one statement: a statement_timeout (e.g. set on the role
+    # pg_cron runs the job as) bounds the whole loop. End in time instead of
+    # being cancelled mid-fold; the next run picks up.
+    timeout_ms = plpy.execute(plans["statement_timeout"])[0]["ms"]
+    if timeout_ms:
+        seconds = min(seconds, max(0.0, timeout_ms / 1000.0 - 1.0))
+    deadline = time.monotonic() + seconds
+    try:
+        while True:
+            tick = time.monotonic()
+            _drain(plpy, plans, max_deltas, max_attempts)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            pause = min(left, max(0.0, interval - (time.monotonic() - tick)))
+            if pause > 0:
+                plpy.execute(plans["sleep"], [pause])
+    finally:
+        plpy.execute(plans["set_search_path"], [search_path])

@@ -1,4 +1,5 @@
-"""tally v0: counters, delta shards, partitioned rollups, totals, fold runs.
+"""tally v0: counters, delta shards, partitioned rollups, totals, fold runs,
+retention, and pg_cron where the database allows it.
 
 Revision ID: 0001
 Revises:
@@ -14,8 +15,11 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
-# Delta shards per durability; a writer picks one by backend pid.
-SHARDS = 8
+# Delta shards: two generations (writers append to the active one, the
+# compactor drains and TRUNCATEs the other), and per generation 4 UNLOGGED
+# shards for fast counters and 4 logged shards for durable counters; a writer
+# picks its shard by backend pid. shard = gen * 8 + (durable ? 4 : 0) + pid % 4.
+WORKER_SHARDS = 4
 
 # granularity -> (pg_partman partition interval, ordinal)
 GRANULARITIES = {
@@ -28,9 +32,26 @@ GRANULARITIES = {
 
 EXTENSIONS = (("plpython3u", None), ("pg_partman", "partman"))
 
+DEFAULT_RETENTION = {"minute": "7 days", "hour": "90 days"}
+
+# Rollup rows are updated in place by every fold: leave room on each page so
+# the update stays on the page (HOT; `value` is in no index) and let
+# autovacuum come early. pg_partman copies the template's options to new
+# partitions.
+ROLLUP_RELOPTIONS = "fillfactor = 70, autovacuum_vacuum_scale_factor = 0.02, autovacuum_analyze_scale_factor = 0.05"
+# Delta shards are normally TRUNCATEd; when a fold has to DELETE instead
+# (a backlog over p_max_deltas, a long transaction holding a shard), vacuum
+# them promptly.
+SHARD_RELOPTIONS = (
+    "autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 20000, "
+    "autovacuum_vacuum_insert_scale_factor = 0, autovacuum_vacuum_insert_threshold = 1000000, "
+    "autovacuum_vacuum_cost_delay = 0"
+)
+
 
 def upgrade() -> None:
     ex = tally_code.execute
+    conn = tally_code.raw()
     ex("CREATE SCHEMA tally")
     ex("COMMENT ON SCHEMA tally IS 'tally: exact counters and time-bucketed rollups'")
     ex(
@@ -59,12 +80,15 @@ def upgrade() -> None:
         CREATE TABLE tally.granularities (
             name text PRIMARY KEY,
             ord smallint NOT NULL UNIQUE,
-            partition_interval interval NOT NULL
+            partition_interval interval NOT NULL,
+            default_retention interval
         )
         """
     )
     for name, (interval, ord_) in GRANULARITIES.items():
-        ex(f"INSERT INTO tally.granularities VALUES ('{name}', {ord_}, '{interval}')")
+        keep = DEFAULT_RETENTION.get(name)
+        keep_sql = f"'{keep}'" if keep else "NULL"
+        ex(f"INSERT INTO tally.granularities VALUES ('{name}', {ord_}, '{interval}', {keep_sql})")
 
     ex(
         """
@@ -78,9 +102,19 @@ def upgrade() -> None:
         """
     )
     ex("COMMENT ON TABLE tally.counters IS 'One row per counter: its buckets and durability'")
+    ex(
+        """
+        CREATE TABLE tally.retention (
+            counter_id integer NOT NULL REFERENCES tally.counters (id) ON DELETE CASCADE,
+            granularity text NOT NULL REFERENCES tally.granularities (name),
+            keep interval,
+            PRIMARY KEY (counter_id, granularity)
+        )
+        """
+    )
+    ex("COMMENT ON TABLE tally.retention IS 'Per-counter retention overrides; keep NULL = keep forever'")
 
-    # Deltas: one partitioned parent, list-partitioned by shard. Shards
-    # 0..7 are UNLOGGED (fast counters), 8..15 are logged (durable counters).
+    # Deltas: one partitioned parent, list-partitioned by shard.
     ex(
         """
         CREATE TABLE tally.delta (
@@ -93,9 +127,27 @@ def upgrade() -> None:
         ) PARTITION BY LIST (shard)
         """
     )
-    for i in range(SHARDS):
-        ex(f"CREATE UNLOGGED TABLE tally.delta_fast_{i} PARTITION OF tally.delta FOR VALUES IN ({i})")
-        ex(f"CREATE TABLE tally.delta_durable_{i} PARTITION OF tally.delta FOR VALUES IN ({SHARDS + i})")
+    for gen in (0, 1):
+        for i in range(WORKER_SHARDS):
+            fast = gen * 8 + i
+            durable = gen * 8 + 4 + i
+            ex(f"CREATE UNLOGGED TABLE tally.delta_g{gen}_fast_{i} PARTITION OF tally.delta FOR VALUES IN ({fast})")
+            ex(f"CREATE TABLE tally.delta_g{gen}_durable_{i} PARTITION OF tally.delta FOR VALUES IN ({durable})")
+            for kind in ("fast", "durable"):
+                ex(f"ALTER TABLE tally.delta_g{gen}_{kind}_{i} SET ({SHARD_RELOPTIONS})")
+    # The generation writers append to; the compactor flips it once the
+    # other generation is drained.
+    ex(
+        """
+        CREATE TABLE tally.write_gen (
+            singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+            gen smallint NOT NULL CHECK (gen IN (0, 1)),
+            flips bigint NOT NULL DEFAULT 0,
+            flipped_at timestamptz NOT NULL DEFAULT now()
+        )
+        """
+    )
+    ex("INSERT INTO tally.write_gen (gen) VALUES (0)")
     ex("CREATE INDEX delta_counter_key_idx ON tally.delta (counter_id, key)")
     ex("COMMENT ON TABLE tally.delta IS 'Not-yet-folded increments, appended by increment_counter()'")
 
@@ -121,7 +173,7 @@ def upgrade() -> None:
             key text NOT NULL,
             value bigint NOT NULL,
             PRIMARY KEY (counter_id, key)
-        ) WITH (fillfactor = 70)
+        ) WITH (fillfactor = 70, autovacuum_vacuum_scale_factor = 0.02)
         """
     )
     for name, (interval, _) in GRANULARITIES.items():
@@ -150,7 +202,19 @@ def upgrade() -> None:
         # Nothing may land silently in a default partition: buckets outside
         # the premade range get their partition created by the fold.
         ex(f"DROP TABLE tally.rollup_{name}_default")
-        ex(f"UPDATE partman.part_config SET inherit_privileges = true WHERE parent_table = 'tally.rollup_{name}'")
+        ex(
+            "UPDATE partman.part_config SET inherit_privileges = true, retention_keep_table = false,"
+            f" retention_keep_index = false WHERE parent_table = 'tally.rollup_{name}'"
+        )
+        template = conn.execute(
+            "SELECT template_table FROM partman.part_config WHERE parent_table = %s", (f"tally.rollup_{name}",)
+        ).fetchone()[0]
+        ex(f"ALTER TABLE {template} SET ({ROLLUP_RELOPTIONS})")
+        for (child,) in conn.execute(
+            "SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = %s::regclass",
+            (f"tally.rollup_{name}",),
+        ).fetchall():
+            ex(f"ALTER TABLE {child} SET ({ROLLUP_RELOPTIONS})")
 
     ex(
         """
@@ -160,14 +224,28 @@ def upgrade() -> None:
             finished_at timestamptz NOT NULL DEFAULT clock_timestamp(),
             deltas bigint NOT NULL DEFAULT 0,
             attempts integer NOT NULL DEFAULT 1,
-            outcome text NOT NULL CHECK (outcome IN ('ok', 'failed')),
+            outcome text NOT NULL CHECK (outcome IN ('ok', 'retried', 'failed')),
+            shard text,
+            mode text CHECK (mode IN ('truncate', 'delete')),
             error text
         )
         """
     )
     ex("CREATE INDEX fold_runs_started_at_idx ON tally.fold_runs (started_at)")
 
+    # pg_cron can only live in the database named by cron.database_name:
+    # there tally schedules its own compactor (tally.schedule_compactor).
+    if conn.execute("SELECT current_setting('cron.database_name', true) = current_database()").fetchone()[0]:
+        ex(
+            """
+            INSERT INTO tally.installed_extensions (extname, created_by_tally)
+            SELECT 'pg_cron', NOT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'pg_cron')
+            """
+        )
+        ex("CREATE EXTENSION IF NOT EXISTS pg_cron")
+
     tally_code.apply_code()
+    ex("SELECT tally._sync_retention()")
 
 
 def downgrade() -> None:
@@ -186,11 +264,13 @@ def downgrade() -> None:
             " WHERE parent_table LIKE 'tally.%' AND template_table IS NOT NULL"
         ).fetchall()
     ]
+    if conn.execute("SELECT to_regclass('cron.job') IS NOT NULL").fetchone()[0]:
+        ex("SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname IN ('tally-compactor', 'tally-maintenance')")
     ex("DELETE FROM partman.part_config WHERE parent_table LIKE 'tally.%'")
     for template in templates:
         ex(f"DROP TABLE IF EXISTS {template}")
     ex("DROP SCHEMA tally CASCADE")
-    for name, schema in EXTENSIONS:
+    for name, schema in (*EXTENSIONS, ("pg_cron", None)):
         if name in ours:
             ex(f"DROP EXTENSION {name}")
             if schema:

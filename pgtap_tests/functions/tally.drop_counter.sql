@@ -1,7 +1,7 @@
 -- tally.drop_counter: removes the counter with its pending deltas, totals and
 -- rollups, leaves other counters alone, frees the name; refusals.
 BEGIN;
-SELECT plan(16);
+SELECT plan(17);
 
 
 SELECT tally.create_counter('dc_gone');
@@ -9,13 +9,21 @@ SELECT tally.create_counter('dc_kept', '{day}', true);
 CREATE TEMP TABLE dc_ids ON COMMIT DROP AS
 SELECT id, name FROM tally.counters WHERE name IN ('dc_gone', 'dc_kept');
 
--- Folded state for both counters, then more pending deltas for both.
+-- Folded state for both counters, then more pending deltas for both, dc_gone's
+-- in both delta generations (a compactor step flips between its two).
 SELECT tally.increment_counter('dc_gone', 'k', 5, '2024-01-03 10:00+00');
 SELECT tally.increment_counter('dc_kept', 'k', 7, '2024-01-03 10:00+00');
 SELECT tally._fold(100000);
-SELECT tally.increment_counter('dc_gone', 'k', 2);
+SELECT tally.increment_counter('dc_gone', 'k', 1);
 SELECT tally.increment_counter('dc_kept', 'k', 3);
+SELECT action FROM tally._fold_step(100000);
+SELECT tally.increment_counter('dc_gone', 'k', 1);
 
+SELECT is(
+    (SELECT count(DISTINCT shard / 8) FROM tally.delta WHERE counter_id = (SELECT id FROM dc_ids WHERE name = 'dc_gone')),
+    2::bigint,
+    'precondition: dc_gone has pending deltas in both generations'
+);
 SELECT is(tally.counter_value('dc_gone', 'k'), 7::bigint, 'precondition: dc_gone counts 5 folded + 2 pending');
 SELECT lives_ok($$SELECT tally.drop_counter('dc_gone')$$, 'an existing counter is dropped');
 SELECT is_empty(
@@ -24,7 +32,7 @@ SELECT is_empty(
 );
 SELECT is_empty(
     $$SELECT FROM tally.delta WHERE counter_id = (SELECT id FROM dc_ids WHERE name = 'dc_gone')$$,
-    'its pending deltas are gone'
+    'its pending deltas (of both generations) are gone'
 );
 SELECT is_empty(
     $$SELECT FROM tally.totals WHERE counter_id = (SELECT id FROM dc_ids WHERE name = 'dc_gone')$$,

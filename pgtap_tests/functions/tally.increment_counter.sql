@@ -1,8 +1,9 @@
 -- tally.increment_counter: returns true, default delta 1 at now(), negative
--- deltas, read-your-own-write before any fold, fast vs durable shards, the
--- increment belongs to the caller's transaction; refusals change nothing.
+-- deltas, read-your-own-write before any fold, fast vs durable shards of the
+-- active generation (tally.write_gen), the increment belongs to the caller's
+-- transaction; refusals change nothing.
 BEGIN;
-SELECT plan(36);
+SELECT plan(40);
 
 SELECT tally.create_counter('ic_fast');
 SELECT tally.create_counter('ic_durable', '{day}', true);
@@ -36,12 +37,22 @@ SELECT is(
     'the delta row carries the given timestamp'
 );
 
--- Shards: fast counters append to this backend's UNLOGGED shard, durable ones to its logged shard.
+-- Shards: a writer appends to the active generation (tally.write_gen.gen),
+-- fast counters to its UNLOGGED shard delta_g{gen}_fast_{pid % 4} (shard
+-- value gen*8 + pid % 4), durable ones to its logged shard
+-- delta_g{gen}_durable_{pid % 4} (shard value gen*8 + 4 + pid % 4).
+CREATE TEMP TABLE ic_gen ON COMMIT DROP AS SELECT gen FROM tally.write_gen;
 SELECT is(
     (SELECT DISTINCT d.tableoid FROM tally.delta AS d JOIN tally.counters AS c ON c.id = d.counter_id
      WHERE c.name = 'ic_fast'),
-    format('tally.delta_fast_%s', pg_backend_pid() % 8)::regclass::oid,
-    'a fast counter''s deltas land in delta_fast_(backend pid % 8)'
+    format('tally.delta_g%s_fast_%s', (SELECT gen FROM ic_gen), pg_backend_pid() % 4)::regclass::oid,
+    'a fast counter''s deltas land in delta_g{write_gen.gen}_fast_(backend pid % 4)'
+);
+SELECT is(
+    (SELECT DISTINCT d.shard::int FROM tally.delta AS d JOIN tally.counters AS c ON c.id = d.counter_id
+     WHERE c.name = 'ic_fast'),
+    (SELECT gen * 8 + pg_backend_pid() % 4 FROM ic_gen),
+    'their shard value is gen * 8 + pid % 4'
 );
 SELECT is(
     (SELECT DISTINCT cl.relpersistence::text FROM tally.delta AS d
@@ -55,8 +66,14 @@ SELECT is(tally.increment_counter('ic_durable', 'k', 3), true, 'a durable counte
 SELECT is(
     (SELECT d.tableoid FROM tally.delta AS d JOIN tally.counters AS c ON c.id = d.counter_id
      WHERE c.name = 'ic_durable'),
-    format('tally.delta_durable_%s', pg_backend_pid() % 8)::regclass::oid,
-    'a durable counter''s delta lands in delta_durable_(backend pid % 8)'
+    format('tally.delta_g%s_durable_%s', (SELECT gen FROM ic_gen), pg_backend_pid() % 4)::regclass::oid,
+    'a durable counter''s delta lands in delta_g{write_gen.gen}_durable_(backend pid % 4)'
+);
+SELECT is(
+    (SELECT d.shard::int FROM tally.delta AS d JOIN tally.counters AS c ON c.id = d.counter_id
+     WHERE c.name = 'ic_durable'),
+    (SELECT gen * 8 + 4 + pg_backend_pid() % 4 FROM ic_gen),
+    'its shard value is gen * 8 + 4 + pid % 4'
 );
 SELECT is(
     (SELECT cl.relpersistence::text FROM tally.delta AS d
@@ -67,6 +84,28 @@ SELECT is(
     'that shard is logged'
 );
 SELECT is(tally.counter_value('ic_durable', 'k'), 3::bigint, 'a durable counter reads its own write too');
+
+-- Once the generations flip, writers append to the other generation.
+SAVEPOINT before_flip;
+UPDATE tally.write_gen SET gen = 1 - gen, flips = flips + 1;
+SELECT tally.increment_counter('ic_fast', 'flip', 10);
+SELECT tally.increment_counter('ic_durable', 'k', 4);
+SELECT results_eq(
+    $$SELECT c.name, d.tableoid FROM tally.delta AS d JOIN tally.counters AS c ON c.id = d.counter_id
+      WHERE (c.name = 'ic_fast' AND d.key = 'flip') OR (c.name = 'ic_durable' AND d.delta = 4)
+      ORDER BY 1$$,
+    $$SELECT 'ic_durable'::text, format('tally.delta_g%s_durable_%s', 1 - gen, pg_backend_pid() % 4)::regclass::oid
+      FROM ic_gen
+      UNION ALL
+      SELECT 'ic_fast', format('tally.delta_g%s_fast_%s', 1 - gen, pg_backend_pid() % 4)::regclass::oid
+      FROM ic_gen$$,
+    'after a flip, fast and durable deltas land in the shards of the new active generation'
+);
+SELECT is(
+    tally.counter_value('ic_durable', 'k'), 7::bigint,
+    'counter_value sums the pending deltas of both generations'
+);
+ROLLBACK TO SAVEPOINT before_flip;
 
 -- The increment joins the caller's transaction.
 SAVEPOINT before_increment;

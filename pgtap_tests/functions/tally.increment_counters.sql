@@ -2,7 +2,7 @@
 -- applied; p_ats NULL means now(); every refusal names the bad element and
 -- writes nothing.
 BEGIN;
-SELECT plan(32);
+SELECT plan(33);
 
 SELECT tally.create_counter('bc_fast');
 SELECT tally.create_counter('bc_durable', '{day}', true);
@@ -33,6 +33,16 @@ SELECT results_eq(
       GROUP BY 1, 2 ORDER BY 1$$,
     $$VALUES ('bc_durable'::text, 'p'::text, 1::bigint), ('bc_fast', 'u', 3::bigint)$$,
     'durable elements land in a logged shard, fast ones in an UNLOGGED shard'
+);
+SELECT results_eq(
+    $$SELECT DISTINCT c.name, d.tableoid FROM tally.delta AS d JOIN tally.counters AS c ON c.id = d.counter_id
+      WHERE c.name IN ('bc_fast', 'bc_durable') ORDER BY 1$$,
+    $$SELECT 'bc_durable'::text, format('tally.delta_g%s_durable_%s', w.gen, pg_backend_pid() % 4)::regclass::oid
+      FROM tally.write_gen AS w
+      UNION ALL
+      SELECT 'bc_fast', format('tally.delta_g%s_fast_%s', w.gen, pg_backend_pid() % 4)::regclass::oid
+      FROM tally.write_gen AS w$$,
+    'they are this backend''s shards (pid % 4) of the active generation (tally.write_gen.gen)'
 );
 SELECT is(
     tally.increment_counters(

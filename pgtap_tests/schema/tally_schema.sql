@@ -1,8 +1,10 @@
--- Shape of schema tally: tables, columns, the 16 delta shards (0..7 UNLOGGED,
--- 8..15 logged), rollups partitioned by range with no default partition, the
--- view, and the pinned search_path of every SECURITY DEFINER function.
+-- Shape of schema tally: tables, columns, the 16 delta shards in two
+-- generations (delta_g{gen}_fast_{i} UNLOGGED = shard gen*8+i,
+-- delta_g{gen}_durable_{i} logged = shard gen*8+4+i), the one-row write_gen,
+-- rollups partitioned by range with no default partition, the view, the known
+-- functions, and the pinned search_path of every SECURITY DEFINER function.
 BEGIN;
-SELECT plan(48);
+SELECT plan(88);
 
 SELECT has_schema('tally', 'schema tally exists');
 
@@ -39,6 +41,19 @@ SELECT columns_are(
 );
 SELECT col_is_pk('tally', 'totals', ARRAY['counter_id', 'key'], 'totals is keyed by (counter_id, key)');
 SELECT columns_are(
+    'tally', 'fold_runs',
+    ARRAY['id', 'started_at', 'finished_at', 'deltas', 'attempts', 'outcome', 'shard', 'mode', 'error'],
+    'tally.fold_runs has the expected columns (shard and mode of each fold included)'
+);
+SELECT throws_ok(
+    $$INSERT INTO tally.fold_runs (started_at, outcome, mode) VALUES (now(), 'ok', 'merge')$$, '23514', NULL,
+    'fold_runs.mode is truncate or delete (or NULL)'
+);
+SELECT throws_ok(
+    $$INSERT INTO tally.fold_runs (started_at, outcome) VALUES (now(), 'partial')$$, '23514', NULL,
+    'fold_runs.outcome is ok, retried or failed'
+);
+SELECT columns_are(
     'tally', 'rollup_day', ARRAY['counter_id', 'key', 'bucket', 'value'],
     'tally.rollup_day has the expected columns'
 );
@@ -68,7 +83,8 @@ SELECT results_eq(
     'tally.granularities lists minute..month with their partition intervals'
 );
 
--- Delta shards
+-- Delta shards: two generations of 4 fast (UNLOGGED) and 4 durable (logged)
+-- shards; shard value = gen * 8 + (durable ? 4 : 0) + i.
 SELECT is_partitioned('tally', 'delta', 'tally.delta is partitioned');
 SELECT is(
     (SELECT pg_catalog.pg_get_partkeydef('tally.delta'::regclass)),
@@ -77,9 +93,9 @@ SELECT is(
 );
 SELECT partitions_are(
     'tally', 'delta',
-    ARRAY(SELECT 'tally.delta_' || CASE WHEN i < 8 THEN 'fast_' || i ELSE 'durable_' || (i - 8) END
-          FROM generate_series(0, 15) AS i),
-    'tally.delta has exactly the 16 shards delta_fast_0..7 and delta_durable_0..7'
+    ARRAY(SELECT format('tally.delta_g%s_%s_%s', g, k, i)
+          FROM generate_series(0, 1) AS g, unnest(ARRAY['fast', 'durable']) AS k, generate_series(0, 3) AS i),
+    'tally.delta has exactly the 16 shards delta_g{0,1}_{fast,durable}_{0..3}'
 );
 SELECT results_eq(
     $$SELECT substring(pg_catalog.pg_get_expr(c.relpartbound, c.oid) FROM '(\d+)')::int,
@@ -88,24 +104,62 @@ SELECT results_eq(
       JOIN pg_catalog.pg_class AS c ON c.oid = i.inhrelid
       WHERE i.inhparent = 'tally.delta'::regclass
       ORDER BY 1$$,
-    $$SELECT i, CASE WHEN i < 8 THEN 'delta_fast_' || i ELSE 'delta_durable_' || (i - 8) END,
-             CASE WHEN i < 8 THEN 'u' ELSE 'p' END
-      FROM generate_series(0, 15) AS i ORDER BY i$$,
-    'shard i is delta_fast_i (0..7) or delta_durable_(i-8) (8..15), with that partition bound'
+    $$VALUES (0, 'delta_g0_fast_0'::text, 'u'::text), (1, 'delta_g0_fast_1', 'u'),
+             (2, 'delta_g0_fast_2', 'u'), (3, 'delta_g0_fast_3', 'u'),
+             (4, 'delta_g0_durable_0', 'p'), (5, 'delta_g0_durable_1', 'p'),
+             (6, 'delta_g0_durable_2', 'p'), (7, 'delta_g0_durable_3', 'p'),
+             (8, 'delta_g1_fast_0', 'u'), (9, 'delta_g1_fast_1', 'u'),
+             (10, 'delta_g1_fast_2', 'u'), (11, 'delta_g1_fast_3', 'u'),
+             (12, 'delta_g1_durable_0', 'p'), (13, 'delta_g1_durable_1', 'p'),
+             (14, 'delta_g1_durable_2', 'p'), (15, 'delta_g1_durable_3', 'p')$$,
+    'shard gen*8+i is delta_g{gen}_fast_i (UNLOGGED), shard gen*8+4+i is delta_g{gen}_durable_i (logged)'
 );
 SELECT is(
     (SELECT count(*) FILTER (WHERE c.relpersistence = 'u')
      FROM pg_catalog.pg_inherits AS i JOIN pg_catalog.pg_class AS c ON c.oid = i.inhrelid
-     WHERE i.inhparent = 'tally.delta'::regclass AND c.relname LIKE 'delta\_fast\_%'),
+     WHERE i.inhparent = 'tally.delta'::regclass AND c.relname LIKE 'delta\_g_\_fast\_%'),
     8::bigint,
-    'the 8 fast shards are UNLOGGED'
+    'the 8 fast shards (4 per generation) are UNLOGGED'
 );
 SELECT is(
     (SELECT count(*) FILTER (WHERE c.relpersistence = 'p')
      FROM pg_catalog.pg_inherits AS i JOIN pg_catalog.pg_class AS c ON c.oid = i.inhrelid
-     WHERE i.inhparent = 'tally.delta'::regclass AND c.relname LIKE 'delta\_durable\_%'),
+     WHERE i.inhparent = 'tally.delta'::regclass AND c.relname LIKE 'delta\_g_\_durable\_%'),
     8::bigint,
-    'the 8 durable shards are logged'
+    'the 8 durable shards (4 per generation) are logged'
+);
+
+-- The write generation: one row telling writers which generation to append to.
+SELECT has_table('tally', 'write_gen', 'table tally.write_gen exists');
+SELECT columns_are(
+    'tally', 'write_gen', ARRAY['singleton', 'gen', 'flips', 'flipped_at'],
+    'tally.write_gen has the expected columns'
+);
+SELECT col_is_pk('tally', 'write_gen', 'singleton', 'write_gen is keyed by singleton');
+SELECT results_eq(
+    $$SELECT format_type(a.atttypid, a.atttypmod), a.attnotnull
+      FROM pg_catalog.pg_attribute AS a
+      WHERE a.attrelid = 'tally.write_gen'::regclass AND a.attnum > 0 AND NOT a.attisdropped
+      ORDER BY a.attnum$$,
+    $$VALUES ('boolean'::text, true), ('smallint', true), ('bigint', true), ('timestamp with time zone', true)$$,
+    'write_gen is (singleton boolean, gen smallint, flips bigint, flipped_at timestamptz), all NOT NULL'
+);
+SELECT results_eq(
+    'SELECT singleton, gen IN (0, 1), flips >= 0 FROM tally.write_gen',
+    $$VALUES (true, true, true)$$,
+    'write_gen holds exactly one row, with generation 0 or 1'
+);
+SELECT throws_ok(
+    'INSERT INTO tally.write_gen (gen) VALUES (0)', '23505', NULL,
+    'a second write_gen row is refused (unique singleton)'
+);
+SELECT throws_ok(
+    'INSERT INTO tally.write_gen (singleton, gen) VALUES (false, 0)', '23514', NULL,
+    'a write_gen row with singleton false is refused'
+);
+SELECT throws_ok(
+    'UPDATE tally.write_gen SET gen = 2', '23514', NULL,
+    'a generation other than 0 or 1 is refused'
 );
 SELECT is(
     (SELECT relpersistence::text FROM pg_catalog.pg_class WHERE oid = 'tally.fold_batch'::regclass),
@@ -150,26 +204,81 @@ SELECT results_eq(
 SELECT has_view('tally', 'compactor_lag', 'view tally.compactor_lag exists');
 SELECT columns_are(
     'tally', 'compactor_lag',
-    ARRAY['shard', 'shard_table', 'durability', 'pending_deltas', 'oldest_pending_age', 'last_fold_at'],
+    ARRAY['shard', 'shard_table', 'durability', 'active', 'pending_deltas', 'oldest_pending_age', 'last_fold_at'],
     'tally.compactor_lag has the expected columns'
 );
 
--- Functions
-SELECT functions_are(
-    'tally',
-    ARRAY['_check_at', '_check_key', '_check_range', '_counter', '_ensure_partitions', '_fold',
-          '_fold_into_rollups', '_fold_lock_key', '_granularity', '_pending', '_record_fold', 'compact', 'counter_series',
-          'counter_value', 'create_counter', 'drop_counter', 'increment_counter', 'increment_counters',
-          'top_keys'],
-    'schema tally has exactly the expected functions and procedures'
+-- Functions and procedures. Only the ones known here are checked, one by one:
+-- the schema may hold more (retention, scheduling).
+SELECT has_function('tally', '_apply_batch', ARRAY[]::text[], 'function tally._apply_batch() exists');
+SELECT has_function('tally', '_check_at', ARRAY['text', 'timestamp with time zone'], 'function tally._check_at(text, timestamptz) exists');
+SELECT has_function('tally', '_check_key', ARRAY['text', 'text'], 'function tally._check_key(text, text) exists');
+SELECT has_function(
+    'tally', '_check_range', ARRAY['text', 'timestamp with time zone', 'timestamp with time zone'],
+    'function tally._check_range(text, timestamptz, timestamptz) exists'
 );
-SELECT is(
-    (SELECT array_agg(p.proname::text ORDER BY p.proname)
-     FROM pg_catalog.pg_proc AS p
-     WHERE p.pronamespace = 'tally'::regnamespace AND p.proname !~ '^_' AND p.prokind = 'f'
-       AND p.prosecdef),
-    ARRAY['counter_series', 'counter_value', 'create_counter', 'drop_counter', 'increment_counter',
-          'increment_counters', 'top_keys'],
+SELECT has_function('tally', '_counter', ARRAY['text', 'text'], 'function tally._counter(text, text) exists');
+SELECT has_function('tally', '_ensure_partitions', ARRAY[]::text[], 'function tally._ensure_partitions() exists');
+SELECT has_function('tally', '_flips', ARRAY[]::text[], 'function tally._flips() exists');
+SELECT has_function('tally', '_fold', ARRAY['integer'], 'function tally._fold(integer) exists');
+SELECT has_function('tally', '_fold_lock_key', ARRAY[]::text[], 'function tally._fold_lock_key() exists');
+SELECT has_function(
+    'tally', '_fold_step', ARRAY['integer', 'bigint', 'integer'],
+    'function tally._fold_step(integer, bigint, integer) exists'
+);
+SELECT has_function(
+    'tally', '_granularity', ARRAY['text', 'tally.counters', 'text'],
+    'function tally._granularity(text, tally.counters, text) exists'
+);
+SELECT has_function('tally', '_pending', ARRAY[]::text[], 'function tally._pending() exists');
+SELECT has_function(
+    'tally', '_record_fold', ARRAY['timestamp with time zone', 'bigint', 'integer', 'text', 'text'],
+    'function tally._record_fold(timestamptz, bigint, integer, text, text) exists'
+);
+SELECT has_function('tally', 'compact', ARRAY['integer', 'integer'], 'procedure tally.compact(integer, integer) exists');
+SELECT has_function(
+    'tally', 'compact_loop', ARRAY['double precision', 'double precision', 'integer', 'integer'],
+    'procedure tally.compact_loop(double precision, double precision, integer, integer) exists'
+);
+SELECT has_function(
+    'tally', 'counter_series', ARRAY['text', 'text', 'text', 'timestamp with time zone', 'timestamp with time zone'],
+    'function tally.counter_series(text, text, text, timestamptz, timestamptz) exists'
+);
+SELECT has_function('tally', 'counter_value', ARRAY['text', 'text'], 'function tally.counter_value(text, text) exists');
+SELECT has_function(
+    'tally', 'create_counter', ARRAY['text', 'text[]', 'boolean'],
+    'function tally.create_counter(text, text[], boolean) exists'
+);
+SELECT has_function('tally', 'drop_counter', ARRAY['text'], 'function tally.drop_counter(text) exists');
+SELECT has_function(
+    'tally', 'increment_counter', ARRAY['text', 'text', 'bigint', 'timestamp with time zone'],
+    'function tally.increment_counter(text, text, bigint, timestamptz) exists'
+);
+SELECT has_function(
+    'tally', 'increment_counters', ARRAY['text[]', 'text[]', 'bigint[]', 'timestamp with time zone[]'],
+    'function tally.increment_counters(text[], text[], bigint[], timestamptz[]) exists'
+);
+SELECT has_function(
+    'tally', 'top_keys', ARRAY['text', 'text', 'timestamp with time zone', 'integer'],
+    'function tally.top_keys(text, text, timestamptz, integer) exists'
+);
+SELECT hasnt_function('tally', '_fold_into_rollups', 'tally._fold_into_rollups is gone (replaced by _fold_step)');
+SELECT function_returns(
+    'tally', '_fold_step', ARRAY['integer', 'bigint', 'integer'], 'setof record',
+    'tally._fold_step returns a set of rows'
+);
+SELECT function_returns('tally', '_fold', ARRAY['integer'], 'bigint', 'tally._fold returns bigint (deltas folded)');
+
+-- Security
+SELECT results_eq(
+    $$SELECT p.proname::text COLLATE "default", p.prosecdef
+      FROM pg_catalog.pg_proc AS p
+      WHERE p.pronamespace = 'tally'::regnamespace
+        AND p.proname IN ('counter_series', 'counter_value', 'create_counter', 'drop_counter', 'increment_counter',
+                          'increment_counters', 'top_keys')
+      ORDER BY 1$$,
+    $$VALUES ('counter_series'::text, true), ('counter_value', true), ('create_counter', true),
+             ('drop_counter', true), ('increment_counter', true), ('increment_counters', true), ('top_keys', true)$$,
     'every public function of tally is SECURITY DEFINER'
 );
 SELECT is_empty(
@@ -182,12 +291,26 @@ SELECT is_empty(
 SELECT cmp_ok(
     (SELECT count(*) FROM pg_catalog.pg_proc AS p
      WHERE p.pronamespace = 'tally'::regnamespace AND p.prosecdef),
-    '>=', 16::bigint,
-    'the search_path check above covers the 16 SECURITY DEFINER functions'
+    '>=', 18::bigint,
+    'the search_path check above covers (at least) the 18 known SECURITY DEFINER functions'
+);
+SELECT is_definer(
+    'tally', '_fold_step', ARRAY['integer', 'bigint', 'integer'],
+    'tally._fold_step is SECURITY DEFINER (it writes rollups and truncates shards)'
+);
+SELECT is_definer('tally', '_apply_batch', ARRAY[]::text[], 'tally._apply_batch is SECURITY DEFINER');
+SELECT is_definer('tally', '_flips', ARRAY[]::text[], 'tally._flips is SECURITY DEFINER');
+SELECT isnt_definer(
+    'tally', '_fold', ARRAY['integer'],
+    'tally._fold is SECURITY INVOKER (it restores the caller''s search_path)'
 );
 SELECT isnt_definer(
     'tally', 'compact', ARRAY['integer', 'integer'],
     'procedure tally.compact is SECURITY INVOKER (it commits between folds)'
+);
+SELECT isnt_definer(
+    'tally', 'compact_loop', ARRAY['double precision', 'double precision', 'integer', 'integer'],
+    'procedure tally.compact_loop is SECURITY INVOKER (it commits between folds)'
 );
 
 SELECT * FROM finish();

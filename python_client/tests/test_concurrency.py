@@ -1,5 +1,5 @@
-"""Exactness under concurrency: 16 writers and 3 compactors at once, every
-value compared with a ground truth the test keeps."""
+"""Exactness under concurrency: 16 writers and several compactors at once,
+every value compared with a ground truth the test keeps."""
 
 from __future__ import annotations
 
@@ -8,60 +8,97 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import psycopg
+import pytest
 import workers
 from truth import Truth, assert_matches
 
 WRITERS = 16
-COMPACTORS = 3
 DAYS_BACK = 400
 
 
-def test_sixteen_writers_three_compactors_exact(dsn: str, conn: psycopg.Connection) -> None:
-    conn.execute("SELECT tally.create_counter('views_fast')")
-    conn.execute("SELECT tally.create_counter('follows_durable', p_durable => true)")
-    counters = ["views_fast", "follows_durable"]
-    deadlocks_before = workers.deadlocks(conn)
-
+def run_load(
+    dsn: str,
+    counters: list[str],
+    *,
+    writers: int = WRITERS,
+    iterations: int = 400,
+    compactors: int = 3,
+    max_deltas: int = 20_000,
+    days_back: float = DAYS_BACK,
+    writer_fn=workers.writer,
+    reconnect: bool = False,
+    during=None,
+) -> tuple[Truth, list]:
+    """Start writers and compactors, run `during(stop_event)` (if given) in this
+    process while they work, and return the merged truth and the compactor results."""
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     stop = ctx.Event()
-    compactors = [ctx.Process(target=workers.compactor, args=(dsn, i, stop, out)) for i in range(COMPACTORS)]
-    writers = [
-        ctx.Process(target=workers.writer, args=(dsn, seed, counters, 400, DAYS_BACK, out)) for seed in range(WRITERS)
+    procs = [
+        ctx.Process(target=workers.compactor, args=(dsn, i, stop, out, max_deltas, reconnect))
+        for i in range(compactors)
     ]
-    for p in compactors + writers:
+    procs += [
+        ctx.Process(target=writer_fn, args=(dsn, seed, counters, iterations, days_back, out)) for seed in range(writers)
+    ]
+    for p in procs:
         p.start()
-
+    if during is not None:
+        during()
     truth = Truth()
     results = []
-    deadline = time.monotonic() + 600
-    while len(results) < WRITERS:
+    deadline = time.monotonic() + 900
+    while len(results) < writers:
         kind, ident, calls, errors, plain = out.get(timeout=max(1, deadline - time.monotonic()))
         assert kind == "writer", f"compactor {ident} stopped early: {errors}"
-        results.append((ident, calls, errors))
+        assert not errors, f"writer {ident} saw errors:\n" + "\n".join(errors)
+        results.append((ident, calls))
         truth.merge(Truth.from_plain(plain))
-    # The compactors were folding the whole time; let them run a little more.
-    time.sleep(1)
+    time.sleep(0.5)
     stop.set()
-    compactor_results = [out.get(timeout=120) for _ in range(COMPACTORS)]
-    for p in compactors + writers:
+    compactor_results = [out.get(timeout=120) for _ in range(compactors)]
+    for p in procs:
         p.join(timeout=60)
+    for _, ident, _, errors, _ in compactor_results:
+        assert not errors, f"compactor {ident} saw errors:\n" + "\n".join(errors)
+    return truth, compactor_results
 
-    writer_errors = [e for _, _, errs in results for e in errs]
-    assert not writer_errors, "writers saw errors:\n" + "\n".join(writer_errors[:3])
-    compactor_errors = [e for *_, errs, _ in compactor_results for e in errs]
-    assert not compactor_errors, "compactors saw errors:\n" + "\n".join(compactor_errors[:3])
-    assert all(calls > 0 for _, _, calls, _, _ in compactor_results), compactor_results
 
-    folds_during_load = conn.execute("SELECT count(*) FROM tally.fold_runs WHERE outcome = 'ok'").fetchone()[0]
-    assert folds_during_load >= 3, "the compactors folded (almost) nothing while the writers ran"
-
+def check_exact(conn: psycopg.Connection, truth: Truth, days_back: float = DAYS_BACK) -> int:
     conn.execute("CALL tally.compact()")
     assert conn.execute("SELECT tally._pending()").fetchone()[0] == 0
-
-    start = datetime.now(UTC) - timedelta(days=DAYS_BACK + 40)
+    start = datetime.now(UTC) - timedelta(days=days_back + 40)
     end = datetime.now(UTC) + timedelta(days=1)
-    compared = assert_matches(conn, truth, start, end)
+    return assert_matches(conn, truth, start, end)
+
+
+def keep_everything(conn: psycopg.Connection, counters: list[str]) -> None:
+    """Keep every bucket forever, so the truth needs no retention rule."""
+    for c in counters:
+        for g in ("minute", "hour"):
+            conn.execute("SELECT tally.set_retention(%s, %s, NULL)", (c, g))
+
+
+@pytest.mark.parametrize(
+    ("compactors", "max_deltas"),
+    [pytest.param(3, 20_000, id="3-compactors"), pytest.param(4, 500, id="4-small-fold-loops")],
+)
+def test_sixteen_writers_race_compactors_exact(
+    dsn: str, conn: psycopg.Connection, compactors: int, max_deltas: int
+) -> None:
+    conn.execute("SELECT tally.create_counter('views_fast')")
+    conn.execute("SELECT tally.create_counter('follows_durable', p_durable => true)")
+    counters = ["views_fast", "follows_durable"]
+    keep_everything(conn, counters)
+    deadlocks_before = workers.deadlocks(conn)
+
+    truth, compactor_results = run_load(dsn, counters, compactors=compactors, max_deltas=max_deltas)
+
+    assert all(calls > 0 for _, _, calls, _, _ in compactor_results), compactor_results
+    folds = conn.execute("SELECT count(*) FROM tally.fold_runs WHERE outcome = 'ok'").fetchone()[0]
+    assert folds >= 3, "the compactors folded (almost) nothing while the writers ran"
+
+    compared = check_exact(conn, truth)
     assert truth.increments > 30_000
     assert compared > truth.increments  # every total plus every bucket at 5 granularities
 

@@ -28,8 +28,13 @@ BEGIN
         FROM (
             SELECT DISTINCT date_trunc(v_g.unit, date_trunc(v_g.name, b.minute)) AS start
             FROM tally.fold_batch AS b
-            JOIN tally.counters AS c ON c.id = b.counter_id
-            WHERE v_g.name = ANY (c.granularities)
+            JOIN (
+                SELECT c.id, tally._cutoff(c.id, v_g.name) AS cutoff
+                FROM tally.counters AS c
+                WHERE v_g.name = ANY (c.granularities)
+                  AND c.id IN (SELECT DISTINCT f.counter_id FROM tally.fold_batch AS f)
+            ) AS k ON k.id = b.counter_id
+            WHERE b.minute >= k.cutoff
         ) AS p
         WHERE to_regclass(format('tally.%I', 'rollup_' || v_g.name || '_p' || to_char(p.start, v_g.datetime_string))) IS NULL;
         IF v_missing IS NOT NULL THEN

@@ -1,5 +1,7 @@
--- tally._record_fold: append one fold attempt's outcome to tally.fold_runs
--- (called by tally.compact, which runs as its caller and cannot write there).
+-- tally._record_fold: append a failed or retried compactor attempt to
+-- tally.fold_runs (successful folds are recorded by tally._fold_step in the
+-- fold's own transaction). Called by the compactor, which runs as its
+-- caller and cannot write there itself.
 CREATE OR REPLACE FUNCTION tally._record_fold(
     p_started_at timestamptz,
     p_deltas bigint,
@@ -17,4 +19,4 @@ BEGIN ATOMIC
 END;
 
 COMMENT ON FUNCTION tally._record_fold(timestamptz, bigint, integer, text, text) IS
-'Internal: record one fold in tally.fold_runs.';
+'Internal: record a failed or retried compactor attempt in tally.fold_runs.';

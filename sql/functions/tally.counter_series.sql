@@ -1,7 +1,8 @@
 -- tally.counter_series: the buckets of one granularity that overlap
 -- [p_from, p_to), ascending, each with its value (folded plus pending).
 -- A bucket is listed when it received at least one increment, even if its
--- increments net to zero. Buckets are UTC; week is the ISO week (Monday).
+-- increments net to zero, and is still within the counter's retention.
+-- Buckets are UTC; week is the ISO week (Monday).
 CREATE OR REPLACE FUNCTION tally.counter_series(
     p_counter text,
     p_key text,
@@ -36,17 +37,17 @@ BEGIN
             SELECT r.bucket, r.value
             FROM tally.%1$I AS r
             WHERE r.counter_id = $1 AND r.key = $2
-              AND r.bucket >= date_trunc(%2$L, $3, 'UTC') AND r.bucket < $4
+              AND r.bucket >= greatest(date_trunc(%2$L, $3, 'UTC'), $5) AND r.bucket < $4
             UNION ALL
             SELECT date_trunc(%2$L, d.at, 'UTC'), d.delta
             FROM tally.delta AS d
             WHERE d.counter_id = $1 AND d.key = $2
-              AND d.at >= date_trunc(%2$L, $3, 'UTC') AND date_trunc(%2$L, d.at, 'UTC') < $4
+              AND d.at >= greatest(date_trunc(%2$L, $3, 'UTC'), $5) AND date_trunc(%2$L, d.at, 'UTC') < $4
         ) AS s
         GROUP BY s.bucket
         ORDER BY s.bucket
         $q$, 'rollup_' || p_granularity, p_granularity)
-    USING v_counter.id, p_key, p_from, p_to;
+    USING v_counter.id, p_key, p_from, p_to, tally._cutoff(v_counter.id, p_granularity);
 END;
 $$;
 

@@ -11,10 +11,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_id integer;
-    v_durable boolean;
     v_value bigint;
 BEGIN
-    SELECT c.id, c.durable INTO v_id, v_durable FROM tally.counters AS c WHERE c.name = p_counter;
+    SELECT c.id INTO v_id FROM tally.counters AS c WHERE c.name = p_counter;
     IF NOT FOUND THEN
         PERFORM tally._counter('tally.counter_value', p_counter);
     END IF;

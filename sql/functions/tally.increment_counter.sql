@@ -1,5 +1,6 @@
 -- tally.increment_counter: the hot path. Appends one delta row to this
--- backend's shard (unlogged for fast counters, logged for durable ones).
+-- backend's shard of the active generation (unlogged for fast counters,
+-- logged for durable ones).
 -- It updates no shared row and takes no lock another writer can wait on, so
 -- writers never block each other. The increment joins the caller's
 -- transaction: it counts if and only if that transaction commits.
@@ -16,9 +17,12 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_id integer;
-    v_durable boolean;
+    v_shard smallint;
 BEGIN
-    SELECT c.id, c.durable INTO v_id, v_durable FROM tally.counters AS c WHERE c.name = p_counter;
+    SELECT c.id, (w.gen * 8 + CASE WHEN c.durable THEN 4 ELSE 0 END + pg_backend_pid() % 4)::smallint
+    INTO v_id, v_shard
+    FROM tally.counters AS c CROSS JOIN tally.write_gen AS w
+    WHERE c.name = p_counter;
     IF NOT FOUND THEN
         PERFORM tally._counter('tally.increment_counter', p_counter);
     END IF;
@@ -35,8 +39,7 @@ BEGIN
         PERFORM tally._check_at('tally.increment_counter', p_at);
     END IF;
     INSERT INTO tally.delta (shard, counter_id, key, delta, at)
-    VALUES ((pg_backend_pid() % 8 + CASE WHEN v_durable THEN 8 ELSE 0 END)::smallint,
-            v_id, p_key, p_delta, p_at);
+    VALUES (v_shard, v_id, p_key, p_delta, p_at);
     RETURN true;
 END;
 $$;

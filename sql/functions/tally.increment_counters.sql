@@ -66,10 +66,11 @@ BEGIN
     END IF;
 
     INSERT INTO tally.delta (shard, counter_id, key, delta, at)
-    SELECT (pg_backend_pid() % 8 + CASE WHEN c.durable THEN 8 ELSE 0 END)::smallint,
+    SELECT (w.gen * 8 + CASE WHEN c.durable THEN 4 ELSE 0 END + pg_backend_pid() % 4)::smallint,
            c.id, u.k, u.d, coalesce(u.t, now())
     FROM unnest(p_counters, p_keys, p_deltas, p_ats) AS u (n, k, d, t)
-    JOIN tally.counters AS c ON c.name = u.n;
+    JOIN tally.counters AS c ON c.name = u.n
+    CROSS JOIN tally.write_gen AS w;
     GET DIAGNOSTICS v_rows = ROW_COUNT;
     RETURN v_rows;
 END;

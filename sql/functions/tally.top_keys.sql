@@ -41,6 +41,9 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'pass any time inside the bucket wanted, e.g. now()';
     END IF;
+    IF date_trunc(v_granularity, p_bucket, 'UTC') < tally._cutoff(v_counter.id, v_granularity) THEN
+        RETURN;  -- that bucket is older than the counter keeps
+    END IF;
     RETURN QUERY EXECUTE format(
         $q$
         SELECT s.key, sum(s.value)::bigint

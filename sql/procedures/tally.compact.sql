@@ -1,9 +1,10 @@
--- tally.compact: fold everything pending now. PL/Python orchestrates the
--- folds: each fold (tally._fold) is its own transaction, committed before the
--- next; a fold hitting a deadlock, serialization failure, lock timeout or
--- statement timeout is rolled back (its deltas stay pending) and retried
--- with exponential backoff and jitter. Every fold is recorded in
--- tally.fold_runs. Call it outside an explicit transaction block.
+-- tally.compact: fold everything pending now. PL/Python orchestrates
+-- compactor steps (tally._fold_step), each its own committed transaction; a
+-- step hitting a deadlock, serialization failure, lock timeout or statement
+-- timeout is rolled back (its deltas stay pending) and retried with
+-- exponential backoff and jitter, up to p_max_attempts. Every fold and every
+-- failed attempt is recorded in tally.fold_runs. Call it outside an explicit
+-- transaction block.
 -- It is SECURITY INVOKER without SET clauses because PostgreSQL allows
 -- COMMIT only there; everything it runs is schema-qualified and the
 -- privileged steps are SECURITY DEFINER functions with a pinned search_path.
@@ -18,5 +19,5 @@ compact(plpy, p_max_deltas, p_max_attempts)
 $python$;
 
 COMMENT ON PROCEDURE tally.compact (integer, integer) IS
-'Fold every delta pending at the call into totals and rollups: committed folds of up to p_max_deltas, '
+'Fold every delta pending at the call into totals and rollups: committed steps of up to p_max_deltas, '
 'transient failures retried.';

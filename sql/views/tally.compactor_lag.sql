@@ -1,6 +1,7 @@
 -- tally.compactor_lag: per delta shard, how much is waiting to be folded,
 -- how long the oldest pending increment has waited, and when the last
--- successful fold ended.
+-- successful fold ended. Writers append to the active generation; the
+-- compactor drains and truncates the inactive one, then flips.
 CREATE OR REPLACE VIEW tally.compactor_lag AS
 WITH shards AS (
     SELECT
@@ -31,13 +32,15 @@ SELECT
     s.shard,
     s.shard_table,
     CASE s.relpersistence WHEN 'u' THEN 'fast' ELSE 'durable' END AS durability,
+    s.shard / 8 = w.gen AS active,
     coalesce(p.pending_deltas, 0) AS pending_deltas,
     now() - p.oldest_written_at AS oldest_pending_age,
     l.finished_at AS last_fold_at
 FROM shards AS s
 LEFT JOIN pending AS p ON s.shard = p.shard
 CROSS JOIN last_fold AS l
+CROSS JOIN tally.write_gen AS w
 ORDER BY s.shard;
 
 COMMENT ON VIEW tally.compactor_lag IS
-'Per delta shard: pending deltas, age of the oldest pending increment, end of the last successful fold.';
+'Per delta shard: generation active or not, pending deltas, age of the oldest pending increment, last successful fold.';
