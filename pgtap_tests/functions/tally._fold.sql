@@ -14,6 +14,12 @@ SELECT current_setting('search_path') AS search_path, current_setting('lock_time
 -- Buckets are UTC whatever the session time zone.
 SET LOCAL timezone = 'America/Los_Angeles';
 
+-- This file is about buckets, not retention: its increments are in 2024 (and
+-- two years back), older than the default retention of minute and hour
+-- buckets, so keep every bucket here (rolled back with the test).
+SELECT tally.set_retention(NULL, 'minute', NULL);
+SELECT tally.set_retention(NULL, 'hour', NULL);
+
 SELECT tally.create_counter('f_all');
 SELECT tally.create_counter('f_day', '{day}', true);
 SELECT tally.create_counter('f_none', '{}');
