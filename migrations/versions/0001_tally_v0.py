@@ -148,6 +148,25 @@ def upgrade() -> None:
         """
     )
     ex("INSERT INTO tally.write_gen (gen) VALUES (0)")
+    # Per shard: the transaction that last drained it. Once every snapshot
+    # in the cluster is newer than that, the shard's dead rows are invisible
+    # to all and the shard can be TRUNCATEd without anyone noticing.
+    ex(
+        """
+        CREATE TABLE tally.shards (
+            shard_table regclass PRIMARY KEY,
+            drained_xid xid8,
+            drained_at timestamptz,
+            truncated_at timestamptz
+        )
+        """
+    )
+    ex(
+        """
+        INSERT INTO tally.shards (shard_table)
+        SELECT inhrelid::regclass FROM pg_inherits WHERE inhparent = 'tally.delta'::regclass
+        """
+    )
     ex("CREATE INDEX delta_counter_key_idx ON tally.delta (counter_id, key)")
     ex("COMMENT ON TABLE tally.delta IS 'Not-yet-folded increments, appended by increment_counter()'")
 

@@ -3,11 +3,15 @@
 -- number of deltas folded; moves them into totals and every granularity the
 -- counter keeps (UTC buckets), creates missing rollup partitions on demand
 -- (never a default partition), accumulates across folds, leaves the caller's
--- settings alone; p_limit only bounds each step; refusals.
+-- settings alone; p_limit only bounds each step; in one transaction every
+-- step folds in delete mode and nothing is TRUNCATEd (the drains are not
+-- committed; truncation across transactions is tested by pytest); refusals.
 BEGIN;
-SELECT plan(36);
+SELECT plan(38);
 
--- The caller's settings, to check a fold leaves them alone.
+-- The caller's settings, to check a fold leaves them alone (a lock_timeout
+-- of its own, to tell it from any value a step might set).
+SET LOCAL lock_timeout = '4321ms';
 CREATE TEMP TABLE saved_settings ON COMMIT DROP AS
 SELECT current_setting('search_path') AS search_path, current_setting('lock_timeout') AS lock_timeout;
 
@@ -19,6 +23,11 @@ SET LOCAL timezone = 'America/Los_Angeles';
 -- buckets, so keep every bucket here (rolled back with the test).
 SELECT tally.set_retention(NULL, 'minute', NULL);
 SELECT tally.set_retention(NULL, 'hour', NULL);
+
+-- A shard drained by an earlier, committed transaction of this database would
+-- be reclaimed (TRUNCATEd) by the folds below; this file is about one
+-- transaction, so forget such drains (rolled back with the test).
+UPDATE tally.shards SET drained_xid = NULL WHERE drained_xid IS NOT NULL;
 
 SELECT tally.create_counter('f_all');
 SELECT tally.create_counter('f_day', '{day}', true);
@@ -140,11 +149,6 @@ SELECT is(
     (SELECT search_path FROM f_after_fold), (SELECT search_path FROM saved_settings),
     'the fold leaves the session search_path as it was'
 );
--- BUG (sql/functions/tally._fold_step.sql): a truncate-mode step sets
--- lock_timeout = 50ms with set_config(..., true), which is not undone when the
--- step returns (the function's SET clauses pin only search_path and timezone),
--- so the rest of the caller's transaction runs with lock_timeout = 50ms.
-SELECT todo('tally._fold_step leaks lock_timeout = 50ms into the caller''s transaction', 1);
 SELECT is(
     (SELECT lock_timeout FROM f_after_fold), (SELECT lock_timeout FROM saved_settings),
     'the fold leaves the session lock_timeout as it was'
@@ -173,13 +177,22 @@ SELECT results_eq(
 -- in steps of at most p_limit deltas.
 SELECT tally.increment_counters('{f_all,f_all,f_all}', '{lim,lim,lim}', '{1,10,100}');
 CREATE TEMP TABLE f_runs_before ON COMMIT DROP AS SELECT coalesce(max(id), 0) AS id FROM tally.fold_runs;
+CREATE TEMP TABLE f_lim_shard ON COMMIT DROP AS
+SELECT DISTINCT d.tableoid::regclass AS shard_table, pg_relation_filenode(d.tableoid) AS filenode
+FROM tally.delta AS d JOIN tally.counters AS c ON c.id = d.counter_id WHERE c.name = 'f_all' AND d.key = 'lim';
 CREATE TEMP TABLE f_fold4 ON COMMIT DROP AS SELECT tally._fold(2) AS n;
 SELECT is((SELECT n FROM f_fold4), 3::bigint, 'a fold with p_limit 2 still folds all 3 pending deltas');
 SELECT is((SELECT count(*) FROM tally.delta), 0::bigint, 'nothing stays pending');
 SELECT results_eq(
     $$SELECT deltas, mode FROM tally.fold_runs WHERE id > (SELECT id FROM f_runs_before) ORDER BY id$$,
-    $$VALUES (2::bigint, 'delete'::text), (1, 'truncate')$$,
-    'it took steps of at most p_limit: 2 deltas in delete mode, then the last one in truncate mode'
+    $$VALUES (2::bigint, 'delete'::text), (1, 'delete')$$,
+    'it took steps of at most p_limit: 2 deltas, then the last one, both in delete mode (no truncate row)'
+);
+SELECT results_eq(
+    $$SELECT s.drained_xid = pg_current_xact_id(), pg_relation_filenode(s.shard_table) = f.filenode
+      FROM tally.shards AS s JOIN f_lim_shard AS f USING (shard_table)$$,
+    $$VALUES (true, true)$$,
+    'the shard is marked drained by this transaction and not TRUNCATEd within it (same relfilenode)'
 );
 SELECT is(tally.counter_value('f_all', 'lim'), 111::bigint, 'the stepwise fold changes no counter_value');
 
@@ -203,6 +216,10 @@ SELECT is(
      WHERE c.name = 'f_all' AND t.key = 'gens'),
     3::bigint,
     'both generations'' deltas are in the total'
+);
+SELECT is_empty(
+    $$SELECT FROM tally.fold_runs WHERE mode = 'truncate' AND started_at >= now()$$,
+    'no fold of this transaction reclaimed a shard by TRUNCATE: its own drains are not committed'
 );
 
 -- Refusals

@@ -1,25 +1,36 @@
--- tally._fold_step: one compactor step under the fold lock. It drains ONE
--- shard of the INACTIVE generation: truncate mode (shard holds <= p_limit
--- deltas: folded, then TRUNCATEd) or delete mode (more: exactly p_limit
--- deltas deleted and folded); with the inactive generation empty it flips
--- (flips <= p_flip_until, or p_flip_until NULL) or is idle. Deltas of the
--- active generation are folded only after a flip; every fold is recorded in
--- tally.fold_runs with p_attempt; reads are the same before and after each
--- step; a straggler makes a truncate-mode step fall back to delete mode;
--- refusals.
+-- tally._fold_step: one compactor step under the fold lock. It folds ONE
+-- shard of the INACTIVE generation, always in delete mode (DELETE ...
+-- RETURNING at most p_limit deltas); a shard it leaves empty is marked drained
+-- by this transaction (tally.shards.drained_xid = pg_current_xact_id()). With
+-- the inactive generation empty it reclaims (TRUNCATEs) shards drained by
+-- committed transactions nobody can see any more, then flips (flips <=
+-- p_flip_until, or p_flip_until NULL) or is idle. Inside ONE transaction (all
+-- of pgTAP) a shard drained here is never reclaimed here: its drain is not
+-- committed; truncation across transactions is tested by pytest
+-- (test_bloat.py). Deltas of the active generation are folded only after a
+-- flip; every fold is recorded in tally.fold_runs with p_attempt; reads are
+-- the same before and after each step; a straggler arriving during a step
+-- keeps its shard from being marked drained; refusals.
 BEGIN;
-SELECT plan(40);
+SELECT plan(48);
 
 -- Increments are at now(): their rollup partitions are premade, so no step
 -- here creates one (pg_partman would leave the session search_path changed;
 -- tally._fold puts it back, a bare step does not).
+SET LOCAL lock_timeout = '4321ms';
 SELECT tally.create_counter('fs');
 SELECT tally.create_counter('fs_d', '{day}', true);
+-- A shard drained by an earlier, committed transaction of this database would
+-- be reclaimed by the steps below; this file is about one transaction, so
+-- forget such drains (rolled back with the test).
+UPDATE tally.shards SET drained_xid = NULL WHERE drained_xid IS NOT NULL;
 -- G: the generation writers append to at the start; p: this backend's shard index.
 CREATE TEMP TABLE fs_start ON COMMIT DROP AS
 SELECT gen AS g, flips, pg_backend_pid() % 4 AS p, current_setting('lock_timeout') AS lock_timeout
 FROM tally.write_gen;
 CREATE TEMP TABLE fs_runs_before ON COMMIT DROP AS SELECT coalesce(max(id), 0) AS id FROM tally.fold_runs;
+CREATE TEMP TABLE fs_filenodes ON COMMIT DROP AS
+SELECT shard_table, pg_relation_filenode(shard_table) AS filenode FROM tally.shards;
 
 -- What readers see; compared before and after each step.
 CREATE TEMP VIEW fs_reads AS
@@ -55,30 +66,40 @@ SELECT is(
 SELECT results_eq('SELECT * FROM fs_reads ORDER BY 1, 2, 3, 4', 'SELECT * FROM fs_reads_0 ORDER BY 1, 2, 3, 4',
                   'reads are the same before and after the flip');
 
--- 2. Truncate mode: the inactive shard holds 3 <= 10 deltas.
+-- 2. A shard holding 3 <= p_limit (10) deltas: folded whole, in delete mode,
+-- and marked drained by this transaction.
 CREATE TEMP TABLE fs_shard1 ON COMMIT DROP AS
-SELECT format('tally.delta_g%s_fast_%s', g, p) AS name,
-       pg_relation_filenode(format('tally.delta_g%s_fast_%s', g, p)::regclass) AS filenode
-FROM fs_start;
+SELECT format('tally.delta_g%s_fast_%s', g, p) AS name FROM fs_start;
 CREATE TEMP TABLE fs_step2 ON COMMIT DROP AS SELECT * FROM tally._fold_step(10);
 CREATE TEMP TABLE fs_settings2 ON COMMIT DROP AS SELECT current_setting('lock_timeout') AS lock_timeout;
 SELECT results_eq(
     'SELECT * FROM fs_step2',
-    $$SELECT 'folded'::text, 3::bigint, flips + 1, (SELECT name FROM fs_shard1), 'truncate'::text FROM fs_start$$,
-    'a shard holding <= p_limit deltas is folded whole in truncate mode'
+    $$SELECT 'folded'::text, 3::bigint, flips + 1, (SELECT name FROM fs_shard1), 'delete'::text FROM fs_start$$,
+    'a shard holding <= p_limit deltas is folded whole, in delete mode: (folded, 3, flips, shard, delete)'
 );
 SELECT is(
     (SELECT count(*) FROM tally.delta WHERE tableoid = (SELECT name FROM fs_shard1)::regclass), 0::bigint,
     'the shard is empty'
 );
-SELECT isnt(
-    pg_relation_filenode((SELECT name FROM fs_shard1)::regclass), (SELECT filenode FROM fs_shard1),
-    'the shard was TRUNCATEd: it has a new relfilenode'
+SELECT results_eq(
+    $$SELECT drained_xid = pg_current_xact_id(), drained_at = now(), truncated_at IS NULL
+      FROM tally.shards WHERE shard_table = (SELECT name FROM fs_shard1)::regclass$$,
+    $$VALUES (true, true, true)$$,
+    'the emptied shard is marked drained by this transaction: drained_xid = pg_current_xact_id(), drained_at = now()'
+);
+SELECT is(
+    tally._invisible_to_all((SELECT drained_xid FROM tally.shards WHERE shard_table = (SELECT name FROM fs_shard1)::regclass)),
+    false,
+    'that drain is not committed: tally._invisible_to_all(pg_current_xact_id()) is false, so it cannot be reclaimed yet'
+);
+SELECT is(
+    tally._invisible_to_all(NULL), false,
+    'tally._invisible_to_all(NULL) is false: a shard never drained is never reclaimed'
 );
 SELECT results_eq(
     $$SELECT deltas, attempts, outcome, shard, mode, error FROM tally.fold_runs WHERE id > (SELECT id FROM fs_runs_before)$$,
-    $$SELECT 3::bigint, 1, 'ok'::text, name, 'truncate'::text, NULL::text FROM fs_shard1$$,
-    'the fold is recorded in fold_runs: 3 deltas, attempt 1, ok, its shard, mode truncate (the flip is not)'
+    $$SELECT 3::bigint, 1, 'ok'::text, name, 'delete'::text, NULL::text FROM fs_shard1$$,
+    'the fold is recorded in fold_runs: 3 deltas, attempt 1, ok, its shard, mode delete (the flip is not)'
 );
 SELECT is(
     (SELECT t.value FROM tally.totals AS t JOIN tally.counters AS c ON c.id = t.counter_id
@@ -88,44 +109,48 @@ SELECT is(
 );
 SELECT is((SELECT count(*) FROM tally.fold_batch), 0::bigint, 'the scratch table is empty after the step');
 SELECT results_eq('SELECT * FROM fs_reads ORDER BY 1, 2, 3, 4', 'SELECT * FROM fs_reads_0 ORDER BY 1, 2, 3, 4',
-                  'reads are the same before and after the truncate-mode step');
--- BUG (sql/functions/tally._fold_step.sql): the truncate path sets
--- lock_timeout = 50ms with set_config(..., true) and nothing restores it (the
--- SET clauses pin only search_path and timezone): it leaks into the rest of
--- the caller's transaction.
-SELECT todo('tally._fold_step leaks lock_timeout = 50ms into the caller''s transaction', 1);
+                  'reads are the same before and after the step');
 SELECT is(
     (SELECT lock_timeout FROM fs_settings2), (SELECT lock_timeout FROM fs_start),
-    'a truncate-mode step leaves the caller''s lock_timeout as it was'
+    'a step leaves the caller''s lock_timeout as it was'
 );
 
--- 3. Delete mode: 3 durable deltas, flipped into the inactive generation, p_limit 2.
+-- 3. The next step finds the inactive generation empty: it reclaims nothing
+-- drained by this (uncommitted) transaction, and flips.
 SELECT tally.increment_counters('{fs_d,fs_d,fs_d}', '{a,a,a}', '{10,20,30}');
 SELECT results_eq(
     'SELECT action, flips FROM tally._fold_step(10)',
     $$SELECT 'flipped'::text, flips + 2 FROM fs_start$$,
     'the drained inactive generation lets the next step flip again'
 );
+SELECT results_eq(
+    $$SELECT drained_xid = pg_current_xact_id(), truncated_at IS NULL,
+             pg_relation_filenode(shard_table) = (SELECT f.filenode FROM fs_filenodes AS f WHERE f.shard_table = s.shard_table)
+      FROM tally.shards AS s WHERE shard_table = (SELECT name FROM fs_shard1)::regclass$$,
+    $$VALUES (true, true, true)$$,
+    'the shard drained by this transaction was not reclaimed: still marked drained, not TRUNCATEd (same relfilenode)'
+);
+
+-- 4. p_limit bounds a step: 3 durable deltas, flipped into the inactive
+-- generation, p_limit 2.
 -- A delta written now goes to the active generation (G again).
 SELECT tally.increment_counter('fs', 'b', 100);
 CREATE TEMP TABLE fs_shard3 ON COMMIT DROP AS
-SELECT format('tally.delta_g%s_durable_%s', 1 - g, p) AS name,
-       pg_relation_filenode(format('tally.delta_g%s_durable_%s', 1 - g, p)::regclass) AS filenode
-FROM fs_start;
+SELECT format('tally.delta_g%s_durable_%s', 1 - g, p) AS name FROM fs_start;
 CREATE TEMP TABLE fs_reads_1 ON COMMIT DROP AS SELECT * FROM fs_reads;
 CREATE TEMP TABLE fs_runs_2 ON COMMIT DROP AS SELECT max(id) AS id FROM tally.fold_runs;
 SELECT results_eq(
     'SELECT * FROM tally._fold_step(2)',
     $$SELECT 'folded'::text, 2::bigint, flips + 2, (SELECT name FROM fs_shard3), 'delete'::text FROM fs_start$$,
-    'a shard holding more than p_limit deltas is folded in delete mode: exactly p_limit (2) deltas'
+    'a shard holding more than p_limit deltas gives exactly p_limit (2) of them'
 );
 SELECT is(
     (SELECT count(*) FROM tally.delta WHERE tableoid = (SELECT name FROM fs_shard3)::regclass), 1::bigint,
     'the rest (1 delta) stays pending in the shard'
 );
 SELECT is(
-    pg_relation_filenode((SELECT name FROM fs_shard3)::regclass), (SELECT filenode FROM fs_shard3),
-    'delete mode does not truncate: the relfilenode is unchanged'
+    (SELECT drained_xid FROM tally.shards WHERE shard_table = (SELECT name FROM fs_shard3)::regclass), NULL,
+    'a shard still holding deltas is not marked drained'
 );
 SELECT results_eq(
     $$SELECT deltas, attempts, outcome, shard, mode FROM tally.fold_runs WHERE id > (SELECT id FROM fs_runs_2)$$,
@@ -133,17 +158,22 @@ SELECT results_eq(
     'the fold is recorded in fold_runs with mode delete'
 );
 SELECT results_eq('SELECT * FROM fs_reads ORDER BY 1, 2, 3, 4', 'SELECT * FROM fs_reads_1 ORDER BY 1, 2, 3, 4',
-                  'reads are the same before and after the delete-mode step');
+                  'reads are the same before and after the bounded step');
 
--- 4. p_attempt is recorded.
+-- p_attempt is recorded; the step that empties the shard marks it drained.
 SELECT results_eq(
     'SELECT action, folded, shard, mode FROM tally._fold_step(2, NULL, 3)',
-    $$SELECT 'folded'::text, 1::bigint, name, 'truncate'::text FROM fs_shard3$$,
-    'the last delta of the shard is folded in truncate mode'
+    $$SELECT 'folded'::text, 1::bigint, name, 'delete'::text FROM fs_shard3$$,
+    'the last delta of the shard is folded by the next step'
 );
 SELECT is(
     (SELECT attempts FROM tally.fold_runs ORDER BY id DESC LIMIT 1), 3,
     'p_attempt (3) is recorded in fold_runs.attempts'
+);
+SELECT is(
+    (SELECT drained_xid = pg_current_xact_id() FROM tally.shards WHERE shard_table = (SELECT name FROM fs_shard3)::regclass),
+    true,
+    'now empty, the shard is marked drained by this transaction'
 );
 SELECT results_eq('SELECT * FROM fs_reads ORDER BY 1, 2, 3, 4', 'SELECT * FROM fs_reads_1 ORDER BY 1, 2, 3, 4',
                   'reads are the same after that step');
@@ -172,7 +202,7 @@ SELECT results_eq(
 SELECT results_eq(
     $$SELECT (SELECT count(*) FROM tally.delta), (SELECT count(*) FROM tally.fold_runs WHERE id > (SELECT id FROM fs_runs_5))$$,
     $$VALUES (1::bigint, 0::bigint)$$,
-    'an idle step folds nothing and records nothing'
+    'an idle step folds nothing and records nothing (no reclaim either)'
 );
 SELECT results_eq(
     'SELECT action, folded, flips FROM tally._fold_step(10, (SELECT flips + 2 FROM fs_start))',
@@ -181,7 +211,7 @@ SELECT results_eq(
 );
 SELECT results_eq(
     'SELECT action, folded, shard, mode FROM tally._fold_step(10)',
-    $$SELECT 'folded'::text, 1::bigint, format('tally.delta_g%s_fast_%s', g, p), 'truncate'::text FROM fs_start$$,
+    $$SELECT 'folded'::text, 1::bigint, format('tally.delta_g%s_fast_%s', g, p), 'delete'::text FROM fs_start$$,
     'after the flip the next step folds that delta'
 );
 SELECT results_eq(
@@ -195,11 +225,22 @@ SELECT results_eq('SELECT * FROM fs_reads ORDER BY 1, 2, 3, 4', 'SELECT * FROM f
                   'reads are the same after everything was folded');
 SELECT results_eq(
     $$SELECT shard, mode, deltas FROM tally.fold_runs WHERE id > (SELECT id FROM fs_runs_before) ORDER BY id$$,
-    $$SELECT format('tally.delta_g%s_fast_%s', g, p), 'truncate'::text, 3::bigint FROM fs_start
+    $$SELECT format('tally.delta_g%s_fast_%s', g, p), 'delete'::text, 3::bigint FROM fs_start
       UNION ALL SELECT format('tally.delta_g%s_durable_%s', 1 - g, p), 'delete', 2 FROM fs_start
-      UNION ALL SELECT format('tally.delta_g%s_durable_%s', 1 - g, p), 'truncate', 1 FROM fs_start
-      UNION ALL SELECT format('tally.delta_g%s_fast_%s', g, p), 'truncate', 1 FROM fs_start$$,
-    'fold_runs lists one row per fold with its shard and mode'
+      UNION ALL SELECT format('tally.delta_g%s_durable_%s', 1 - g, p), 'delete', 1 FROM fs_start
+      UNION ALL SELECT format('tally.delta_g%s_fast_%s', g, p), 'delete', 1 FROM fs_start$$,
+    'fold_runs lists one row per fold with its shard, all in delete mode: no truncate row in this transaction'
+);
+SELECT results_eq(
+    $$SELECT shard_table::text FROM tally.shards WHERE drained_xid IS NOT NULL ORDER BY 1$$,
+    $$SELECT format('tally.delta_g%s_durable_%s', 1 - g, p) FROM fs_start
+      UNION ALL SELECT format('tally.delta_g%s_fast_%s', g, p) FROM fs_start ORDER BY 1$$,
+    'exactly the two shards emptied here are marked drained'
+);
+SELECT is_empty(
+    $$SELECT s.shard_table FROM tally.shards AS s JOIN fs_filenodes AS f USING (shard_table)
+      WHERE pg_relation_filenode(s.shard_table) <> f.filenode OR s.truncated_at IS NOT NULL$$,
+    'no shard was TRUNCATEd in this transaction (every relfilenode unchanged, no truncated_at set)'
 );
 
 -- 6. Refusals change nothing.
@@ -222,18 +263,23 @@ SELECT results_eq(
     'a refused step records nothing and does not flip'
 );
 
--- 7. A straggler (a delta arriving in the shard between the read and the
--- TRUNCATE; here inserted by a trigger, once) makes the step fall back to
--- delete mode: the truncate attempt is rolled back, the shard's deltas are
--- deleted and folded instead.
+-- 7. A straggler (a delta arriving in the shard during the step, after its
+-- DELETE; here inserted by a trigger, once) keeps the shard from being
+-- marked drained; the next step folds it and marks the shard drained.
 SELECT tally.increment_counters('{fs,fs}', '{c,c}', '{5,6}');
-SELECT is((SELECT action FROM tally._fold_step(10)), 'flipped', 'precondition: a flip moved the two deltas to the inactive generation');
+SELECT is(
+    (SELECT action FROM tally._fold_step(10)), 'flipped',
+    'precondition: a flip moved the two deltas to the inactive generation'
+);
+CREATE TEMP TABLE fs_shard7 ON COMMIT DROP AS
+SELECT format('tally.delta_g%s_fast_%s', 1 - g, p) AS name FROM fs_start;
 CREATE TEMP SEQUENCE fs_straggler_seq;
 CREATE FUNCTION pg_temp.fs_straggler() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF pg_catalog.nextval('pg_temp.fs_straggler_seq') = 1 THEN
         INSERT INTO tally.delta (shard, counter_id, key, delta, at)
-        SELECT d.shard, d.counter_id, d.key, 1000, d.at FROM tally.delta AS d WHERE d.key = 'c' LIMIT 1;
+        SELECT (1 - w.gen) * 8 + pg_catalog.pg_backend_pid() % 4, c.id, 'c', 1000, pg_catalog.now()
+        FROM tally.write_gen AS w, tally.counters AS c WHERE c.name = 'fs';
     END IF;
     RETURN NULL;
 END;
@@ -242,17 +288,31 @@ CREATE TRIGGER fs_straggler AFTER INSERT ON tally.totals FOR EACH STATEMENT EXEC
 CREATE TEMP TABLE fs_reads_7 ON COMMIT DROP AS SELECT * FROM fs_reads;
 SELECT results_eq(
     'SELECT action, folded, shard, mode FROM tally._fold_step(10)',
-    $$SELECT 'folded'::text, 2::bigint, format('tally.delta_g%s_fast_%s', 1 - g, p), 'delete'::text FROM fs_start$$,
-    'with a straggler the step falls back to delete mode (the truncate attempt and its straggler are rolled back)'
+    $$SELECT 'folded'::text, 2::bigint, name, 'delete'::text FROM fs_shard7$$,
+    'the step folds the two deltas it deleted'
+);
+SELECT results_eq(
+    $$SELECT (SELECT count(*) FROM tally.delta WHERE tableoid = (SELECT name FROM fs_shard7)::regclass),
+             (SELECT drained_xid FROM tally.shards WHERE shard_table = (SELECT name FROM fs_shard7)::regclass)$$,
+    $$VALUES (1::bigint, NULL::xid8)$$,
+    'the straggler is pending in the shard, which is not marked drained'
+);
+DROP TRIGGER fs_straggler ON tally.totals;
+CREATE TEMP TABLE fs_step7 ON COMMIT DROP AS SELECT * FROM tally._fold_step(10);
+SELECT results_eq(
+    $$SELECT s.folded, (SELECT drained_xid = pg_current_xact_id() FROM tally.shards
+                        WHERE shard_table = (SELECT name FROM fs_shard7)::regclass)
+      FROM fs_step7 AS s$$,
+    $$VALUES (1::bigint, true)$$,
+    'the next step folds the straggler and marks the shard drained'
 );
 SELECT results_eq(
     $$SELECT (SELECT count(*) FROM tally.delta), tally.counter_value('fs', 'c')$$,
-    $$VALUES (0::bigint, 11::bigint)$$,
-    'the delete-mode fallback folded both deltas, nothing twice'
+    $$VALUES (0::bigint, 1011::bigint)$$,
+    'both deltas and the straggler were folded, nothing twice'
 );
 SELECT results_eq('SELECT * FROM fs_reads ORDER BY 1, 2, 3, 4', 'SELECT * FROM fs_reads_7 ORDER BY 1, 2, 3, 4',
-                  'reads are the same before and after the fallback step');
-DROP TRIGGER fs_straggler ON tally.totals;
+                  'reads (of keys a and b) are the same before and after those steps');
 
 SELECT * FROM finish();
 ROLLBACK;

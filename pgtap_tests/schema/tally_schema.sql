@@ -1,10 +1,12 @@
 -- Shape of schema tally: tables, columns, the 16 delta shards in two
 -- generations (delta_g{gen}_fast_{i} UNLOGGED = shard gen*8+i,
 -- delta_g{gen}_durable_{i} logged = shard gen*8+4+i), the one-row write_gen,
--- rollups partitioned by range with no default partition, the view, the known
--- functions, and the pinned search_path of every SECURITY DEFINER function.
+-- rollups partitioned by range with no default partition, tally.shards (one
+-- row per delta shard), retention (defaults, per-counter overrides), the
+-- views, the known functions, and the pinned search_path of every SECURITY
+-- DEFINER function.
 BEGIN;
-SELECT plan(88);
+SELECT plan(124);
 
 SELECT has_schema('tally', 'schema tally exists');
 
@@ -21,6 +23,8 @@ SELECT has_table('tally', 'rollup_hour', 'table tally.rollup_hour exists');
 SELECT has_table('tally', 'rollup_day', 'table tally.rollup_day exists');
 SELECT has_table('tally', 'rollup_week', 'table tally.rollup_week exists');
 SELECT has_table('tally', 'rollup_month', 'table tally.rollup_month exists');
+SELECT has_table('tally', 'shards', 'table tally.shards exists');
+SELECT has_table('tally', 'retention', 'table tally.retention exists');
 
 -- Columns
 SELECT columns_are(
@@ -76,6 +80,15 @@ SELECT results_eq(
       ORDER BY r, n$$,
     'every rollup table has (counter_id integer, key text, bucket timestamptz, value bigint)'
 );
+SELECT columns_are(
+    'tally', 'granularities', ARRAY['name', 'ord', 'partition_interval', 'default_retention'],
+    'tally.granularities has the expected columns (default_retention included)'
+);
+SELECT results_eq(
+    'SELECT name, default_retention FROM tally.granularities ORDER BY ord',
+    $$VALUES ('minute'::text, '7 days'::interval), ('hour', '90 days'), ('day', NULL), ('week', NULL), ('month', NULL)$$,
+    'default retention: minute 7 days, hour 90 days, day/week/month forever (NULL)'
+);
 SELECT results_eq(
     'SELECT name, ord, partition_interval FROM tally.granularities ORDER BY ord',
     $$VALUES ('minute'::text, 1::smallint, '1 day'::interval), ('hour', 2::smallint, '1 month'),
@@ -127,6 +140,42 @@ SELECT is(
      WHERE i.inhparent = 'tally.delta'::regclass AND c.relname LIKE 'delta\_g_\_durable\_%'),
     8::bigint,
     'the 8 durable shards (4 per generation) are logged'
+);
+
+-- Per delta shard: the transaction that last drained it, and when it was TRUNCATEd.
+SELECT columns_are(
+    'tally', 'shards', ARRAY['shard_table', 'drained_xid', 'drained_at', 'truncated_at'],
+    'tally.shards has the expected columns'
+);
+SELECT col_is_pk('tally', 'shards', 'shard_table', 'shards is keyed by shard_table');
+SELECT col_type_is('tally', 'shards', 'shard_table', 'regclass', 'shards.shard_table is regclass');
+SELECT col_type_is('tally', 'shards', 'drained_xid', 'xid8', 'shards.drained_xid is xid8');
+SELECT col_type_is('tally', 'shards', 'drained_at', 'timestamp with time zone', 'shards.drained_at is timestamptz');
+SELECT col_type_is('tally', 'shards', 'truncated_at', 'timestamp with time zone', 'shards.truncated_at is timestamptz');
+SELECT set_eq(
+    'SELECT shard_table FROM tally.shards',
+    $$SELECT inhrelid::regclass FROM pg_catalog.pg_inherits WHERE inhparent = 'tally.delta'::regclass$$,
+    'tally.shards has exactly one row per delta shard'
+);
+
+-- Retention overrides: one row per (counter, granularity), keep NULL = forever.
+SELECT columns_are(
+    'tally', 'retention', ARRAY['counter_id', 'granularity', 'keep'],
+    'tally.retention has the expected columns'
+);
+SELECT col_is_pk('tally', 'retention', ARRAY['counter_id', 'granularity'], 'retention is keyed by (counter_id, granularity)');
+SELECT col_type_is('tally', 'retention', 'keep', 'interval', 'retention.keep is interval');
+SELECT col_is_null('tally', 'retention', 'keep', 'retention.keep may be NULL (keep forever)');
+SELECT fk_ok('tally', 'retention', 'counter_id', 'tally', 'counters', 'id', 'retention.counter_id references counters.id');
+SELECT fk_ok(
+    'tally', 'retention', 'granularity', 'tally', 'granularities', 'name',
+    'retention.granularity references granularities.name'
+);
+SELECT is(
+    (SELECT confdeltype::text FROM pg_catalog.pg_constraint
+     WHERE conrelid = 'tally.retention'::regclass AND confrelid = 'tally.counters'::regclass),
+    'c',
+    'a counter''s overrides go with it (ON DELETE CASCADE)'
 );
 
 -- The write generation: one row telling writers which generation to append to.
@@ -207,9 +256,14 @@ SELECT columns_are(
     ARRAY['shard', 'shard_table', 'durability', 'active', 'pending_deltas', 'oldest_pending_age', 'last_fold_at'],
     'tally.compactor_lag has the expected columns'
 );
+SELECT has_view('tally', 'retention_policies', 'view tally.retention_policies exists');
+SELECT columns_are(
+    'tally', 'retention_policies', ARRAY['counter', 'granularity', 'keep', 'set_by', 'oldest_bucket_kept'],
+    'tally.retention_policies has the expected columns'
+);
 
 -- Functions and procedures. Only the ones known here are checked, one by one:
--- the schema may hold more (retention, scheduling).
+-- the schema may hold more.
 SELECT has_function('tally', '_apply_batch', ARRAY[]::text[], 'function tally._apply_batch() exists');
 SELECT has_function('tally', '_check_at', ARRAY['text', 'timestamp with time zone'], 'function tally._check_at(text, timestamptz) exists');
 SELECT has_function('tally', '_check_key', ARRAY['text', 'text'], 'function tally._check_key(text, text) exists');
@@ -218,10 +272,17 @@ SELECT has_function(
     'function tally._check_range(text, timestamptz, timestamptz) exists'
 );
 SELECT has_function('tally', '_counter', ARRAY['text', 'text'], 'function tally._counter(text, text) exists');
+SELECT has_function(
+    'tally', '_cutoff', ARRAY['integer', 'text', 'timestamp with time zone'],
+    'function tally._cutoff(integer, text, timestamptz) exists'
+);
 SELECT has_function('tally', '_ensure_partitions', ARRAY[]::text[], 'function tally._ensure_partitions() exists');
 SELECT has_function('tally', '_flips', ARRAY[]::text[], 'function tally._flips() exists');
 SELECT has_function('tally', '_fold', ARRAY['integer'], 'function tally._fold(integer) exists');
 SELECT has_function('tally', '_fold_lock_key', ARRAY[]::text[], 'function tally._fold_lock_key() exists');
+SELECT has_function('tally', '_invisible_to_all', ARRAY['xid8'], 'function tally._invisible_to_all(xid8) exists');
+SELECT has_function('tally', '_keep', ARRAY['integer', 'text'], 'function tally._keep(integer, text) exists');
+SELECT has_function('tally', '_maintain', ARRAY[]::text[], 'function tally._maintain() exists');
 SELECT has_function(
     'tally', '_fold_step', ARRAY['integer', 'bigint', 'integer'],
     'function tally._fold_step(integer, bigint, integer) exists'
@@ -235,6 +296,7 @@ SELECT has_function(
     'tally', '_record_fold', ARRAY['timestamp with time zone', 'bigint', 'integer', 'text', 'text'],
     'function tally._record_fold(timestamptz, bigint, integer, text, text) exists'
 );
+SELECT has_function('tally', '_sync_retention', ARRAY[]::text[], 'function tally._sync_retention() exists');
 SELECT has_function('tally', 'compact', ARRAY['integer', 'integer'], 'procedure tally.compact(integer, integer) exists');
 SELECT has_function(
     'tally', 'compact_loop', ARRAY['double precision', 'double precision', 'integer', 'integer'],
@@ -250,6 +312,15 @@ SELECT has_function(
     'function tally.create_counter(text, text[], boolean) exists'
 );
 SELECT has_function('tally', 'drop_counter', ARRAY['text'], 'function tally.drop_counter(text) exists');
+SELECT has_function('tally', 'maintain', ARRAY[]::text[], 'function tally.maintain() exists');
+SELECT has_function(
+    'tally', 'schedule_compactor', ARRAY['double precision', 'double precision', 'text'],
+    'function tally.schedule_compactor(double precision, double precision, text) exists'
+);
+SELECT has_function(
+    'tally', 'set_retention', ARRAY['text', 'text', 'interval'],
+    'function tally.set_retention(text, text, interval) exists'
+);
 SELECT has_function(
     'tally', 'increment_counter', ARRAY['text', 'text', 'bigint', 'timestamp with time zone'],
     'function tally.increment_counter(text, text, bigint, timestamptz) exists'
@@ -262,12 +333,18 @@ SELECT has_function(
     'tally', 'top_keys', ARRAY['text', 'text', 'timestamp with time zone', 'integer'],
     'function tally.top_keys(text, text, timestamptz, integer) exists'
 );
+SELECT has_function('tally', 'unschedule_compactor', ARRAY[]::text[], 'function tally.unschedule_compactor() exists');
 SELECT hasnt_function('tally', '_fold_into_rollups', 'tally._fold_into_rollups is gone (replaced by _fold_step)');
 SELECT function_returns(
     'tally', '_fold_step', ARRAY['integer', 'bigint', 'integer'], 'setof record',
     'tally._fold_step returns a set of rows'
 );
 SELECT function_returns('tally', '_fold', ARRAY['integer'], 'bigint', 'tally._fold returns bigint (deltas folded)');
+SELECT function_returns(
+    'tally', 'maintain', ARRAY[]::text[], 'setof record', 'tally.maintain returns a set of (step, detail) rows'
+);
+SELECT function_returns('tally', '_invisible_to_all', ARRAY['xid8'], 'boolean', 'tally._invisible_to_all returns boolean');
+SELECT function_returns('tally', 'set_retention', ARRAY['text', 'text', 'interval'], 'void', 'tally.set_retention returns void');
 
 -- Security
 SELECT results_eq(
@@ -275,11 +352,13 @@ SELECT results_eq(
       FROM pg_catalog.pg_proc AS p
       WHERE p.pronamespace = 'tally'::regnamespace
         AND p.proname IN ('counter_series', 'counter_value', 'create_counter', 'drop_counter', 'increment_counter',
-                          'increment_counters', 'top_keys')
+                          'increment_counters', 'schedule_compactor', 'set_retention', 'top_keys',
+                          'unschedule_compactor')
       ORDER BY 1$$,
     $$VALUES ('counter_series'::text, true), ('counter_value', true), ('create_counter', true),
-             ('drop_counter', true), ('increment_counter', true), ('increment_counters', true), ('top_keys', true)$$,
-    'every public function of tally is SECURITY DEFINER'
+             ('drop_counter', true), ('increment_counter', true), ('increment_counters', true),
+             ('schedule_compactor', true), ('set_retention', true), ('top_keys', true), ('unschedule_compactor', true)$$,
+    'every public function of tally but maintain() is SECURITY DEFINER'
 );
 SELECT is_empty(
     $$SELECT p.oid::regprocedure
@@ -291,8 +370,8 @@ SELECT is_empty(
 SELECT cmp_ok(
     (SELECT count(*) FROM pg_catalog.pg_proc AS p
      WHERE p.pronamespace = 'tally'::regnamespace AND p.prosecdef),
-    '>=', 18::bigint,
-    'the search_path check above covers (at least) the 18 known SECURITY DEFINER functions'
+    '>=', 26::bigint,
+    'the search_path check above covers (at least) the 26 known SECURITY DEFINER functions'
 );
 SELECT is_definer(
     'tally', '_fold_step', ARRAY['integer', 'bigint', 'integer'],
@@ -300,6 +379,20 @@ SELECT is_definer(
 );
 SELECT is_definer('tally', '_apply_batch', ARRAY[]::text[], 'tally._apply_batch is SECURITY DEFINER');
 SELECT is_definer('tally', '_flips', ARRAY[]::text[], 'tally._flips is SECURITY DEFINER');
+SELECT is_definer(
+    'tally', '_invisible_to_all', ARRAY['xid8'],
+    'tally._invisible_to_all is SECURITY DEFINER (it reads every backend''s xmin)'
+);
+SELECT is_definer('tally', '_maintain', ARRAY[]::text[], 'tally._maintain is SECURITY DEFINER');
+SELECT ok(
+    (SELECT 'lock_timeout=200ms' = ANY (p.proconfig) FROM pg_catalog.pg_proc AS p
+     WHERE p.oid = 'tally._maintain()'::regprocedure),
+    'tally._maintain pins lock_timeout = 200ms as a function setting (restored on return)'
+);
+SELECT isnt_definer(
+    'tally', 'maintain', ARRAY[]::text[],
+    'tally.maintain is SECURITY INVOKER (it restores the caller''s search_path)'
+);
 SELECT isnt_definer(
     'tally', '_fold', ARRAY['integer'],
     'tally._fold is SECURITY INVOKER (it restores the caller''s search_path)'

@@ -8,6 +8,7 @@ import random
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -126,6 +127,9 @@ def test_server_restart_mid_load(dsn: str, conn: psycopg.Connection) -> None:
 
     def restart() -> None:
         time.sleep(3)
+        # The postmaster inherits pg_ctl's stdout: give it the cluster's log
+        # file, not a pipe this test would wait on forever.
+        log = str(Path(datadir).parent / "postgres.log")
         subprocess.run(
             [
                 "runuser",
@@ -135,6 +139,8 @@ def test_server_restart_mid_load(dsn: str, conn: psycopg.Connection) -> None:
                 "/usr/lib/postgresql/15/bin/pg_ctl",
                 "-D",
                 datadir,
+                "-l",
+                log,
                 "-m",
                 "fast",
                 "-w",
@@ -143,7 +149,9 @@ def test_server_restart_mid_load(dsn: str, conn: psycopg.Connection) -> None:
                 "restart",
             ],
             check=True,
-            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
 
     truth, compactor_results = run_load(

@@ -54,7 +54,7 @@ def test_defaults_skip_old_minutes_and_hours_but_count_them(conn: psycopg.Connec
     created = partitions(conn, "minute") - minute_parts_before
     assert all((now - timedelta(days=3)).strftime("%Y_%m_%d") in p for p in created), created
 
-    rows = conn.execute("SELECT granularity, keep, source FROM tally.retention_policies WHERE counter = 'r'").fetchall()
+    rows = conn.execute("SELECT granularity, keep, set_by FROM tally.retention_policies WHERE counter = 'r'").fetchall()
     assert rows[:2] == [("minute", timedelta(days=7), "default"), ("hour", timedelta(days=90), "default")]
 
 

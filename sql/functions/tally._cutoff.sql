@@ -10,6 +10,7 @@ LANGUAGE sql
 STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET timezone = 'UTC'
 BEGIN ATOMIC
     SELECT coalesce(date_trunc(p_granularity, p_now - tally._keep(p_counter_id, p_granularity), 'UTC'), '-infinity');
 END;

@@ -10,8 +10,8 @@ SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
     SELECT CASE WHEN r.counter_id IS NOT NULL THEN r.keep ELSE g.default_retention END
     FROM tally.granularities AS g
-    LEFT JOIN tally.retention AS r ON r.counter_id = p_counter_id AND g.name = r.granularity
-    WHERE g.name = p_granularity;
+    LEFT JOIN tally.retention AS r ON r.counter_id = _keep.p_counter_id AND g.name = r.granularity  -- noqa: RF01
+    WHERE g.name = _keep.p_granularity;  -- noqa: RF01
 END;
 
 COMMENT ON FUNCTION tally._keep(integer, text) IS

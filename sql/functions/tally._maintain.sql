@@ -10,6 +10,7 @@ LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET timezone = 'UTC'
+SET lock_timeout = '200ms'
 AS $$
 DECLARE
     v_parent text;
@@ -17,7 +18,6 @@ DECLARE
     v_after bigint;
     v_pruned bigint;
 BEGIN
-    PERFORM set_config('lock_timeout', '200ms', true);
     PERFORM pg_advisory_xact_lock(tally._fold_lock_key());
     PERFORM tally._sync_retention();
     FOR v_parent IN
@@ -31,7 +31,7 @@ BEGIN
             step := 'partitions';
             detail := format('%s: %s partitions (%s)', v_parent, v_after,
                              CASE WHEN v_after = v_before THEN 'unchanged'
-                                  ELSE to_char(v_after - v_before, 'SG999999') END);
+                                  ELSE to_char(v_after - v_before, 'FMSG999999') END);
         EXCEPTION WHEN lock_not_available THEN
             step := 'skipped';
             detail := format('%s: could not lock it within 200 ms; next run', v_parent);

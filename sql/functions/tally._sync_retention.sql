@@ -1,7 +1,8 @@
 -- tally._sync_retention: set pg_partman's retention of each rollup table to
 -- the longest retention any counter keeping that granularity has (NULL, no
--- dropping, if one keeps it forever): pg_partman drops a partition only when
--- no counter still keeps any bucket in it.
+-- dropping, if one keeps it forever; the granularity's default when no
+-- counter keeps it): pg_partman drops a partition only when no counter still
+-- keeps any bucket in it.
 CREATE OR REPLACE FUNCTION tally._sync_retention()
 RETURNS void
 LANGUAGE plpgsql
@@ -13,9 +14,9 @@ BEGIN
     SET retention = k.keep::text
     FROM (
         SELECT g.name,
-               CASE WHEN bool_or(c.id IS NOT NULL AND tally._keep(c.id, g.name) IS NULL)
-                    THEN NULL
-                    ELSE greatest(g.default_retention, max(tally._keep(c.id, g.name)))
+               CASE WHEN count(c.id) = 0 THEN g.default_retention
+                    WHEN bool_or(tally._keep(c.id, g.name) IS NULL) THEN NULL
+                    ELSE max(tally._keep(c.id, g.name))
                END AS keep
         FROM tally.granularities AS g
         LEFT JOIN tally.counters AS c ON g.name = ANY (c.granularities)

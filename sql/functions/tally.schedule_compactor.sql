@@ -19,6 +19,9 @@ AS $$
 DECLARE
     c_fn constant text := 'tally.schedule_compactor';
     v_compact text;
+    v_cron name := (SELECT n.nspname FROM pg_catalog.pg_extension AS e
+                    JOIN pg_catalog.pg_namespace AS n ON n.oid = e.extnamespace
+                    WHERE e.extname = 'pg_cron');
 BEGIN
     IF p_seconds IS NULL OR p_seconds <= 0 OR p_seconds > 59 THEN
         RAISE EXCEPTION '%: p_seconds % must be in (0, 59]', c_fn, coalesce(p_seconds::text, 'NULL')
@@ -36,7 +39,7 @@ BEGIN
                   HINT = 'a cron expression, e.g. ''17 * * * *'' (hourly)';
     END IF;
     v_compact := format('CALL tally.compact_loop(%s, %s)', p_seconds, p_interval);
-    IF to_regclass('cron.job') IS NULL THEN
+    IF v_cron IS NULL THEN
         RAISE EXCEPTION '%: pg_cron is not installed in database "%"', c_fn, current_database()
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   DETAIL = format('pg_cron lives in database %s (cron.database_name).',
@@ -48,13 +51,13 @@ BEGIN
                                 'tally-maintenance', p_maintenance_schedule, 'SELECT tally.maintain()',
                                 current_database());
     END IF;
-    EXECUTE 'SELECT cron.schedule($1, $2, $3)' USING 'tally-compactor', '* * * * *', v_compact;
-    EXECUTE 'SELECT cron.schedule($1, $2, $3)'
+    EXECUTE format('SELECT %I.schedule($1, $2, $3)', v_cron) USING 'tally-compactor', '* * * * *', v_compact;
+    EXECUTE format('SELECT %I.schedule($1, $2, $3)', v_cron)
         USING 'tally-maintenance', p_maintenance_schedule, 'SELECT tally.maintain()';
-    RETURN QUERY EXECUTE
-        'SELECT j.jobid, j.jobname::text, j.schedule, j.command FROM cron.job AS j
+    RETURN QUERY EXECUTE format(
+        'SELECT j.jobid, j.jobname::text, j.schedule, j.command FROM %I.job AS j
          WHERE j.jobname IN (''tally-compactor'', ''tally-maintenance'') AND j.database = current_database()
-         ORDER BY j.jobname';
+         ORDER BY j.jobname', v_cron);
 END;
 $$;
 

@@ -8,13 +8,17 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_removed integer;
+    v_cron name := (SELECT n.nspname FROM pg_catalog.pg_extension AS e
+                    JOIN pg_catalog.pg_namespace AS n ON n.oid = e.extnamespace
+                    WHERE e.extname = 'pg_cron');
 BEGIN
-    IF to_regclass('cron.job') IS NULL THEN
+    IF v_cron IS NULL THEN
         RETURN 0;
     END IF;
-    EXECUTE
-        'SELECT count(cron.unschedule(j.jobid))::integer FROM cron.job AS j
-         WHERE j.jobname IN (''tally-compactor'', ''tally-maintenance'') AND j.database = current_database()'
+    EXECUTE format(
+        'SELECT count(%1$I.unschedule(j.jobid))::integer FROM %1$I.job AS j
+         WHERE j.jobname IN (''tally-compactor'', ''tally-maintenance'') AND j.database = current_database()',
+        v_cron)
     INTO v_removed;
     RETURN v_removed;
 END;

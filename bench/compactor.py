@@ -1,0 +1,252 @@
+"""Compactor benchmarks (issue: the compactor in production).
+
+1. fold rate: deltas folded per second, 1,000 keys, every granularity;
+   live timestamps (last hour) and backfill timestamps (last year).
+2. lag under sustained maximum single-row ingest (pgbench, 16 clients,
+   each increment its own transaction) with tally.compact_loop running.
+3. backfill while live: a year of history through increment_counters
+   (10,000 per call) while pgbench keeps writing live increments; the
+   backfill's insert and fold throughput and the live lag meanwhile.
+
+Usage: python bench/compactor.py --dsn "..." [--seconds 30] [--backfill 2000000]
+Writes bench/results/compactor.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+RESULTS = Path(__file__).resolve().parent / "results"
+PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
+
+
+def p(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * len(s)))] if s else 0.0
+
+
+def fresh_counter(conn: psycopg.Connection, name: str, durable: bool = False) -> None:
+    if conn.execute("SELECT 1 FROM tally.counters WHERE name = %s", (name,)).fetchone():
+        conn.execute("SELECT tally.drop_counter(%s)", (name,))
+    conn.execute("SELECT tally.create_counter(%s, p_durable => %s)", (name, durable))
+
+
+def load_deltas(dsn: str, counter: str, n: int, spread: timedelta, per_call: int = 10_000) -> float:
+    """Insert n increments over 1,000 keys through increment_counters; returns increments/s."""
+    rnd = random.Random(1)
+    now = datetime.now(UTC)
+    t0 = time.monotonic()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        done = 0
+        while done < n:
+            k = min(per_call, n - done)
+            keys = [str(rnd.randint(1, 1000)) for _ in range(k)]
+            ats = [now - spread * rnd.random() for _ in range(k)]
+            conn.execute(
+                "SELECT tally.increment_counters(%s::text[], %s::text[], %s::bigint[], %s::timestamptz[])",
+                ([counter] * k, keys, [1] * k, ats),
+            )
+            done += k
+    return n / (time.monotonic() - t0)
+
+
+def fold_rate(dsn: str, n: int, spread: timedelta, label: str) -> dict:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CALL tally.compact()")
+        fresh_counter(conn, "bench_fold")
+        load_deltas(dsn, "bench_fold", n, spread)
+        t0 = time.monotonic()
+        conn.execute("CALL tally.compact()")
+        secs = time.monotonic() - t0
+        assert conn.execute("SELECT tally._pending()").fetchone()[0] == 0
+        total = conn.execute(
+            "SELECT sum(value) FROM tally.totals t JOIN tally.counters c ON c.id = t.counter_id"
+            " WHERE c.name = 'bench_fold'"
+        ).fetchone()[0]
+        assert total == n, (total, n)
+    r = {"case": label, "deltas": n, "seconds": round(secs, 3), "deltas_per_s": round(n / secs)}
+    print(f"  fold rate, {label:<28} {n:>9,} deltas in {secs:6.2f} s = {n / secs:>10,.0f} deltas/s")
+    return r
+
+
+class Compactor:
+    """tally.compact_loop in a background connection, restarted until stopped."""
+
+    def __init__(self, dsn: str, interval: float = 0.5) -> None:
+        self.dsn, self.interval, self.stop, self.errors = dsn, interval, threading.Event(), []
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        try:
+            with psycopg.connect(self.dsn, autocommit=True) as c:
+                while not self.stop.is_set():
+                    c.execute("CALL tally.compact_loop(5, %s)", (self.interval,))
+        except Exception as exc:  # reported by the caller
+            self.errors.append(exc)
+
+    def __enter__(self) -> Compactor:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(timeout=60)
+
+
+def pgbench(dsn: str, clients: int, seconds: int, counter: str) -> subprocess.Popen:
+    params = conninfo_to_dict(dsn)
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
+        f.write(f"\\set k random(1, 1000)\nSELECT tally.increment_counter('{counter}', :k::text);\n")
+    os.chmod(f.name, 0o644)
+    return subprocess.Popen(
+        [
+            PGBENCH,
+            "-n",
+            "-c",
+            str(clients),
+            "-j",
+            "2",
+            "-T",
+            str(seconds),
+            "-f",
+            f.name,
+            "-h",
+            params["host"],
+            "-p",
+            str(params.get("port", 5432)),
+            "-U",
+            params.get("user", "postgres"),
+            params["dbname"],
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def tps_of(proc: subprocess.Popen) -> float:
+    out, err = proc.communicate()
+    assert proc.returncode == 0, err
+    return float(next(line.split()[2] for line in out.splitlines() if line.startswith("tps")))
+
+
+def sample_lag(dsn: str, until, every: float = 0.25) -> list[float]:
+    lags = []
+    with psycopg.connect(dsn, autocommit=True) as probe:
+        while not until():
+            lags.append(
+                float(
+                    probe.execute(
+                        "SELECT coalesce(extract(epoch FROM max(oldest_pending_age)), 0) FROM tally.compactor_lag"
+                    ).fetchone()[0]
+                )
+            )
+            time.sleep(every)
+    return lags
+
+
+def lag_under_ingest(dsn: str, seconds: int) -> dict:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        fresh_counter(conn, "bench_live")
+    with Compactor(dsn) as comp:
+        bench = pgbench(dsn, 16, seconds, "bench_live")
+        lags = sample_lag(dsn, lambda: bench.poll() is not None)
+        tps = tps_of(bench)
+    assert not comp.errors, comp.errors
+    r = {
+        "ingest_per_s": round(tps),
+        "lag_p50_s": round(statistics.median(lags), 3),
+        "lag_p99_s": round(p(lags, 0.99), 3),
+        "lag_max_s": round(max(lags), 3),
+        "seconds": seconds,
+    }
+    print(
+        f"  lag under max single-row ingest: {tps:,.0f} increments/s (16 clients), lag p50 "
+        f"{r['lag_p50_s']:.2f} s, p99 {r['lag_p99_s']:.2f} s, max {r['lag_max_s']:.2f} s"
+    )
+    return r
+
+
+def backfill_while_live(dsn: str, n: int, seconds: int) -> dict:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        fresh_counter(conn, "bench_live")
+        fresh_counter(conn, "bench_backfill")
+        conn.execute("SELECT tally.set_retention('bench_backfill', 'minute', '400 days')")
+        conn.execute("SELECT tally.set_retention('bench_backfill', 'hour', '400 days')")
+    with Compactor(dsn) as comp:
+        bench = pgbench(dsn, 8, seconds, "bench_live")
+        time.sleep(2)
+        t0 = time.monotonic()
+        insert_rate = load_deltas(dsn, "bench_backfill", n, timedelta(days=365))
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            cid = conn.execute("SELECT id FROM tally.counters WHERE name = 'bench_backfill'").fetchone()[0]
+            lags = []
+            while conn.execute("SELECT EXISTS (SELECT FROM tally.delta WHERE counter_id = %s)", (cid,)).fetchone()[0]:
+                lags.append(
+                    float(
+                        conn.execute(
+                            "SELECT coalesce(extract(epoch FROM now() - min(written_at)), 0) FROM tally.delta"
+                            " WHERE counter_id <> %s",
+                            (cid,),
+                        ).fetchone()[0]
+                    )
+                )
+                time.sleep(0.25)
+            done = time.monotonic() - t0
+            live_lags = lags + sample_lag(dsn, lambda: bench.poll() is not None)
+        tps = tps_of(bench)
+    assert not comp.errors, comp.errors
+    r = {
+        "backfill_increments": n,
+        "backfill_insert_per_s": round(insert_rate),
+        "backfill_folded_in_s": round(done, 2),
+        "backfill_end_to_end_per_s": round(n / done),
+        "live_ingest_per_s": round(tps),
+        "live_lag_p50_s": round(statistics.median(live_lags), 3),
+        "live_lag_p99_s": round(p(live_lags, 0.99), 3),
+    }
+    print(
+        f"  backfill: {n:,} increments over a year inserted at {insert_rate:,.0f}/s and folded"
+        f" {done:.1f} s after start ({n / done:,.0f}/s end to end) while live ingest ran at {tps:,.0f}/s;"
+        f" live lag p50 {r['live_lag_p50_s']:.2f} s, p99 {r['live_lag_p99_s']:.2f} s"
+    )
+    return r
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dsn", default=os.environ.get("TALLY_DSN"))
+    ap.add_argument("--seconds", type=int, default=30)
+    ap.add_argument("--fold-deltas", type=int, default=2_000_000)
+    ap.add_argument("--backfill", type=int, default=2_000_000)
+    args = ap.parse_args()
+    print("tally compactor benchmark")
+    results = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "fold_rate": [
+            fold_rate(args.dsn, args.fold_deltas, timedelta(hours=1), "live (last hour)"),
+            fold_rate(args.dsn, args.fold_deltas, timedelta(days=365), "backfill (last year)"),
+        ],
+        "lag": lag_under_ingest(args.dsn, args.seconds),
+        "backfill": backfill_while_live(args.dsn, args.backfill, args.seconds),
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "compactor.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(f"written {RESULTS / 'compactor.json'}")
+
+
+if __name__ == "__main__":
+    main()
