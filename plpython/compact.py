@@ -18,6 +18,9 @@ import time
 RETRYABLE = {"40P01", "40001", "55P03", "57014"}
 BACKOFF_BASE = 0.05
 BACKOFF_CAP = 2.0
+# A backlog (a large backfill) in the inactive generation may hold live
+# increments back at most this long before the generations rotate anyway.
+MAX_GEN_AGE = "2 seconds"
 
 
 def _check(plpy, name, value, minimum, hint):
@@ -25,14 +28,14 @@ def _check(plpy, name, value, minimum, hint):
         plpy.error(f"tally.{name} must be at least {minimum}, got {value!r}", hint=hint, sqlstate="22023")
 
 
-def _step(plpy, plans, max_deltas, flip_until, max_attempts):
+def _step(plpy, plans, max_deltas, max_attempts):
     """One compactor step, retried; returns its result row."""
     attempt = 0
     while True:
         attempt += 1
         started_at = plpy.execute(plans["now"])[0]["t"]
         try:
-            row = plpy.execute(plans["step"], [max_deltas, flip_until, attempt])[0]
+            row = plpy.execute(plans["step"], [max_deltas, None, attempt, MAX_GEN_AGE])[0]
             plpy.commit()
             return row
         except plpy.SPIError as exc:
@@ -53,10 +56,9 @@ def _step(plpy, plans, max_deltas, flip_until, max_attempts):
 def _plans(plpy):
     return {
         "now": plpy.prepare("SELECT pg_catalog.clock_timestamp()::pg_catalog.text AS t"),
-        "flips": plpy.prepare("SELECT tally._flips() AS f"),
         "step": plpy.prepare(
-            "SELECT s.action, s.folded, s.flips FROM tally._fold_step($1, $2, $3) AS s",
-            ["integer", "bigint", "integer"],
+            "SELECT s.action, s.folded, s.flips FROM tally._fold_step($1, $2, $3, $4::pg_catalog.interval) AS s",
+            ["integer", "bigint", "integer", "text"],
         ),
         "record": plpy.prepare(
             "SELECT tally._record_fold($1::pg_catalog.timestamptz, 0, $2, $3, $4)",
@@ -73,15 +75,20 @@ def _plans(plpy):
 
 
 def _drain(plpy, plans, max_deltas, max_attempts):
-    """Steps until both generations were drained since this call began."""
-    flip_until = plpy.execute(plans["flips"])[0]["f"]
-    plpy.commit()
+    """Steps until each generation was seen empty while inactive since this
+    call began: then every delta committed before the call is folded.
+
+    The generation flips every time the inactive one is empty (so gen ==
+    flips % 2): a 'flipped' step saw the generation it just activated empty.
+    """
+    seen = set()
     folded = 0
-    while True:
-        row = _step(plpy, plans, max_deltas, flip_until, max_attempts)
-        if row["action"] == "idle":
-            return folded
+    while len(seen) < 2:
+        row = _step(plpy, plans, max_deltas, max_attempts)
+        if row["action"] == "flipped":
+            seen.add(row["flips"] % 2)
         folded += row["folded"]
+    return folded
 
 
 def compact(plpy, max_deltas, max_attempts):

@@ -284,8 +284,8 @@ SELECT has_function('tally', '_invisible_to_all', ARRAY['xid8'], 'function tally
 SELECT has_function('tally', '_keep', ARRAY['integer', 'text'], 'function tally._keep(integer, text) exists');
 SELECT has_function('tally', '_maintain', ARRAY[]::text[], 'function tally._maintain() exists');
 SELECT has_function(
-    'tally', '_fold_step', ARRAY['integer', 'bigint', 'integer'],
-    'function tally._fold_step(integer, bigint, integer) exists'
+    'tally', '_fold_step', ARRAY['integer', 'bigint', 'integer', 'interval'],
+    'function tally._fold_step(integer, bigint, integer, interval) exists'
 );
 SELECT has_function(
     'tally', '_granularity', ARRAY['text', 'tally.counters', 'text'],
@@ -336,7 +336,7 @@ SELECT has_function(
 SELECT has_function('tally', 'unschedule_compactor', ARRAY[]::text[], 'function tally.unschedule_compactor() exists');
 SELECT hasnt_function('tally', '_fold_into_rollups', 'tally._fold_into_rollups is gone (replaced by _fold_step)');
 SELECT function_returns(
-    'tally', '_fold_step', ARRAY['integer', 'bigint', 'integer'], 'setof record',
+    'tally', '_fold_step', ARRAY['integer', 'bigint', 'integer', 'interval'], 'setof record',
     'tally._fold_step returns a set of rows'
 );
 SELECT function_returns('tally', '_fold', ARRAY['integer'], 'bigint', 'tally._fold returns bigint (deltas folded)');
@@ -374,7 +374,7 @@ SELECT cmp_ok(
     'the search_path check above covers (at least) the 26 known SECURITY DEFINER functions'
 );
 SELECT is_definer(
-    'tally', '_fold_step', ARRAY['integer', 'bigint', 'integer'],
+    'tally', '_fold_step', ARRAY['integer', 'bigint', 'integer', 'interval'],
     'tally._fold_step is SECURITY DEFINER (it writes rollups and truncates shards)'
 );
 SELECT is_definer('tally', '_apply_batch', ARRAY[]::text[], 'tally._apply_batch is SECURITY DEFINER');

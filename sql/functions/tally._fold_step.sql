@@ -4,7 +4,11 @@
 --
 -- Writers append to the active generation of delta shards; a step works on
 -- the other, inactive one:
---   1. fold: the first inactive shard holding deltas gives up to p_limit of
+--   0. rotate: when the active generation is older than p_max_gen_age while
+--      the inactive one still holds a backlog (a large backfill), flip anyway
+--      (action 'rotated'): live increments do not wait behind the backlog,
+--      which keeps draining whenever its generation is inactive.
+--   1. fold: the smallest inactive shard holding deltas gives up to p_limit of
 --      them (DELETE ... RETURNING, MVCC-safe), pre-aggregated per minute and
 --      added to the total and every granularity in the same transaction. A
 --      shard left empty is marked drained by this transaction.
@@ -22,7 +26,8 @@
 CREATE OR REPLACE FUNCTION tally._fold_step(
     p_limit integer,
     p_flip_until bigint DEFAULT NULL,
-    p_attempt integer DEFAULT 1
+    p_attempt integer DEFAULT 1,
+    p_max_gen_age interval DEFAULT NULL
 )
 RETURNS TABLE (action text, folded bigint, flips bigint, shard text, mode text)
 LANGUAGE plpgsql
@@ -45,15 +50,25 @@ BEGIN
     PERFORM pg_advisory_xact_lock(tally._fold_lock_key());
     SELECT w.* INTO v_gen FROM tally.write_gen AS w;
 
-    -- 1. fold the first inactive shard holding deltas
+    -- 1. fold the smallest inactive shard holding deltas (live stragglers
+    -- before a backfill's backlog)
     FOR v_rel IN
         SELECT s.shard_table FROM tally.shards AS s
         WHERE s.shard_table::text LIKE format('tally.delta\_g%s\_%%', 1 - v_gen.gen)
-        ORDER BY s.shard_table::text
+        ORDER BY pg_relation_size(s.shard_table), s.shard_table::text
     LOOP
         EXECUTE format('SELECT EXISTS (SELECT FROM %s)', v_rel) INTO v_found;
         EXIT WHEN v_found;
     END LOOP;
+    -- 0. a backlog must not hold live increments back for longer than p_max_gen_age
+    IF v_found AND p_max_gen_age IS NOT NULL AND v_gen.flipped_at < now() - p_max_gen_age
+       AND (p_flip_until IS NULL OR v_gen.flips <= p_flip_until) THEN
+        UPDATE tally.write_gen AS w
+        SET gen = 1 - w.gen, flips = w.flips + 1, flipped_at = now()
+        RETURNING w.* INTO v_gen;
+        RETURN QUERY SELECT 'rotated'::text, 0::bigint, v_gen.flips, NULL::text, NULL::text;
+        RETURN;
+    END IF;
     IF v_found THEN
         EXECUTE format(
             'WITH moved AS (
@@ -117,5 +132,5 @@ BEGIN
 END;
 $$;
 
-COMMENT ON FUNCTION tally._fold_step(integer, bigint, integer) IS
+COMMENT ON FUNCTION tally._fold_step(integer, bigint, integer, interval) IS
 'Internal: one compactor step under the fold lock: fold one inactive delta shard, reclaim drained ones by TRUNCATE, or flip.';
