@@ -12,7 +12,7 @@ PSQL = /usr/bin/psql -X -v ON_ERROR_STOP=1
 TEST_DB ?= tally_test
 LINT_DB ?= tally_lint
 
-.PHONY: help deps db dsn db-stop migrate demo lint pgtap pytest test clean
+.PHONY: help deps db dsn db-stop migrate demo lint pgtap pytest test bench soak clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -56,10 +56,17 @@ pgtap: db ## pgTAP suite via pg_prove, against a fresh migrated database
 	PGOPTIONS='-c search_path=tap,public' pg_prove -h "$$($(DB) datadir)/../run" -p $(PGPORT) -U postgres \
 	    -d $(TEST_DB) --ext .sql -r pgtap_tests/
 
-pytest: db ## pytest: concurrency, migrations, client (real cluster)
-	TALLY_ADMIN_DSN="$$($(DB) dsn postgres)" $(VENV)/bin/pytest -q python_client/tests
+pytest: db ## pytest: concurrency, faults, bloat, retention, scheduling, migrations (real cluster)
+	TALLY_ADMIN_DSN="$$($(DB) dsn postgres)" $(VENV)/bin/pytest -q -s python_client/tests
 
 test: lint pgtap pytest ## Everything CI runs: lint, pgTAP, pytest
+
+bench: db ## Benchmarks against a fresh database; figures in bench/results/
+	$(call fresh_db,tally_bench)
+	$(PY) bench/compactor.py --dsn "$$($(DB) dsn tally_bench)"
+
+soak: db ## The bloat/lag test for 10 minutes instead of 30 s
+	TALLY_SOAK_SECONDS=600 $(VENV)/bin/pytest -q -s python_client/tests/test_bloat.py
 
 clean: db-stop ## Stop the cluster and remove it and the venv
 	rm -rf "$$(readlink -f .pgdata)" .pgdata $(VENV)

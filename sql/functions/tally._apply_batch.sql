@@ -27,9 +27,10 @@ BEGIN
 
     FOR v_g IN SELECT g.name FROM tally.granularities AS g ORDER BY g.ord LOOP
         -- Buckets older than the counter's retention are skipped (the total
-        -- and the coarser granularities still count them).
+        -- and the coarser granularities still count them). MATERIALIZED: one
+        -- _cutoff() call per counter, not one per row.
         EXECUTE format(
-            'WITH kept AS (
+            'WITH kept AS MATERIALIZED (
                  SELECT c.id, tally._cutoff(c.id, %2$L) AS cutoff
                  FROM tally.counters AS c
                  WHERE %2$L = ANY (c.granularities)

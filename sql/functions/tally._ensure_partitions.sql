@@ -24,16 +24,18 @@ BEGIN
         JOIN partman.part_config AS pc ON pc.parent_table = 'tally.rollup_' || g.name
         ORDER BY g.ord
     LOOP
+        -- MATERIALIZED: one _cutoff() call per counter, not one per row.
+        WITH kept AS MATERIALIZED (
+            SELECT c.id, tally._cutoff(c.id, v_g.name) AS cutoff
+            FROM tally.counters AS c
+            WHERE v_g.name = ANY (c.granularities)
+              AND c.id IN (SELECT DISTINCT f.counter_id FROM tally.fold_batch AS f)
+        )
         SELECT array_agg(p.start ORDER BY p.start) INTO v_missing
         FROM (
             SELECT DISTINCT date_trunc(v_g.unit, date_trunc(v_g.name, b.minute)) AS start
             FROM tally.fold_batch AS b
-            JOIN (
-                SELECT c.id, tally._cutoff(c.id, v_g.name) AS cutoff
-                FROM tally.counters AS c
-                WHERE v_g.name = ANY (c.granularities)
-                  AND c.id IN (SELECT DISTINCT f.counter_id FROM tally.fold_batch AS f)
-            ) AS k ON k.id = b.counter_id
+            JOIN kept AS k ON k.id = b.counter_id
             WHERE b.minute >= k.cutoff
         ) AS p
         WHERE to_regclass(format('tally.%I', 'rollup_' || v_g.name || '_p' || to_char(p.start, v_g.datetime_string))) IS NULL;
