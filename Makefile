@@ -63,7 +63,7 @@ test: lint pgtap pytest ## Everything CI runs: lint, pgTAP, pytest
 
 bench: db ## Benchmarks against a fresh database; figures in bench/results/
 	$(call fresh_db,tally_bench)
-	$(PY) bench/compactor.py --dsn "$$($(DB) dsn tally_bench)"
+	$(PY) -u bench/compactor.py --dsn "$$($(DB) dsn tally_bench)"
 
 soak: db ## The bloat/lag test for 10 minutes instead of 30 s
 	TALLY_SOAK_SECONDS=600 $(VENV)/bin/pytest -q -s python_client/tests/test_bloat.py

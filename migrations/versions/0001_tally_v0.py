@@ -17,8 +17,10 @@ depends_on = None
 
 # Delta shards: two generations (writers append to the active one, the
 # compactor drains and TRUNCATEs the other), and per generation 4 UNLOGGED
-# shards for fast counters and 4 logged shards for durable counters; a writer
-# picks its shard by backend pid. shard = gen * 8 + (durable ? 4 : 0) + pid % 4.
+# shards for fast counters and 4 logged shards for durable counters:
+# shard = gen * 8 + (durable ? 4 : 0) + slot, where slot is pid % 3 for
+# increments and small batches (per-worker shards) and 3 for bulk batches
+# (over 1,000 increments), so a backfill never queues live increments.
 WORKER_SHARDS = 4
 
 # granularity -> (pg_partman partition interval, ordinal)
@@ -157,6 +159,7 @@ def upgrade() -> None:
             shard_table regclass PRIMARY KEY,
             drained_xid xid8,
             drained_at timestamptz,
+            resume_at tid NOT NULL DEFAULT '(0,0)',
             truncated_at timestamptz
         )
         """

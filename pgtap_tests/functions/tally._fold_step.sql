@@ -26,7 +26,7 @@ SELECT tally.create_counter('fs_d', '{day}', true);
 UPDATE tally.shards SET drained_xid = NULL WHERE drained_xid IS NOT NULL;
 -- G: the generation writers append to at the start; p: this backend's shard index.
 CREATE TEMP TABLE fs_start ON COMMIT DROP AS
-SELECT gen AS g, flips, pg_backend_pid() % 4 AS p, current_setting('lock_timeout') AS lock_timeout
+SELECT gen AS g, flips, pg_backend_pid() % 3 AS p, current_setting('lock_timeout') AS lock_timeout
 FROM tally.write_gen;
 CREATE TEMP TABLE fs_runs_before ON COMMIT DROP AS SELECT coalesce(max(id), 0) AS id FROM tally.fold_runs;
 CREATE TEMP TABLE fs_filenodes ON COMMIT DROP AS
@@ -278,7 +278,7 @@ CREATE FUNCTION pg_temp.fs_straggler() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF pg_catalog.nextval('pg_temp.fs_straggler_seq') = 1 THEN
         INSERT INTO tally.delta (shard, counter_id, key, delta, at)
-        SELECT (1 - w.gen) * 8 + pg_catalog.pg_backend_pid() % 4, c.id, 'c', 1000, pg_catalog.now()
+        SELECT (1 - w.gen) * 8 + pg_catalog.pg_backend_pid() % 3, c.id, 'c', 1000, pg_catalog.now()
         FROM tally.write_gen AS w, tally.counters AS c WHERE c.name = 'fs';
     END IF;
     RETURN NULL;

@@ -38,21 +38,21 @@ SELECT is(
 );
 
 -- Shards: a writer appends to the active generation (tally.write_gen.gen),
--- fast counters to its UNLOGGED shard delta_g{gen}_fast_{pid % 4} (shard
--- value gen*8 + pid % 4), durable ones to its logged shard
--- delta_g{gen}_durable_{pid % 4} (shard value gen*8 + 4 + pid % 4).
+-- fast counters to its UNLOGGED shard delta_g{gen}_fast_{pid % 3} (shard
+-- value gen*8 + pid % 3), durable ones to its logged shard
+-- delta_g{gen}_durable_{pid % 3} (shard value gen*8 + 4 + pid % 3).
 CREATE TEMP TABLE ic_gen ON COMMIT DROP AS SELECT gen FROM tally.write_gen;
 SELECT is(
     (SELECT DISTINCT d.tableoid FROM tally.delta AS d JOIN tally.counters AS c ON c.id = d.counter_id
      WHERE c.name = 'ic_fast'),
-    format('tally.delta_g%s_fast_%s', (SELECT gen FROM ic_gen), pg_backend_pid() % 4)::regclass::oid,
-    'a fast counter''s deltas land in delta_g{write_gen.gen}_fast_(backend pid % 4)'
+    format('tally.delta_g%s_fast_%s', (SELECT gen FROM ic_gen), pg_backend_pid() % 3)::regclass::oid,
+    'a fast counter''s deltas land in delta_g{write_gen.gen}_fast_(backend pid % 3)'
 );
 SELECT is(
     (SELECT DISTINCT d.shard::int FROM tally.delta AS d JOIN tally.counters AS c ON c.id = d.counter_id
      WHERE c.name = 'ic_fast'),
-    (SELECT gen * 8 + pg_backend_pid() % 4 FROM ic_gen),
-    'their shard value is gen * 8 + pid % 4'
+    (SELECT gen * 8 + pg_backend_pid() % 3 FROM ic_gen),
+    'their shard value is gen * 8 + pid % 3'
 );
 SELECT is(
     (SELECT DISTINCT cl.relpersistence::text FROM tally.delta AS d
@@ -66,14 +66,14 @@ SELECT is(tally.increment_counter('ic_durable', 'k', 3), true, 'a durable counte
 SELECT is(
     (SELECT d.tableoid FROM tally.delta AS d JOIN tally.counters AS c ON c.id = d.counter_id
      WHERE c.name = 'ic_durable'),
-    format('tally.delta_g%s_durable_%s', (SELECT gen FROM ic_gen), pg_backend_pid() % 4)::regclass::oid,
-    'a durable counter''s delta lands in delta_g{write_gen.gen}_durable_(backend pid % 4)'
+    format('tally.delta_g%s_durable_%s', (SELECT gen FROM ic_gen), pg_backend_pid() % 3)::regclass::oid,
+    'a durable counter''s delta lands in delta_g{write_gen.gen}_durable_(backend pid % 3)'
 );
 SELECT is(
     (SELECT d.shard::int FROM tally.delta AS d JOIN tally.counters AS c ON c.id = d.counter_id
      WHERE c.name = 'ic_durable'),
-    (SELECT gen * 8 + 4 + pg_backend_pid() % 4 FROM ic_gen),
-    'its shard value is gen * 8 + 4 + pid % 4'
+    (SELECT gen * 8 + 4 + pg_backend_pid() % 3 FROM ic_gen),
+    'its shard value is gen * 8 + 4 + pid % 3'
 );
 SELECT is(
     (SELECT cl.relpersistence::text FROM tally.delta AS d
@@ -94,10 +94,10 @@ SELECT results_eq(
     $$SELECT c.name, d.tableoid FROM tally.delta AS d JOIN tally.counters AS c ON c.id = d.counter_id
       WHERE (c.name = 'ic_fast' AND d.key = 'flip') OR (c.name = 'ic_durable' AND d.delta = 4)
       ORDER BY 1$$,
-    $$SELECT 'ic_durable'::text, format('tally.delta_g%s_durable_%s', 1 - gen, pg_backend_pid() % 4)::regclass::oid
+    $$SELECT 'ic_durable'::text, format('tally.delta_g%s_durable_%s', 1 - gen, pg_backend_pid() % 3)::regclass::oid
       FROM ic_gen
       UNION ALL
-      SELECT 'ic_fast', format('tally.delta_g%s_fast_%s', 1 - gen, pg_backend_pid() % 4)::regclass::oid
+      SELECT 'ic_fast', format('tally.delta_g%s_fast_%s', 1 - gen, pg_backend_pid() % 3)::regclass::oid
       FROM ic_gen$$,
     'after a flip, fast and durable deltas land in the shards of the new active generation'
 );

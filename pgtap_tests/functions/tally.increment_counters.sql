@@ -37,12 +37,12 @@ SELECT results_eq(
 SELECT results_eq(
     $$SELECT DISTINCT c.name, d.tableoid FROM tally.delta AS d JOIN tally.counters AS c ON c.id = d.counter_id
       WHERE c.name IN ('bc_fast', 'bc_durable') ORDER BY 1$$,
-    $$SELECT 'bc_durable'::text, format('tally.delta_g%s_durable_%s', w.gen, pg_backend_pid() % 4)::regclass::oid
+    $$SELECT 'bc_durable'::text, format('tally.delta_g%s_durable_%s', w.gen, pg_backend_pid() % 3)::regclass::oid
       FROM tally.write_gen AS w
       UNION ALL
-      SELECT 'bc_fast', format('tally.delta_g%s_fast_%s', w.gen, pg_backend_pid() % 4)::regclass::oid
+      SELECT 'bc_fast', format('tally.delta_g%s_fast_%s', w.gen, pg_backend_pid() % 3)::regclass::oid
       FROM tally.write_gen AS w$$,
-    'they are this backend''s shards (pid % 4) of the active generation (tally.write_gen.gen)'
+    'they are this backend''s shards (pid % 3) of the active generation (tally.write_gen.gen)'
 );
 SELECT is(
     tally.increment_counters(

@@ -144,7 +144,7 @@ SELECT is(
 
 -- Per delta shard: the transaction that last drained it, and when it was TRUNCATEd.
 SELECT columns_are(
-    'tally', 'shards', ARRAY['shard_table', 'drained_xid', 'drained_at', 'truncated_at'],
+    'tally', 'shards', ARRAY['shard_table', 'drained_xid', 'drained_at', 'resume_at', 'truncated_at'],
     'tally.shards has the expected columns'
 );
 SELECT col_is_pk('tally', 'shards', 'shard_table', 'shards is keyed by shard_table');

@@ -42,6 +42,8 @@ DECLARE
     v_found boolean := false;
     v_folded bigint;
     v_lock_timeout text;
+    v_resume tid;
+    v_last tid;
 BEGIN
     IF p_limit IS NULL OR p_limit < 1 THEN
         RAISE EXCEPTION 'tally._fold_step: limit % must be a positive number of deltas', coalesce(p_limit::text, 'NULL')
@@ -70,17 +72,26 @@ BEGIN
         RETURN;
     END IF;
     IF v_found THEN
+        -- Resume where the last chunk of this shard stopped (a TID range
+        -- scan), so a backlog drained in chunks is not rescanned from its
+        -- dead head each time; from the start again once the end is reached.
+        v_resume := (SELECT s.resume_at FROM tally.shards AS s WHERE s.shard_table = v_rel);
         EXECUTE format(
             'WITH moved AS (
                  DELETE FROM %1$s AS d
-                 WHERE d.ctid = ANY (ARRAY(SELECT s.ctid FROM %1$s AS s LIMIT $1))
-                 RETURNING d.counter_id, d.key, d.delta, d.at)
-             INSERT INTO tally.fold_batch (counter_id, key, minute, delta, n)
-             SELECT m.counter_id, m.key, date_trunc(''minute'', m.at), sum(m.delta), count(*)
-             FROM moved AS m
-             GROUP BY 1, 2, 3', v_rel)
-        USING p_limit;
-        v_folded := (SELECT coalesce(sum(b.n), 0) FROM tally.fold_batch AS b);
+                 WHERE d.ctid = ANY (ARRAY(SELECT s.ctid FROM %1$s AS s WHERE s.ctid >= $2 LIMIT $1))
+                 RETURNING d.ctid, d.counter_id, d.key, d.delta, d.at),
+             batch AS (
+                 INSERT INTO tally.fold_batch (counter_id, key, minute, delta, n)
+                 SELECT m.counter_id, m.key, date_trunc(''minute'', m.at), sum(m.delta), count(*)
+                 FROM moved AS m
+                 GROUP BY 1, 2, 3)
+             SELECT count(*), max(m.ctid) FROM moved AS m', v_rel)
+        INTO v_folded, v_last
+        USING p_limit, v_resume;
+        UPDATE tally.shards AS s
+        SET resume_at = CASE WHEN v_folded < p_limit THEN '(0,0)'::tid ELSE v_last END
+        WHERE s.shard_table = v_rel;
         PERFORM tally._apply_batch();
         EXECUTE format('SELECT EXISTS (SELECT FROM %s)', v_rel) INTO v_found;
         IF NOT v_found THEN
@@ -110,7 +121,7 @@ BEGIN
             EXECUTE format('SELECT EXISTS (SELECT FROM %s)', v_rel) INTO v_found;
             IF NOT v_found THEN
                 EXECUTE format('TRUNCATE %s', v_rel);
-                UPDATE tally.shards AS s SET drained_xid = NULL, truncated_at = now()
+                UPDATE tally.shards AS s SET drained_xid = NULL, truncated_at = now(), resume_at = '(0,0)'
                 WHERE s.shard_table = v_rel;
                 INSERT INTO tally.fold_runs (started_at, deltas, attempts, outcome, shard, mode)
                 VALUES (v_started, 0, p_attempt, 'ok', v_rel::text, 'truncate');

@@ -19,7 +19,7 @@ DECLARE
     v_id integer;
     v_shard smallint;
 BEGIN
-    SELECT c.id, (w.gen * 8 + CASE WHEN c.durable THEN 4 ELSE 0 END + pg_backend_pid() % 4)::smallint
+    SELECT c.id, (w.gen * 8 + CASE WHEN c.durable THEN 4 ELSE 0 END + pg_backend_pid() % 3)::smallint
     INTO v_id, v_shard
     FROM tally.counters AS c CROSS JOIN tally.write_gen AS w
     WHERE c.name = p_counter;

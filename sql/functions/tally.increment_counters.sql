@@ -66,7 +66,10 @@ BEGIN
     END IF;
 
     INSERT INTO tally.delta (shard, counter_id, key, delta, at)
-    SELECT (w.gen * 8 + CASE WHEN c.durable THEN 4 ELSE 0 END + pg_backend_pid() % 4)::smallint,
+    -- Bulk batches (a backfill) go to their own shard slot (3) so that live
+    -- increments never wait behind them in a fold.
+    SELECT (w.gen * 8 + CASE WHEN c.durable THEN 4 ELSE 0 END
+            + CASE WHEN v_n > 1000 THEN 3 ELSE pg_backend_pid() % 3 END)::smallint,
            c.id, u.k, u.d, coalesce(u.t, now())
     FROM unnest(p_counters, p_keys, p_deltas, p_ats) AS u (n, k, d, t)
     JOIN tally.counters AS c ON c.name = u.n
