@@ -65,6 +65,7 @@ def _plans(plpy):
             ["text", "integer", "text", "text"],
         ),
         "sleep": plpy.prepare("SELECT pg_catalog.pg_sleep($1)", ["float8"]),
+        "crash": plpy.prepare("SELECT tally._detect_crash_reset()"),
         "search_path": plpy.prepare("SELECT pg_catalog.current_setting('search_path') AS v"),
         "statement_timeout": plpy.prepare(
             "SELECT s.setting::pg_catalog.float8 AS ms FROM pg_catalog.pg_settings AS s"
@@ -81,6 +82,8 @@ def _drain(plpy, plans, max_deltas, max_attempts):
     The generation flips every time the inactive one is empty (so gen ==
     flips % 2): a 'flipped' step saw the generation it just activated empty.
     """
+    plpy.execute(plans["crash"])  # record a crash reset, if the marker vanished
+    plpy.commit()
     seen = set()
     folded = 0
     while len(seen) < 2:

@@ -255,6 +255,105 @@ def upgrade() -> None:
     )
     ex("CREATE INDEX fold_runs_started_at_idx ON tally.fold_runs (started_at)")
 
+    # Observability state: cumulative fold failure counts (fold_runs is
+    # pruned), the deadlock baseline at install, drift sources and checks,
+    # corrections, crash resets.
+    ex(
+        """
+        CREATE TABLE tally.fold_stats (
+            singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+            retried_deadlocks bigint NOT NULL DEFAULT 0,
+            retried_other bigint NOT NULL DEFAULT 0,
+            abandoned bigint NOT NULL DEFAULT 0
+        )
+        """
+    )
+    ex("INSERT INTO tally.fold_stats DEFAULT VALUES")
+    ex(
+        """
+        CREATE TABLE tally.install_baseline (
+            singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+            installed_at timestamptz NOT NULL DEFAULT now(),
+            deadlocks bigint NOT NULL,
+            stats_reset timestamptz
+        )
+        """
+    )
+    ex(
+        """
+        INSERT INTO tally.install_baseline (deadlocks, stats_reset)
+        SELECT d.deadlocks, d.stats_reset FROM pg_stat_database AS d WHERE d.datname = current_database()
+        """
+    )
+    ex(
+        """
+        CREATE TABLE tally.sources (
+            counter_id integer PRIMARY KEY REFERENCES tally.counters (id) ON DELETE CASCADE,
+            query text NOT NULL,
+            registered_by name NOT NULL DEFAULT current_user,
+            registered_at timestamptz NOT NULL DEFAULT now()
+        )
+        """
+    )
+    ex(
+        """
+        CREATE TABLE tally.drift_checks (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            counter_id integer NOT NULL REFERENCES tally.counters (id) ON DELETE CASCADE,
+            checked_at timestamptz NOT NULL DEFAULT now(),
+            key text NOT NULL,
+            kind text NOT NULL CHECK (kind IN ('internal', 'source')),
+            detail text NOT NULL,
+            expected bigint,
+            actual bigint
+        )
+        """
+    )
+    ex("CREATE INDEX drift_checks_counter_idx ON tally.drift_checks (counter_id, checked_at)")
+    ex(
+        """
+        CREATE TABLE tally.drift_runs (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            counter_id integer NOT NULL REFERENCES tally.counters (id) ON DELETE CASCADE,
+            checked_at timestamptz NOT NULL DEFAULT now(),
+            keys_checked integer NOT NULL,
+            inconsistent_keys integer NOT NULL,
+            drifting_keys integer,
+            max_abs_drift bigint
+        )
+        """
+    )
+    ex("CREATE INDEX drift_runs_counter_idx ON tally.drift_runs (counter_id, checked_at)")
+    ex(
+        """
+        CREATE TABLE tally.corrections (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            counter_id integer NOT NULL REFERENCES tally.counters (id) ON DELETE CASCADE,
+            key text NOT NULL,
+            granularity text NOT NULL,
+            bucket timestamptz,
+            delta bigint NOT NULL,
+            reason text NOT NULL,
+            applied_at timestamptz NOT NULL DEFAULT now(),
+            applied_by name NOT NULL DEFAULT session_user
+        )
+        """
+    )
+    # A crash empties UNLOGGED tables: this one-row marker disappears with
+    # them, which is how a crash reset (lost fast deltas) is detected.
+    ex("CREATE UNLOGGED TABLE tally.crash_marker (singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton))")
+    ex("INSERT INTO tally.crash_marker DEFAULT VALUES")
+    ex(
+        """
+        CREATE TABLE tally.crash_resets (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            detected_at timestamptz NOT NULL DEFAULT now(),
+            server_started_at timestamptz NOT NULL,
+            lost_since timestamptz
+        )
+        """
+    )
+
     # pg_cron can only live in the database named by cron.database_name:
     # there tally schedules its own compactor (tally.schedule_compactor).
     if conn.execute("SELECT current_setting('cron.database_name', true) = current_database()").fetchone()[0]:

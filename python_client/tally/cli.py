@@ -61,6 +61,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from tally.metrics import collect, serve
+
+    if args.serve:
+        serve(_dsn(args), args.host, args.serve)
+        return 0
+    with psycopg.connect(_dsn(args), autocommit=True) as conn:
+        sys.stdout.write(collect(conn))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from tally.demo import run_demo
 
@@ -85,6 +96,11 @@ def main(argv: list[str] | None = None) -> int:
 
     s = sub.add_parser("status", help="counters and compactor lag")
     s.set_defaults(fn=cmd_status)
+
+    mt = sub.add_parser("metrics", help="tally's views as Prometheus metrics (print, or --serve PORT)")
+    mt.add_argument("--serve", type=int, metavar="PORT", help="serve /metrics over HTTP on this port")
+    mt.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
+    mt.set_defaults(fn=cmd_metrics)
 
     d = sub.add_parser("demo", help="drive a short realistic load and show the results")
     d.add_argument("--seconds", type=float, default=15)

@@ -1,0 +1,62 @@
+-- tally.reconcile: repair the given keys of a counter and say what changed.
+--   internal: coarser buckets (and the total) that do not add up are rebuilt
+--             from their finer buckets (tally._repair_internal);
+--   source:   a counter that differs from its source of truth gets a
+--             correction delta (truth - counter), appended like an increment.
+-- Every change is recorded in tally.corrections, so history stays
+-- explainable. SECURITY INVOKER for the same reason as tally.check_drift.
+CREATE OR REPLACE FUNCTION tally.reconcile(p_counter text, p_keys text[])
+RETURNS TABLE (key text, granularity text, bucket timestamptz, delta bigint, reason text)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    c_fn constant text := 'tally.reconcile';
+    v_counter tally.counters := tally._counter(c_fn, p_counter);
+    v_source record;
+    v_key text;
+    v_row record;
+    v_truth bigint;
+    v_value bigint;
+BEGIN
+    IF p_keys IS NULL OR pg_catalog.array_position(p_keys, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION '%: keys must be an array without NULLs', c_fn
+            USING ERRCODE = 'null_value_not_allowed', HINT = 'pass the keys tally.drift or check_drift reported';
+    END IF;
+    SELECT s.* INTO v_source FROM tally._source(v_counter.id) AS s;
+    IF v_source.query IS NOT NULL AND v_source.registered_by OPERATOR(pg_catalog.<>) session_user THEN
+        RAISE EXCEPTION '%: the source of "%" was registered by %; reconcile as that role',
+            c_fn, p_counter, v_source.registered_by
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'a source query never runs with other privileges than its registrant''s';
+    END IF;
+    FOREACH v_key IN ARRAY p_keys LOOP
+        PERFORM tally._check_key(c_fn, v_key);
+        FOR v_row IN SELECT r.* FROM tally._repair_internal(v_counter.id, v_key) AS r LOOP
+            key := v_key;
+            granularity := v_row.granularity;
+            bucket := v_row.bucket;
+            delta := v_row.delta;
+            reason := 'internal';
+            RETURN NEXT;
+        END LOOP;
+        IF v_source.query IS NOT NULL THEN
+            EXECUTE v_source.query INTO v_truth USING v_key;
+            v_value := tally.counter_value(p_counter, v_key);
+            IF v_truth IS DISTINCT FROM v_value THEN
+                PERFORM tally._correct(p_counter, v_key, coalesce(v_truth, 0) OPERATOR(pg_catalog.-) v_value,
+                                       pg_catalog.format('source: the source of truth said %s, the counter %s',
+                                                         v_truth, v_value));
+                key := v_key;
+                granularity := 'all';
+                bucket := NULL;
+                delta := coalesce(v_truth, 0) OPERATOR(pg_catalog.-) v_value;
+                reason := 'source';
+                RETURN NEXT;
+            END IF;
+        END IF;
+    END LOOP;
+END;
+$$;
+
+COMMENT ON FUNCTION tally.reconcile(text, text[]) IS
+'Repair keys: rebuild coarser buckets from finer ones, append correction deltas toward the source of truth; all recorded.';
