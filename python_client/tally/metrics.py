@@ -53,11 +53,12 @@ class _Family:
             self.samples.append((labels, float(value)))
 
     def render(self) -> Iterable[str]:
-        yield f"# HELP {self.name} {self.help}"
-        yield f"# TYPE {self.name} {self.kind}"
+        # Text format 0.0.4: a counter's HELP/TYPE name is its sample name, *_total.
+        name = self.name + ("_total" if self.kind == "counter" else "")
+        yield f"# HELP {name} {self.help}"
+        yield f"# TYPE {name} {self.kind}"
         for labels, value in self.samples:
-            sample = self.name + ("_total" if self.kind == "counter" and not self.name.endswith("_total") else "")
-            yield f"{sample}{_labels(labels)} {value!r}"
+            yield f"{name}{_labels(labels)} {value!r}"
 
 
 def collect(conn: psycopg.Connection) -> str:

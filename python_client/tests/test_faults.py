@@ -89,6 +89,8 @@ def test_statement_and_lock_timeouts_inside_folds(dsn: str, conn: psycopg.Connec
             time.sleep(1.0)
             # 1. statement_timeout fires inside a fold waiting on the lock:
             # that attempt is rolled back and retried, and the call succeeds.
+            # Something to fold, whether or not the writers are still at it.
+            c.execute("SELECT tally.increment_counter('views_fast', 'blocked', 1)")
             blocker.execute("BEGIN")
             blocker.execute("LOCK TABLE tally.totals IN SHARE MODE")
             unblock = threading.Timer(0.6, blocker.execute, args=("ROLLBACK",))
@@ -99,6 +101,7 @@ def test_statement_and_lock_timeouts_inside_folds(dsn: str, conn: psycopg.Connec
             unblock.join()
             # 2. lock_timeout fires inside every attempt while the lock is
             # held: the call gives up after 3 attempts, the deltas stay pending.
+            c.execute("SELECT tally.increment_counter('views_fast', 'blocked', 1)")
             blocker.execute("BEGIN")
             blocker.execute("LOCK TABLE tally.totals IN SHARE MODE")
             c.execute("SET lock_timeout = '20ms'")

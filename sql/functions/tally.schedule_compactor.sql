@@ -19,9 +19,9 @@ AS $$
 DECLARE
     c_fn constant text := 'tally.schedule_compactor';
     v_compact text;
-    v_cron name := (SELECT n.nspname FROM pg_catalog.pg_extension AS e
-                    JOIN pg_catalog.pg_namespace AS n ON n.oid = e.extnamespace
-                    WHERE e.extname = 'pg_cron');
+    -- pg_cron keeps its objects in schema cron whatever its extnamespace says
+    v_cron name := (SELECT 'cron'::name FROM pg_catalog.pg_extension AS e
+                    WHERE e.extname = 'pg_cron' AND to_regnamespace('cron') IS NOT NULL);
 BEGIN
     IF p_seconds IS NULL OR p_seconds <= 0 OR p_seconds > 59 THEN
         RAISE EXCEPTION '%: p_seconds % must be in (0, 59]', c_fn, coalesce(p_seconds::text, 'NULL')

@@ -8,9 +8,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_removed integer;
-    v_cron name := (SELECT n.nspname FROM pg_catalog.pg_extension AS e
-                    JOIN pg_catalog.pg_namespace AS n ON n.oid = e.extnamespace
-                    WHERE e.extname = 'pg_cron');
+    -- pg_cron keeps its objects in schema cron whatever its extnamespace says
+    v_cron name := (SELECT 'cron'::name FROM pg_catalog.pg_extension AS e
+                    WHERE e.extname = 'pg_cron' AND to_regnamespace('cron') IS NOT NULL);
 BEGIN
     IF v_cron IS NULL THEN
         RETURN 0;

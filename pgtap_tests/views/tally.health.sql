@@ -1,0 +1,185 @@
+-- tally.health: one row per check (compactor, lag, folds, drift, crash),
+-- status ok / warn / critical and a reason. All 'ok' on a fresh install;
+-- lag warns at 10 s and is critical at 60 s of the oldest pending increment;
+-- the compactor the same on the time since the last generation flip while
+-- deltas are pending; folds critical with a fold abandoned in the last hour;
+-- drift warn when the latest check of a counter found something; crash
+-- critical when the UNLOGGED marker is gone and for 24 h after a reset.
+BEGIN;
+SELECT plan(37);
+
+CREATE TEMP VIEW h AS SELECT "check", status, reason FROM tally.health;
+
+-- Shape
+SELECT has_view('tally', 'health', 'view tally.health exists');
+SELECT columns_are('tally', 'health', ARRAY['check', 'status', 'reason'], 'tally.health has columns check, status, reason');
+SELECT col_type_is('tally', 'health', 'check', 'text', 'health.check is text');
+SELECT col_type_is('tally', 'health', 'status', 'text', 'health.status is text');
+SELECT col_type_is('tally', 'health', 'reason', 'text', 'health.reason is text');
+
+-- Fresh install: everything ok. (A crash of the cluster since the install
+-- empties the UNLOGGED marker: then 'crash' is rightly critical; run the
+-- suite against a freshly created database.)
+SELECT is(
+    (SELECT count(*) FROM tally.crash_marker), 1::bigint,
+    'precondition: tally.crash_marker holds its row (no crash of the cluster since the install)'
+);
+SELECT results_eq(
+    'SELECT "check", status FROM h ORDER BY 1',
+    $$VALUES ('compactor'::text, 'ok'::text), ('crash', 'ok'), ('drift', 'ok'), ('folds', 'ok'), ('lag', 'ok')$$,
+    'a fresh install has exactly the 5 checks compactor, crash, drift, folds, lag, all ok'
+);
+SELECT results_eq(
+    'SELECT "check", reason FROM h ORDER BY 1',
+    $$VALUES ('compactor'::text, 'nothing pending'::text),
+             ('crash', 'no crash reset in the last 24 hours'),
+             ('drift', 'no drift in the latest checks'),
+             ('folds', 'no fold abandoned in the last hour'),
+             ('lag', 'oldest pending increment: 0.0 s (0 pending)')$$,
+    'and says why'
+);
+
+-- lag: the age of the oldest pending increment (written_at).
+SELECT tally.create_counter('h_c');
+SELECT tally.increment_counter('h_c', 'k', 1, now() - interval '1 hour');
+SELECT is((SELECT status FROM h WHERE "check" = 'lag'), 'ok', 'lag: a delta written just now is ok');
+UPDATE tally.delta SET written_at = now() - interval '9.9 seconds';
+SELECT is((SELECT status FROM h WHERE "check" = 'lag'), 'ok', 'lag: 9.9 s is ok');
+UPDATE tally.delta SET written_at = now() - interval '10 seconds';
+SELECT is((SELECT status FROM h WHERE "check" = 'lag'), 'warn', 'lag: 10 s is warn');
+UPDATE tally.delta SET written_at = now() - interval '30 seconds';
+SELECT results_eq(
+    $$SELECT status, reason FROM h WHERE "check" = 'lag'$$,
+    $$VALUES ('warn'::text, 'oldest pending increment: 30.0 s (1 pending)'::text)$$,
+    'lag: a pending delta written 30 s ago is warn, with its age and the pending count'
+);
+UPDATE tally.delta SET written_at = now() - interval '60 seconds';
+SELECT is((SELECT status FROM h WHERE "check" = 'lag'), 'critical', 'lag: 60 s is critical');
+SELECT tally.increment_counter('h_c', 'k2');
+UPDATE tally.delta SET written_at = now() - interval '90 seconds' WHERE key = 'k';
+SELECT results_eq(
+    $$SELECT status, reason FROM h WHERE "check" = 'lag'$$,
+    $$VALUES ('critical'::text, 'oldest pending increment: 90.0 s (2 pending)'::text)$$,
+    'lag: 90 s is critical; the oldest delta counts, not the newest'
+);
+
+-- compactor: time since the last generation flip, while deltas are pending.
+UPDATE tally.write_gen SET flipped_at = now() - interval '5 seconds';
+SELECT results_eq(
+    $$SELECT status, reason FROM h WHERE "check" = 'compactor'$$,
+    $$VALUES ('ok'::text, 'running: last step 5.0 s ago'::text)$$,
+    'compactor: a flip 5 s ago with deltas pending is ok (running)'
+);
+UPDATE tally.write_gen SET flipped_at = now() - interval '10 seconds';
+SELECT is((SELECT status FROM h WHERE "check" = 'compactor'), 'warn', 'compactor: no flip for 10 s with deltas pending is warn');
+UPDATE tally.write_gen SET flipped_at = now() - interval '30 seconds';
+SELECT results_eq(
+    $$SELECT status, reason FROM h WHERE "check" = 'compactor'$$,
+    $$VALUES ('warn'::text, 'not running: no compactor step for 30 s with 2 deltas pending'::text)$$,
+    'compactor: no flip for 30 s with deltas pending is warn'
+);
+UPDATE tally.write_gen SET flipped_at = now() - interval '60 seconds';
+SELECT is((SELECT status FROM h WHERE "check" = 'compactor'), 'critical', 'compactor: 60 s is critical');
+UPDATE tally.write_gen SET flipped_at = now() - interval '90 seconds';
+SELECT results_eq(
+    $$SELECT status, reason FROM h WHERE "check" = 'compactor'$$,
+    $$VALUES ('critical'::text, 'not running: no compactor step for 90 s with 2 deltas pending'::text)$$,
+    'compactor: no flip for 90 s with deltas pending is critical'
+);
+
+-- After a fold nothing is pending: compactor and lag are ok again, however
+-- old the last flip.
+CREATE TEMP TABLE h_fold ON COMMIT DROP AS SELECT tally._fold(100000) AS n;
+UPDATE tally.write_gen SET flipped_at = now() - interval '1 hour';
+SELECT results_eq(
+    $$SELECT "check", status, reason FROM h WHERE "check" IN ('compactor', 'lag') ORDER BY 1$$,
+    $$VALUES ('compactor'::text, 'ok'::text, 'nothing pending'::text),
+             ('lag', 'ok', 'oldest pending increment: 0.0 s (0 pending)')$$,
+    'with nothing pending, compactor and lag are ok even with the last flip an hour ago'
+);
+
+-- folds: a fold abandoned (outcome failed) in the last hour is critical.
+INSERT INTO tally.fold_runs (started_at, finished_at, outcome, error)
+VALUES (now() - interval '2 hours', now() - interval '61 minutes', 'failed', '40P01: deadlock detected');
+SELECT is((SELECT status FROM h WHERE "check" = 'folds'), 'ok', 'folds: a fold abandoned over an hour ago is ok');
+SELECT tally._record_fold(now(), 0, 2, 'retried', '40P01: deadlock detected');
+SELECT is((SELECT status FROM h WHERE "check" = 'folds'), 'ok', 'folds: a retried attempt is ok');
+SELECT tally._record_fold(now(), 0, 5, 'failed', '40P01: deadlock detected');
+SELECT is((SELECT status FROM h WHERE "check" = 'folds'), 'critical', 'folds: a fold abandoned in the last hour is critical');
+SELECT matches(
+    (SELECT reason FROM h WHERE "check" = 'folds'),
+    '^1 folds abandoned after retries in the last hour, last at .*: see tally\.compactor_runs$',
+    'folds: the reason counts the abandoned folds of the last hour and points to tally.compactor_runs'
+);
+INSERT INTO tally.fold_runs (started_at, finished_at, outcome) VALUES (now() - interval '1 minute', now(), 'failed');
+SELECT matches(
+    (SELECT reason FROM h WHERE "check" = 'folds'), '^2 folds abandoned', 'folds: each abandoned fold counts'
+);
+
+-- drift: the latest drift run of each counter.
+SELECT tally._record_drift(
+    (SELECT id FROM tally.counters WHERE name = 'h_c'), 1,
+    '[{"key": "k", "kind": "internal", "detail": "x", "expected": 1, "actual": 2}]', false
+);
+SELECT results_eq(
+    $$SELECT status, reason FROM h WHERE "check" = 'drift'$$,
+    $$VALUES ('warn'::text, 'drift found in h_c: see tally.drift, repair with tally.reconcile()'::text)$$,
+    'drift: an inconsistent key in the latest check is warn, naming the counter'
+);
+SELECT tally.create_counter('h_b');
+SELECT tally._record_drift(
+    (SELECT id FROM tally.counters WHERE name = 'h_b'), 1,
+    '[{"key": "k", "kind": "source", "detail": "x", "expected": 1, "actual": 2}]', true
+);
+SELECT is(
+    (SELECT reason FROM h WHERE "check" = 'drift'),
+    'drift found in h_b, h_c: see tally.drift, repair with tally.reconcile()',
+    'drift: a key off its source of truth is drift too; the counters are listed by name'
+);
+SELECT tally._record_drift((SELECT id FROM tally.counters WHERE name = 'h_c'), 1, '[]', false);
+SELECT tally._record_drift((SELECT id FROM tally.counters WHERE name = 'h_b'), 1, '[]', true);
+SELECT results_eq(
+    $$SELECT status, reason FROM h WHERE "check" = 'drift'$$,
+    $$VALUES ('ok'::text, 'no drift in the latest checks'::text)$$,
+    'drift: only the latest check of each counter counts: clean checks make it ok again'
+);
+
+-- crash: the UNLOGGED one-row marker vanishes with a crash reset.
+DELETE FROM tally.crash_marker;
+SELECT results_eq(
+    $$SELECT status, reason FROM h WHERE "check" = 'crash'$$,
+    $$VALUES ('critical'::text,
+              'a crash reset emptied the fast (unlogged) deltas; the next compactor run records it'::text)$$,
+    'crash: the marker gone (reset not recorded yet) is critical'
+);
+-- The window lost: since the last fold that moved deltas before the server started.
+INSERT INTO tally.fold_runs (started_at, finished_at, deltas, outcome, shard, mode)
+VALUES (pg_postmaster_start_time() - interval '2 seconds', pg_postmaster_start_time() - interval '1 second', 3, 'ok',
+        'tally.delta_g0_fast_0', 'delete'),
+       (pg_postmaster_start_time() - interval '1 second', pg_postmaster_start_time() - interval '0.5 second', 0, 'ok',
+        'tally.delta_g0_fast_0', 'truncate');
+SELECT is(tally._detect_crash_reset(), true, '_detect_crash_reset returns true when the marker is gone');
+SELECT is(tally._detect_crash_reset(), false, '_detect_crash_reset returns false the second time');
+SELECT is((SELECT count(*) FROM tally.crash_marker), 1::bigint, '_detect_crash_reset puts the marker back');
+SELECT results_eq(
+    'SELECT detected_at, server_started_at, lost_since FROM tally.crash_resets',
+    $$VALUES (now(), pg_postmaster_start_time(), pg_postmaster_start_time() - interval '1 second')$$,
+    'one reset recorded: now, the server start, and lost_since the last fold that moved deltas before it'
+);
+SELECT is((SELECT status FROM h WHERE "check" = 'crash'), 'critical', 'crash: a reset detected in the last 24 h stays critical');
+SELECT is(
+    (SELECT reason FROM h WHERE "check" = 'crash'),
+    format('crash reset detected at %s: fast increments written since %s and not folded were lost',
+           now(), pg_postmaster_start_time() - interval '1 second'),
+    'crash: the reason gives when the reset was detected and since when fast increments were lost'
+);
+UPDATE tally.crash_resets SET detected_at = now() - interval '25 hours';
+SELECT results_eq(
+    $$SELECT status, reason FROM h WHERE "check" = 'crash'$$,
+    $$VALUES ('ok'::text, 'no crash reset in the last 24 hours'::text)$$,
+    'crash: a reset over 24 h ago is ok again'
+);
+SELECT is((SELECT count(*) FROM h), 5::bigint, 'still exactly 5 checks');
+
+SELECT * FROM finish();
+ROLLBACK;
