@@ -58,6 +58,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             "SELECT sum(pending_deltas), max(oldest_pending_age), max(last_fold_at) FROM tally.compactor_lag"
         ).fetchone()
         print(f"\npending deltas: {lag[0]}   oldest pending: {lag[1]}   last fold: {lag[2]}")
+        print("\nhealth:")
+        for check, status, reason in conn.execute('SELECT "check", status, reason FROM tally.health'):
+            print(f"  {check:<10} {status:<9} {reason}")
     return 0
 
 
