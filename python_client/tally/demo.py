@@ -101,8 +101,9 @@ def run_demo(dsn: str, seconds: float = 15, writers: int = 4) -> int:
             "SELECT bucket, value FROM tally.counter_series('workspace_events', 'ws1', 'hour',"
             " now() - interval '6 hours', now())"
         ).fetchall()
+        peak = max((value for _, value in rows), default=1) or 1
         for bucket, value in rows:
-            print(f"  {bucket:%Y-%m-%d %H:00}Z {value:>6}  {'#' * min(60, value // 2)}")
+            print(f"  {bucket:%Y-%m-%d %H:00}Z {value:>6}  {'#' * round(40 * value / peak)}")
         runs, deltas, last = conn.execute(
             "SELECT count(*), coalesce(sum(deltas), 0), max(finished_at) FROM tally.fold_runs"
             " WHERE outcome = 'ok' AND started_at > now() - make_interval(secs => %s)",
@@ -110,4 +111,7 @@ def run_demo(dsn: str, seconds: float = 15, writers: int = 4) -> int:
         ).fetchone()
         pending = conn.execute("SELECT sum(pending_deltas) FROM tally.compactor_lag").fetchone()[0]
         print(f"\ncompactor: {runs} folds, {deltas} deltas folded, last fold {last:%H:%M:%S}Z, pending now {pending}")
+        print("\nhealth (tally.health):")
+        for check, status, reason in conn.execute('SELECT "check", status, reason FROM tally.health'):
+            print(f"  {check:<10} {status:<9} {reason}")
     return 0
