@@ -16,7 +16,7 @@ AS $$
 DECLARE
     c_fn constant text := 'tally.check_drift';
     v_counter tally.counters := tally._counter(c_fn, p_counter);
-    v_source record;
+    v_source text;
     v_key text;
     v_row record;
     v_truth bigint;
@@ -28,13 +28,7 @@ BEGIN
         RAISE EXCEPTION '%: sample size % is out of range', c_fn, coalesce(p_sample::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value', HINT = 'check from 1 to 100000 keys per run';
     END IF;
-    SELECT s.* INTO v_source FROM tally._source(v_counter.id) AS s;
-    IF v_source.query IS NOT NULL AND v_source.registered_by OPERATOR(pg_catalog.<>) session_user THEN
-        RAISE EXCEPTION '%: the source of "%" was registered by %; run the check as that role',
-            c_fn, p_counter, v_source.registered_by
-            USING ERRCODE = 'insufficient_privilege',
-                  HINT = 'a source query never runs with other privileges than its registrant''s';
-    END IF;
+    v_source := tally._caller_source(c_fn, v_counter);
     FOR v_key IN
         SELECT k.k FROM pg_catalog.unnest(p_keys) AS k (k) WHERE p_keys IS NOT NULL
         UNION ALL
@@ -54,8 +48,8 @@ BEGIN
             v_findings := v_findings OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object(
                 'key', key, 'kind', kind, 'detail', detail, 'expected', expected, 'actual', actual);
         END LOOP;
-        IF v_source.query IS NOT NULL THEN
-            EXECUTE v_source.query INTO v_truth USING v_key;
+        IF v_source IS NOT NULL THEN
+            EXECUTE v_source INTO v_truth USING v_key;
             v_value := tally.counter_value(p_counter, v_key);
             IF v_truth IS DISTINCT FROM v_value THEN
                 key := v_key;
@@ -69,7 +63,7 @@ BEGIN
             END IF;
         END IF;
     END LOOP;
-    PERFORM tally._record_drift(v_counter.id, v_n, v_findings, v_source.query IS NOT NULL);
+    PERFORM tally._record_drift(v_counter.id, v_n, v_findings, v_source IS NOT NULL);
 END;
 $$;
 

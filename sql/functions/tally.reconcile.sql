@@ -12,7 +12,7 @@ AS $$
 DECLARE
     c_fn constant text := 'tally.reconcile';
     v_counter tally.counters := tally._counter(c_fn, p_counter);
-    v_source record;
+    v_source text;
     v_key text;
     v_row record;
     v_truth bigint;
@@ -22,13 +22,7 @@ BEGIN
         RAISE EXCEPTION '%: keys must be an array without NULLs', c_fn
             USING ERRCODE = 'null_value_not_allowed', HINT = 'pass the keys tally.drift or check_drift reported';
     END IF;
-    SELECT s.* INTO v_source FROM tally._source(v_counter.id) AS s;
-    IF v_source.query IS NOT NULL AND v_source.registered_by OPERATOR(pg_catalog.<>) session_user THEN
-        RAISE EXCEPTION '%: the source of "%" was registered by %; reconcile as that role',
-            c_fn, p_counter, v_source.registered_by
-            USING ERRCODE = 'insufficient_privilege',
-                  HINT = 'a source query never runs with other privileges than its registrant''s';
-    END IF;
+    v_source := tally._caller_source(c_fn, v_counter);
     FOREACH v_key IN ARRAY p_keys LOOP
         PERFORM tally._check_key(c_fn, v_key);
         FOR v_row IN SELECT r.* FROM tally._repair_internal(v_counter.id, v_key) AS r LOOP
@@ -39,8 +33,8 @@ BEGIN
             reason := 'internal';
             RETURN NEXT;
         END LOOP;
-        IF v_source.query IS NOT NULL THEN
-            EXECUTE v_source.query INTO v_truth USING v_key;
+        IF v_source IS NOT NULL THEN
+            EXECUTE v_source INTO v_truth USING v_key;
             v_value := tally.counter_value(p_counter, v_key);
             IF v_truth IS DISTINCT FROM v_value THEN
                 PERFORM tally._correct(p_counter, v_key, coalesce(v_truth, 0) OPERATOR(pg_catalog.-) v_value,
