@@ -115,6 +115,19 @@ def upgrade() -> None:
         """
     )
     ex("COMMENT ON TABLE tally.retention IS 'Per-counter retention overrides; keep NULL = keep forever'")
+    # From when a counter's buckets of a granularity are complete: moved
+    # forward when its retention changes (buckets skipped or dropped under
+    # the old retention do not come back when it is lengthened).
+    ex(
+        """
+        CREATE TABLE tally.coverage (
+            counter_id integer NOT NULL REFERENCES tally.counters (id) ON DELETE CASCADE,
+            granularity text NOT NULL REFERENCES tally.granularities (name),
+            complete_from timestamptz NOT NULL,
+            PRIMARY KEY (counter_id, granularity)
+        )
+        """
+    )
 
     # Deltas: one partitioned parent, list-partitioned by shard.
     ex(

@@ -3,10 +3,11 @@
 -- delta_g{gen}_durable_{i} logged = shard gen*8+4+i), the one-row write_gen,
 -- rollups partitioned by range with no default partition, tally.shards (one
 -- row per delta shard), retention (defaults, per-counter overrides), the
+-- observability tables (the UNLOGGED one-row crash marker included), the
 -- views, the known functions, and the pinned search_path of every SECURITY
 -- DEFINER function.
 BEGIN;
-SELECT plan(124);
+SELECT plan(161);
 
 SELECT has_schema('tally', 'schema tally exists');
 
@@ -216,6 +217,60 @@ SELECT is(
     'the fold scratch table is UNLOGGED'
 );
 
+-- Observability: cumulative fold failure counts, the deadlock baseline at
+-- install, sources of truth, drift checks and runs, corrections, crash
+-- resets, and the UNLOGGED crash marker.
+SELECT has_table('tally', 'fold_stats', 'table tally.fold_stats exists');
+SELECT has_table('tally', 'install_baseline', 'table tally.install_baseline exists');
+SELECT has_table('tally', 'sources', 'table tally.sources exists');
+SELECT has_table('tally', 'drift_checks', 'table tally.drift_checks exists');
+SELECT has_table('tally', 'drift_runs', 'table tally.drift_runs exists');
+SELECT has_table('tally', 'corrections', 'table tally.corrections exists');
+SELECT has_table('tally', 'crash_marker', 'table tally.crash_marker exists');
+SELECT has_table('tally', 'crash_resets', 'table tally.crash_resets exists');
+SELECT columns_are(
+    'tally', 'fold_stats', ARRAY['singleton', 'retried_deadlocks', 'retried_other', 'abandoned'],
+    'tally.fold_stats has the expected columns'
+);
+SELECT columns_are(
+    'tally', 'install_baseline', ARRAY['singleton', 'installed_at', 'deadlocks', 'stats_reset'],
+    'tally.install_baseline has the expected columns'
+);
+SELECT columns_are(
+    'tally', 'sources', ARRAY['counter_id', 'query', 'registered_by', 'registered_at'],
+    'tally.sources has the expected columns'
+);
+SELECT columns_are(
+    'tally', 'drift_checks', ARRAY['id', 'counter_id', 'checked_at', 'key', 'kind', 'detail', 'expected', 'actual'],
+    'tally.drift_checks has the expected columns'
+);
+SELECT columns_are(
+    'tally', 'drift_runs',
+    ARRAY['id', 'counter_id', 'checked_at', 'keys_checked', 'inconsistent_keys', 'drifting_keys', 'max_abs_drift'],
+    'tally.drift_runs has the expected columns'
+);
+SELECT columns_are(
+    'tally', 'corrections',
+    ARRAY['id', 'counter_id', 'key', 'granularity', 'bucket', 'delta', 'reason', 'applied_at', 'applied_by'],
+    'tally.corrections has the expected columns'
+);
+SELECT columns_are('tally', 'crash_marker', ARRAY['singleton'], 'tally.crash_marker has the expected columns');
+SELECT columns_are(
+    'tally', 'crash_resets', ARRAY['id', 'detected_at', 'server_started_at', 'lost_since'],
+    'tally.crash_resets has the expected columns'
+);
+SELECT is(
+    (SELECT relpersistence::text FROM pg_catalog.pg_class WHERE oid = 'tally.crash_marker'::regclass),
+    'u',
+    'tally.crash_marker is UNLOGGED (a crash reset empties it)'
+);
+-- (A crash of the cluster since the install empties it: run the suite
+-- against a freshly created database.)
+SELECT results_eq(
+    'SELECT singleton FROM tally.crash_marker', 'VALUES (true)',
+    'tally.crash_marker holds its one row (no crash since the install)'
+);
+
 -- Rollups
 SELECT is_partitioned('tally', 'rollup_minute', 'tally.rollup_minute is partitioned');
 SELECT is_partitioned('tally', 'rollup_hour', 'tally.rollup_hour is partitioned');
@@ -261,6 +316,10 @@ SELECT columns_are(
     'tally', 'retention_policies', ARRAY['counter', 'granularity', 'keep', 'set_by', 'oldest_bucket_kept'],
     'tally.retention_policies has the expected columns'
 );
+SELECT has_view('tally', 'compactor_runs', 'view tally.compactor_runs exists');
+SELECT has_view('tally', 'deadlocks', 'view tally.deadlocks exists');
+SELECT has_view('tally', 'drift', 'view tally.drift exists');
+SELECT has_view('tally', 'health', 'view tally.health exists');
 
 -- Functions and procedures. Only the ones known here are checked, one by one:
 -- the schema may hold more.
@@ -334,6 +393,37 @@ SELECT has_function(
     'function tally.top_keys(text, text, timestamptz, integer) exists'
 );
 SELECT has_function('tally', 'unschedule_compactor', ARRAY[]::text[], 'function tally.unschedule_compactor() exists');
+SELECT has_function('tally', 'set_source', ARRAY['text', 'text'], 'function tally.set_source(text, text) exists');
+SELECT has_function(
+    'tally', 'check_drift', ARRAY['text', 'integer', 'text[]'],
+    'function tally.check_drift(text, integer, text[]) exists'
+);
+SELECT has_function('tally', 'reconcile', ARRAY['text', 'text[]'], 'function tally.reconcile(text, text[]) exists');
+SELECT has_function(
+    'tally', '_internal_drift', ARRAY['integer', 'text'], 'function tally._internal_drift(integer, text) exists'
+);
+SELECT has_function(
+    'tally', '_repair_internal', ARRAY['integer', 'text'], 'function tally._repair_internal(integer, text) exists'
+);
+SELECT has_function(
+    'tally', '_record_drift', ARRAY['integer', 'integer', 'jsonb', 'boolean'],
+    'function tally._record_drift(integer, integer, jsonb, boolean) exists'
+);
+SELECT has_function(
+    'tally', '_detect_crash_reset', ARRAY[]::text[], 'function tally._detect_crash_reset() exists'
+);
+SELECT has_function(
+    'tally', '_correct', ARRAY['text', 'text', 'bigint', 'text'],
+    'function tally._correct(text, text, bigint, text) exists'
+);
+SELECT has_function('tally', '_source', ARRAY['integer'], 'function tally._source(integer) exists');
+SELECT has_function(
+    'tally', '_sample_keys', ARRAY['integer', 'integer'], 'function tally._sample_keys(integer, integer) exists'
+);
+SELECT has_function(
+    'tally', '_caller_source', ARRAY['text', 'tally.counters'],
+    'function tally._caller_source(text, tally.counters) exists'
+);
 SELECT hasnt_function('tally', '_fold_into_rollups', 'tally._fold_into_rollups is gone (replaced by _fold_step)');
 SELECT function_returns(
     'tally', '_fold_step', ARRAY['integer', 'bigint', 'integer', 'interval'], 'setof record',
@@ -358,7 +448,7 @@ SELECT results_eq(
     $$VALUES ('counter_series'::text, true), ('counter_value', true), ('create_counter', true),
              ('drop_counter', true), ('increment_counter', true), ('increment_counters', true),
              ('schedule_compactor', true), ('set_retention', true), ('top_keys', true), ('unschedule_compactor', true)$$,
-    'every public function of tally but maintain() is SECURITY DEFINER'
+    'these public functions of tally are SECURITY DEFINER (not maintain(), check_drift(), reconcile(): checked below)'
 );
 SELECT is_empty(
     $$SELECT p.oid::regprocedure
@@ -370,8 +460,32 @@ SELECT is_empty(
 SELECT cmp_ok(
     (SELECT count(*) FROM pg_catalog.pg_proc AS p
      WHERE p.pronamespace = 'tally'::regnamespace AND p.prosecdef),
-    '>=', 26::bigint,
-    'the search_path check above covers (at least) the 26 known SECURITY DEFINER functions'
+    '>=', 34::bigint,
+    'the search_path check above covers (at least) the 34 known SECURITY DEFINER functions'
+);
+SELECT results_eq(
+    $$SELECT p.proname::text COLLATE "default", p.prosecdef
+      FROM pg_catalog.pg_proc AS p
+      WHERE p.pronamespace = 'tally'::regnamespace
+        AND p.proname IN ('set_source', '_internal_drift', '_repair_internal', '_record_drift', '_detect_crash_reset',
+                          '_correct', '_source', '_sample_keys')
+      ORDER BY 1$$,
+    $$VALUES ('_correct'::text, true), ('_detect_crash_reset', true), ('_internal_drift', true),
+             ('_record_drift', true), ('_repair_internal', true), ('_sample_keys', true), ('_source', true),
+             ('set_source', true)$$,
+    'set_source and the internal drift, correction and crash functions are SECURITY DEFINER'
+);
+SELECT isnt_definer(
+    'tally', 'check_drift', ARRAY['text', 'integer', 'text[]'],
+    'tally.check_drift is SECURITY INVOKER (the source query runs with the caller''s privileges)'
+);
+SELECT isnt_definer(
+    'tally', 'reconcile', ARRAY['text', 'text[]'],
+    'tally.reconcile is SECURITY INVOKER (the source query runs with the caller''s privileges)'
+);
+SELECT isnt_definer(
+    'tally', '_caller_source', ARRAY['text', 'tally.counters'],
+    'tally._caller_source is SECURITY INVOKER, like check_drift and reconcile'
 );
 SELECT is_definer(
     'tally', '_fold_step', ARRAY['integer', 'bigint', 'integer', 'interval'],

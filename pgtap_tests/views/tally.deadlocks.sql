@@ -95,7 +95,6 @@ SELECT results_eq('SELECT * FROM dl', $$VALUES (2::bigint, 3::bigint, 1::bigint)
 SELECT cmp_ok((SELECT database_deadlocks FROM tally.deadlocks), '>=', 0::bigint, 'database_deadlocks is still >= 0');
 
 -- A retried attempt without an error message.
-SELECT todo('BUG: tally._record_fold with outcome retried and a NULL error violates fold_stats NOT NULL', 2);
 SELECT lives_ok(
     $$SELECT tally._record_fold(now(), 0, 1, 'retried', NULL)$$,
     'a retried attempt without an error message is recorded'

@@ -1,10 +1,13 @@
 -- tally._internal_drift: where a counter's folded buckets of one key do not
--- add up. For each pair (finer, coarser) the counter keeps — minute→hour,
--- hour→day, day→week, day→month, month→all-time total — every coarser
--- bucket that lies wholly inside the finer granularity's retention must
--- equal the sum of its finer buckets. Reads folded rows only, in one
--- statement per pair: a fold updates every granularity in one transaction,
--- so a consistent counter shows no row here at any moment.
+-- add up. Each coarser granularity the counter keeps (hour, day, week, month)
+-- is compared with the nearest finer one it keeps that tiles it (minute for
+-- hour; hour, else minute, for day; day, else hour, else minute, for week and
+-- month), and the all-time total with the months when they are kept forever.
+-- Only coarser buckets wholly inside both granularities' retention and
+-- after the finer one's complete_from (tally.coverage) are compared. Reads
+-- folded rows only, one statement per pair: a fold updates every
+-- granularity in one transaction, so a consistent counter shows no row here
+-- at any moment.
 CREATE OR REPLACE FUNCTION tally._internal_drift(p_counter_id integer, p_key text)
 RETURNS TABLE (granularity text, bucket timestamptz, expected bigint, actual bigint, finer text)
 LANGUAGE plpgsql
@@ -19,19 +22,32 @@ DECLARE
     v_cutoff timestamptz;
     v_from timestamptz;
 BEGIN
+    -- finest first: a repair rebuilds hours before the days made of them
     FOR v_pair IN
-        SELECT * FROM (VALUES (1, 'minute', 'hour'), (2, 'hour', 'day'), (3, 'day', 'week'), (4, 'day', 'month'))
-            AS p (ord, f, c)
-        WHERE p.f = ANY (v_grans) AND p.c = ANY (v_grans)
-        ORDER BY p.ord
+        SELECT q.c, q.f FROM (
+            SELECT DISTINCT ON (p.c) p.c, p.f, g.ord
+            FROM (VALUES ('hour', 'minute', 1), ('day', 'hour', 1), ('day', 'minute', 2),
+                         ('week', 'day', 1), ('week', 'hour', 2), ('week', 'minute', 3),
+                         ('month', 'day', 1), ('month', 'hour', 2), ('month', 'minute', 3)) AS p (c, f, pref)
+            JOIN tally.granularities AS g ON g.name = p.c
+            WHERE p.f = ANY (v_grans) AND p.c = ANY (v_grans)
+            ORDER BY p.c, p.pref
+        ) AS q
+        ORDER BY q.ord
     LOOP
-        v_cutoff := tally._cutoff(p_counter_id, v_pair.f);
-        -- the first coarser bucket wholly inside the finer retention
+        -- finer data is complete from the latest of: its retention cutoff,
+        -- its recorded coverage; the coarser bucket must also be kept
+        v_cutoff := greatest(
+            tally._cutoff(p_counter_id, v_pair.f),
+            (SELECT cv.complete_from FROM tally.coverage AS cv
+             WHERE cv.counter_id = p_counter_id AND cv.granularity = v_pair.f));
+        -- the first coarser bucket wholly inside that
         v_from := CASE WHEN NOT isfinite(v_cutoff) OR date_trunc(v_pair.c, v_cutoff) = v_cutoff
                        THEN v_cutoff
                        ELSE date_trunc(v_pair.c, v_cutoff) + CASE v_pair.c WHEN 'week' THEN interval '7 days'
                                                                            ELSE ('1 ' || v_pair.c)::interval END
                   END;
+        v_from := greatest(v_from, tally._cutoff(p_counter_id, v_pair.c));
         RETURN QUERY EXECUTE format(
             'WITH fine AS (
                  SELECT date_trunc(%3$L, f.bucket) AS b, sum(f.value)::bigint AS v
@@ -50,7 +66,10 @@ BEGIN
         USING p_counter_id, p_key, v_from;
     END LOOP;
     -- the all-time total against all months, when months are kept forever
-    IF 'month' = ANY (v_grans) AND NOT isfinite(tally._cutoff(p_counter_id, 'month')) THEN
+    -- and have been from the start
+    IF 'month' = ANY (v_grans) AND NOT isfinite(tally._cutoff(p_counter_id, 'month'))
+       AND NOT EXISTS (SELECT FROM tally.coverage AS cv
+                       WHERE cv.counter_id = p_counter_id AND cv.granularity = 'month' AND isfinite(cv.complete_from)) THEN
         RETURN QUERY
         SELECT 'all'::text, NULL::timestamptz, s.v, t.value, 'month'::text
         FROM (SELECT sum(m.value)::bigint AS v FROM tally.rollup_month AS m

@@ -19,9 +19,9 @@ BEGIN ATOMIC
     VALUES (p_started_at, p_deltas, p_attempts, p_outcome, p_error);
     UPDATE tally.fold_stats SET
         retried_deadlocks = retried_deadlocks
-        + (p_outcome = 'retried' AND p_error LIKE '40P01%')::integer,
+        + (p_outcome = 'retried' AND coalesce(p_error, '') LIKE '40P01%')::integer,
         retried_other = retried_other
-        + (p_outcome = 'retried' AND p_error NOT LIKE '40P01%')::integer,
+        + (p_outcome = 'retried' AND coalesce(p_error, '') NOT LIKE '40P01%')::integer,
         abandoned = abandoned + (p_outcome = 'failed')::integer;
 END;
 

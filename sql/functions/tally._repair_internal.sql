@@ -1,5 +1,6 @@
 -- tally._repair_internal: make a key's folded buckets add up again, finest
--- first (minute→hour, hour→day, day→week, day→month, month→total): each
+-- first (hour from minutes, day from hours, week and month from days — or
+-- the nearest finer granularity kept — and the total from months): each
 -- coarser bucket that differs from its finer buckets is set to their sum
 -- (removed when it has none), and each change is recorded in
 -- tally.corrections with its delta. The finest kept data is taken as the

@@ -24,6 +24,10 @@ DECLARE
     v_n integer := 0;
     v_findings jsonb := '[]'::jsonb;
 BEGIN
+    IF p_keys IS NOT NULL AND (cardinality(p_keys) = 0 OR pg_catalog.array_position(p_keys, NULL) IS NOT NULL) THEN
+        RAISE EXCEPTION '%: keys must be a non-empty array without NULLs', c_fn
+            USING ERRCODE = 'null_value_not_allowed', HINT = 'omit p_keys to check a random sample';
+    END IF;
     IF p_keys IS NULL AND (p_sample IS NULL OR p_sample < 1 OR p_sample > 100000) THEN
         RAISE EXCEPTION '%: sample size % is out of range', c_fn, coalesce(p_sample::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value', HINT = 'check from 1 to 100000 keys per run';
@@ -34,6 +38,7 @@ BEGIN
         UNION ALL
         SELECT s.s FROM tally._sample_keys(v_counter.id, p_sample) AS s (s) WHERE p_keys IS NULL
     LOOP
+        PERFORM tally._check_key(c_fn, v_key);
         v_n := v_n OPERATOR(pg_catalog.+) 1;
         FOR v_row IN SELECT d.* FROM tally._internal_drift(v_counter.id, v_key) AS d LOOP
             key := v_key;
@@ -51,7 +56,8 @@ BEGIN
         IF v_source IS NOT NULL THEN
             EXECUTE v_source INTO v_truth USING v_key;
             v_value := tally.counter_value(p_counter, v_key);
-            IF v_truth IS DISTINCT FROM v_value THEN
+            -- a source with no row for the key says nothing about it
+            IF v_truth IS NOT NULL AND v_truth OPERATOR(pg_catalog.<>) v_value THEN
                 key := v_key;
                 kind := 'source';
                 detail := pg_catalog.format('the source of truth says %s, the counter %s', v_truth, v_value);

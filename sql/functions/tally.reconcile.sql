@@ -36,14 +36,15 @@ BEGIN
         IF v_source IS NOT NULL THEN
             EXECUTE v_source INTO v_truth USING v_key;
             v_value := tally.counter_value(p_counter, v_key);
-            IF v_truth IS DISTINCT FROM v_value THEN
-                PERFORM tally._correct(p_counter, v_key, coalesce(v_truth, 0) OPERATOR(pg_catalog.-) v_value,
+            -- a source with no row for the key says nothing about it
+            IF v_truth IS NOT NULL AND v_truth OPERATOR(pg_catalog.<>) v_value THEN
+                PERFORM tally._correct(p_counter, v_key, v_truth OPERATOR(pg_catalog.-) v_value,
                                        pg_catalog.format('source: the source of truth said %s, the counter %s',
                                                          v_truth, v_value));
                 key := v_key;
                 granularity := 'all';
                 bucket := NULL;
-                delta := coalesce(v_truth, 0) OPERATOR(pg_catalog.-) v_value;
+                delta := v_truth OPERATOR(pg_catalog.-) v_value;
                 reason := 'source';
                 RETURN NEXT;
             END IF;

@@ -11,6 +11,7 @@ DECLARE
     v_counter tally.counters := tally._counter(c_fn, p_counter);
 BEGIN
     PERFORM tally._granularity(c_fn, v_counter, p_granularity);
+    PERFORM tally._note_coverage(v_counter.id, p_granularity);
     DELETE FROM tally.retention AS r WHERE r.counter_id = v_counter.id AND r.granularity = p_granularity;
     IF NOT FOUND THEN
         RETURN false;

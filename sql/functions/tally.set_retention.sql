@@ -27,10 +27,16 @@ BEGIN
                   HINT = 'keep at least one bucket, or pass NULL to keep them forever';
     END IF;
     IF p_counter IS NULL THEN
+        -- counters following the default: what they keep now is all they have
+        PERFORM tally._note_coverage(c.id, p_granularity)
+        FROM tally.counters AS c
+        WHERE p_granularity = ANY (c.granularities)
+          AND NOT EXISTS (SELECT FROM tally.retention AS r WHERE r.counter_id = c.id AND r.granularity = p_granularity);
         UPDATE tally.granularities AS g SET default_retention = p_keep WHERE g.name = p_granularity;
     ELSE
         v_counter := tally._counter(c_fn, p_counter);
         PERFORM tally._granularity(c_fn, v_counter, p_granularity);
+        PERFORM tally._note_coverage(v_counter.id, p_granularity);
         INSERT INTO tally.retention AS r (counter_id, granularity, keep)
         VALUES (v_counter.id, p_granularity, p_keep)
         ON CONFLICT (counter_id, granularity) DO UPDATE SET keep = excluded.keep;

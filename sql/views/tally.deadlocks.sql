@@ -8,7 +8,10 @@ WITH db AS (
     SELECT
         d.deadlocks,
         d.stats_reset,
-        coalesce(d.stats_reset, '-infinity') <> coalesce(b.stats_reset, '-infinity') AS was_reset,
+        -- statistics reset by hand (stats_reset moves) or by a crash (the
+        -- counter restarts below the baseline, stats_reset stays NULL)
+        coalesce(d.stats_reset, '-infinity') <> coalesce(b.stats_reset, '-infinity')
+        OR d.deadlocks < b.deadlocks AS was_reset,
         b.deadlocks AS baseline,
         b.installed_at
     FROM pg_catalog.pg_stat_database AS d
@@ -19,7 +22,9 @@ WITH db AS (
 SELECT
     db.installed_at,
     CASE WHEN db.was_reset THEN db.deadlocks ELSE greatest(db.deadlocks - db.baseline, 0) END AS database_deadlocks,
-    CASE WHEN db.was_reset THEN db.stats_reset ELSE db.installed_at END AS counted_since,
+    CASE
+        WHEN db.was_reset THEN coalesce(db.stats_reset, pg_postmaster_start_time()) ELSE db.installed_at
+    END AS counted_since,
     s.retried_deadlocks AS fold_deadlocks_retried,
     s.retried_other AS fold_failures_retried,
     s.abandoned AS folds_abandoned
