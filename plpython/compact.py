@@ -90,7 +90,8 @@ def _drain(plpy, plans, max_deltas, max_attempts):
         row = _step(plpy, plans, max_deltas, max_attempts)
         if row["action"] == "flipped":
             seen.add(row["flips"] % 2)
-        folded += row["folded"]
+        elif row["action"] == "folded":
+            folded += row["folded"]
     return folded
 
 

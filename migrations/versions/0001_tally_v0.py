@@ -352,6 +352,22 @@ def upgrade() -> None:
         )
         """
     )
+    # Deltas set aside because folding them would overflow bigint (poison
+    # never wedges the fold).
+    ex(
+        """
+        CREATE TABLE tally.quarantine (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            counter_id integer NOT NULL,
+            key text NOT NULL,
+            delta bigint NOT NULL,
+            at timestamptz NOT NULL,
+            written_at timestamptz NOT NULL,
+            quarantined_at timestamptz NOT NULL DEFAULT now(),
+            reason text NOT NULL
+        )
+        """
+    )
     # A crash empties UNLOGGED tables: this one-row marker disappears with
     # them, which is how a crash reset (lost fast deltas) is detected.
     ex("CREATE UNLOGGED TABLE tally.crash_marker (singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton))")

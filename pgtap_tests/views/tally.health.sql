@@ -26,8 +26,9 @@ SELECT is(
 );
 SELECT results_eq(
     'SELECT "check", status FROM h ORDER BY 1',
-    $$VALUES ('compactor'::text, 'ok'::text), ('crash', 'ok'), ('drift', 'ok'), ('folds', 'ok'), ('lag', 'ok')$$,
-    'a fresh install has exactly the 5 checks compactor, crash, drift, folds, lag, all ok'
+    $$VALUES ('compactor'::text, 'ok'::text), ('crash', 'ok'), ('drift', 'ok'), ('folds', 'ok'), ('lag', 'ok'),
+             ('quarantine', 'ok')$$,
+    'a fresh install has exactly the 6 checks compactor, crash, drift, folds, lag, quarantine, all ok'
 );
 SELECT results_eq(
     'SELECT "check", reason FROM h ORDER BY 1',
@@ -35,7 +36,8 @@ SELECT results_eq(
              ('crash', 'no crash reset in the last 24 hours'),
              ('drift', 'no drift in the latest checks'),
              ('folds', 'no fold abandoned in the last hour'),
-             ('lag', 'oldest pending increment: 0.0 s (0 pending)')$$,
+             ('lag', 'oldest pending increment: 0.0 s (0 pending)'),
+             ('quarantine', 'nothing quarantined')$$,
     'and says why'
 );
 
@@ -179,7 +181,7 @@ SELECT results_eq(
     $$VALUES ('ok'::text, 'no crash reset in the last 24 hours'::text)$$,
     'crash: a reset over 24 h ago is ok again'
 );
-SELECT is((SELECT count(*) FROM h), 5::bigint, 'still exactly 5 checks');
+SELECT is((SELECT count(*) FROM h), 6::bigint, 'still exactly 6 checks');
 
 SELECT * FROM finish();
 ROLLBACK;

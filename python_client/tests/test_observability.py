@@ -175,6 +175,7 @@ def test_metrics_parse_as_prometheus_text(dsn: str, conn: psycopg.Connection) ->
         "folds",
         "drift",
         "crash",
+        "quarantine",
     }
     assert families["tally_folds_abandoned"].type == "counter"
     assert families["tally_folds_abandoned"].samples[0].value == 0

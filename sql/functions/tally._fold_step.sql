@@ -44,6 +44,7 @@ DECLARE
     v_lock_timeout text;
     v_resume tid;
     v_last tid;
+    v_poison bigint;
 BEGIN
     IF p_limit IS NULL OR p_limit < 1 THEN
         RAISE EXCEPTION 'tally._fold_step: limit % must be a positive number of deltas', coalesce(p_limit::text, 'NULL')
@@ -76,7 +77,8 @@ BEGIN
         -- scan), so a backlog drained in chunks is not rescanned from its
         -- dead head each time; from the start again once the end is reached.
         v_resume := (SELECT s.resume_at FROM tally.shards AS s WHERE s.shard_table = v_rel);
-        EXECUTE format(
+        BEGIN
+            EXECUTE format(
             'WITH moved AS (
                  DELETE FROM %1$s AS d
                  WHERE d.ctid = ANY (ARRAY(SELECT s.ctid FROM %1$s AS s WHERE s.ctid >= $2 LIMIT $1))
@@ -89,10 +91,21 @@ BEGIN
              SELECT count(*), max(m.ctid) FROM moved AS m', v_rel)
         INTO v_folded, v_last
         USING p_limit, v_resume;
+            PERFORM tally._apply_batch();
+        EXCEPTION WHEN numeric_value_out_of_range THEN
+            -- Poison: deltas whose sums would overflow bigint. The chunk is
+            -- rolled back; set those deltas aside (tally.quarantine) so they
+            -- never wedge the fold, and fold the rest in the next step.
+            v_poison := tally._quarantine_overflow(v_rel);
+            IF v_poison = 0 THEN
+                RAISE;
+            END IF;
+            RETURN QUERY SELECT 'quarantined'::text, v_poison, v_gen.flips, v_rel::text, NULL::text;
+            RETURN;
+        END;
         UPDATE tally.shards AS s
         SET resume_at = CASE WHEN v_folded < p_limit THEN '(0,0)'::tid ELSE v_last END
         WHERE s.shard_table = v_rel;
-        PERFORM tally._apply_batch();
         EXECUTE format('SELECT EXISTS (SELECT FROM %s)', v_rel) INTO v_found;
         IF NOT v_found THEN
             UPDATE tally.shards AS s SET drained_xid = pg_current_xact_id(), drained_at = now()

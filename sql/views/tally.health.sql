@@ -5,6 +5,7 @@
 --   folds      folds abandoned after retries in the last hour
 --   drift      the latest drift checks found inconsistencies or drift
 --   crash      a crash reset emptied the fast deltas (last 24 h, or now)
+--   quarantine deltas set aside because folding them would overflow
 CREATE OR REPLACE VIEW tally.health AS
 WITH lag AS (
     SELECT
@@ -45,6 +46,13 @@ crash AS (
             SELECT cr.lost_since FROM tally.crash_resets AS cr
             ORDER BY cr.id DESC LIMIT 1
         ) AS lost_since
+),
+
+poison AS (
+    SELECT
+        count(*) AS n,
+        count(DISTINCT q.counter_id::text || '/' || q.key) AS n_keys
+    FROM tally.quarantine AS q
 )
 
 SELECT
@@ -105,7 +113,19 @@ SELECT
                 )
         ELSE 'no crash reset in the last 24 hours'
     END AS reason
-FROM crash AS c;
+FROM crash AS c
+UNION ALL
+SELECT
+    'quarantine' AS "check",
+    CASE WHEN p.n = 0 THEN 'ok' ELSE 'warn' END AS status,
+    CASE
+        WHEN p.n = 0 THEN 'nothing quarantined'
+        ELSE format(
+            '%s deltas of %s keys set aside (they would overflow bigint): see tally.quarantined',
+            p.n, p.n_keys
+        )
+    END AS reason
+FROM poison AS p;
 
 COMMENT ON VIEW tally.health IS
-'One row per check (compactor, lag, folds, drift, crash): status ok/warn/critical and why.';
+'One row per check (compactor, lag, folds, drift, crash, quarantine): status ok/warn/critical and why.';
