@@ -44,8 +44,8 @@ endef
 
 lint: db ## sqlfluff, plpgsql_check over every function, ruff
 	$(VENV)/bin/sqlfluff lint sql/
-	$(VENV)/bin/ruff check python_client migrations plpython
-	$(VENV)/bin/ruff format --check python_client migrations plpython
+	$(VENV)/bin/ruff check python_client migrations plpython bench
+	$(VENV)/bin/ruff format --check python_client migrations plpython bench
 	$(call fresh_db,$(LINT_DB))
 	$(PSQL) "$$($(DB) dsn $(LINT_DB))" -qf scripts/plpgsql_check.sql
 	$(PSQL) "$$($(DB) dsn postgres)" -qc "DROP DATABASE $(LINT_DB)"
