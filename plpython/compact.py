@@ -12,6 +12,7 @@ for the next run, never dropped.
 
 import random
 import time
+from datetime import UTC, datetime
 
 # deadlock_detected, serialization_failure, lock_not_available, query_canceled
 # (statement_timeout)
@@ -33,7 +34,7 @@ def _step(plpy, plans, max_deltas, max_attempts):
     attempt = 0
     while True:
         attempt += 1
-        started_at = plpy.execute(plans["now"])[0]["t"]
+        started_at = datetime.now(UTC).isoformat()
         try:
             row = plpy.execute(plans["step"], [max_deltas, None, attempt, MAX_GEN_AGE])[0]
             plpy.commit()
@@ -55,7 +56,6 @@ def _step(plpy, plans, max_deltas, max_attempts):
 
 def _plans(plpy):
     return {
-        "now": plpy.prepare("SELECT pg_catalog.clock_timestamp()::pg_catalog.text AS t"),
         "step": plpy.prepare(
             "SELECT s.action, s.folded, s.flips FROM tally._fold_step($1, $2, $3, $4::pg_catalog.interval) AS s",
             ["integer", "bigint", "integer", "text"],

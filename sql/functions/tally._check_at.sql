@@ -14,8 +14,7 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed',
                   HINT = 'omit it to count the increment at now()';
     END IF;
-    IF NOT isfinite(p_at) OR p_at < '1970-01-01 00:00:00+00'::timestamptz
-       OR p_at > now() + interval '1 day' THEN
+    IF NOT tally._valid_at(p_at) THEN
         RAISE EXCEPTION '%: timestamp % is out of range', p_fn, p_at
             USING ERRCODE = 'datetime_field_overflow',
                   HINT = 'increments must be finite, after 1970-01-01 and at most one day ahead of now()';

@@ -12,7 +12,7 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed',
                   HINT = 'pass the id of the thing being counted, as text (e.g. ''42'')';
     END IF;
-    IF octet_length(p_key) > 512 THEN
+    IF NOT tally._valid_key(p_key) THEN
         RAISE EXCEPTION '%: key of % bytes is over the 512-byte limit', p_fn, octet_length(p_key)
             USING ERRCODE = 'string_data_right_truncation',
                   HINT = 'use a shorter key, e.g. an id or a hash of the long value';

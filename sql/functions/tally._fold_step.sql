@@ -4,10 +4,6 @@
 --
 -- Writers append to the active generation of delta shards; a step works on
 -- the other, inactive one:
---   0. rotate: when the active generation is older than p_max_gen_age while
---      the inactive one still holds a backlog (a large backfill), flip anyway
---      (action 'rotated'): live increments do not wait behind the backlog,
---      which keeps draining whenever its generation is inactive.
 --   1. fold: the smallest inactive shard holding deltas gives up to p_limit of
 --      them (DELETE ... RETURNING, MVCC-safe), pre-aggregated per minute and
 --      added to the total and every granularity in the same transaction. A
@@ -19,7 +15,11 @@
 --      unobservable, and no VACUUM is needed.
 --   3. flip: once the inactive generation is empty the generations flip
 --      (when the flip counter is still <= p_flip_until, or always when it is
---      NULL); otherwise the step reports 'idle'.
+--      NULL); otherwise the step reports 'idle'. They also flip ('rotated')
+--      instead of folding when the active generation is older than
+--      p_max_gen_age while the inactive one still holds a backlog (a large
+--      backfill): live increments do not wait behind it, and it keeps
+--      draining whenever its generation is inactive.
 -- Adding and removing deltas happen in one transaction: a delta is either
 -- pending or folded, never both, never neither. Folds are recorded in
 -- tally.fold_runs with p_attempt.
@@ -45,6 +45,7 @@ DECLARE
     v_resume tid;
     v_last tid;
     v_poison bigint;
+    v_rotate boolean;
 BEGIN
     IF p_limit IS NULL OR p_limit < 1 THEN
         RAISE EXCEPTION 'tally._fold_step: limit % must be a positive number of deltas', coalesce(p_limit::text, 'NULL')
@@ -63,34 +64,28 @@ BEGIN
         EXECUTE format('SELECT EXISTS (SELECT FROM %s)', v_rel) INTO v_found;
         EXIT WHEN v_found;
     END LOOP;
-    -- 0. a backlog must not hold live increments back for longer than p_max_gen_age
-    IF v_found AND p_max_gen_age IS NOT NULL AND v_gen.flipped_at < now() - p_max_gen_age
-       AND (p_flip_until IS NULL OR v_gen.flips <= p_flip_until) THEN
-        UPDATE tally.write_gen AS w
-        SET gen = 1 - w.gen, flips = w.flips + 1, flipped_at = now()
-        RETURNING w.* INTO v_gen;
-        RETURN QUERY SELECT 'rotated'::text, 0::bigint, v_gen.flips, NULL::text, NULL::text;
-        RETURN;
-    END IF;
-    IF v_found THEN
+    -- a backlog must not hold live increments back longer than p_max_gen_age
+    v_rotate := v_found AND p_max_gen_age IS NOT NULL AND v_gen.flipped_at < now() - p_max_gen_age
+                AND (p_flip_until IS NULL OR v_gen.flips <= p_flip_until);
+    IF v_found AND NOT v_rotate THEN
         -- Resume where the last chunk of this shard stopped (a TID range
         -- scan), so a backlog drained in chunks is not rescanned from its
         -- dead head each time; from the start again once the end is reached.
         v_resume := (SELECT s.resume_at FROM tally.shards AS s WHERE s.shard_table = v_rel);
         BEGIN
             EXECUTE format(
-            'WITH moved AS (
-                 DELETE FROM %1$s AS d
-                 WHERE d.ctid = ANY (ARRAY(SELECT s.ctid FROM %1$s AS s WHERE s.ctid >= $2 LIMIT $1))
-                 RETURNING d.ctid, d.counter_id, d.key, d.delta, d.at),
-             batch AS (
-                 INSERT INTO tally.fold_batch (counter_id, key, minute, delta, n)
-                 SELECT m.counter_id, m.key, date_trunc(''minute'', m.at), sum(m.delta), count(*)
-                 FROM moved AS m
-                 GROUP BY 1, 2, 3)
-             SELECT count(*), max(m.ctid) FROM moved AS m', v_rel)
-        INTO v_folded, v_last
-        USING p_limit, v_resume;
+                'WITH moved AS (
+                     DELETE FROM %1$s AS d
+                     WHERE d.ctid = ANY (ARRAY(SELECT s.ctid FROM %1$s AS s WHERE s.ctid >= $2 LIMIT $1))
+                     RETURNING d.ctid, d.counter_id, d.key, d.delta, d.at),
+                 batch AS (
+                     INSERT INTO tally.fold_batch (counter_id, key, minute, delta, n)
+                     SELECT m.counter_id, m.key, date_trunc(''minute'', m.at), sum(m.delta), count(*)
+                     FROM moved AS m
+                     GROUP BY 1, 2, 3)
+                 SELECT count(*), max(m.ctid) FROM moved AS m', v_rel)
+            INTO v_folded, v_last
+            USING p_limit, v_resume;
             PERFORM tally._apply_batch();
         EXCEPTION WHEN numeric_value_out_of_range THEN
             -- Poison: deltas whose sums would overflow bigint. The chunk is
@@ -118,10 +113,12 @@ BEGIN
     END IF;
 
     -- 2. reclaim drained inactive shards whose dead rows nobody can see
+    -- (not when rotating: the inactive generation still holds a backlog)
     v_lock_timeout := current_setting('lock_timeout');
     FOR v_rel IN
         SELECT s.shard_table FROM tally.shards AS s
-        WHERE s.shard_table::text LIKE format('tally.delta\_g%s\_%%', 1 - v_gen.gen)
+        WHERE NOT v_rotate
+          AND s.shard_table::text LIKE format('tally.delta\_g%s\_%%', 1 - v_gen.gen)
           AND tally._invisible_to_all(s.drained_xid)
         ORDER BY s.shard_table::text
     LOOP
@@ -144,12 +141,14 @@ BEGIN
         END;
     END LOOP;
 
-    -- 3. the inactive generation is empty: flip, or report idle
+    -- 3. the inactive generation is empty (or a backlog is overdue): flip,
+    -- or report idle
     IF p_flip_until IS NULL OR v_gen.flips <= p_flip_until THEN
         UPDATE tally.write_gen AS w
         SET gen = 1 - w.gen, flips = w.flips + 1, flipped_at = now()
         RETURNING w.* INTO v_gen;
-        RETURN QUERY SELECT 'flipped'::text, 0::bigint, v_gen.flips, NULL::text, NULL::text;
+        RETURN QUERY SELECT CASE WHEN v_rotate THEN 'rotated' ELSE 'flipped' END,
+                            0::bigint, v_gen.flips, NULL::text, NULL::text;
     ELSE
         RETURN QUERY SELECT 'idle'::text, 0::bigint, v_gen.flips, NULL::text, NULL::text;
     END IF;

@@ -17,7 +17,7 @@ BEGIN
     IF NOT FOUND THEN
         PERFORM tally._counter('tally.counter_value', p_counter);
     END IF;
-    IF p_key IS NULL OR p_key = '' OR octet_length(p_key) > 512 THEN
+    IF NOT tally._valid_key(p_key) THEN
         PERFORM tally._check_key('tally.counter_value', p_key);
     END IF;
     SELECT coalesce((SELECT t.value FROM tally.totals AS t

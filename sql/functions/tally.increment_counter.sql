@@ -19,14 +19,14 @@ DECLARE
     v_id integer;
     v_shard smallint;
 BEGIN
-    SELECT c.id, (w.gen * 8 + CASE WHEN c.durable THEN 4 ELSE 0 END + pg_backend_pid() % 3)::smallint
+    SELECT c.id, tally._shard(w.gen, c.durable, false)
     INTO v_id, v_shard
     FROM tally.counters AS c CROSS JOIN tally.write_gen AS w
     WHERE c.name = p_counter;
     IF NOT FOUND THEN
         PERFORM tally._counter('tally.increment_counter', p_counter);
     END IF;
-    IF p_key IS NULL OR p_key = '' OR octet_length(p_key) > 512 THEN
+    IF NOT tally._valid_key(p_key) THEN
         PERFORM tally._check_key('tally.increment_counter', p_key);
     END IF;
     IF p_delta IS NULL THEN
@@ -34,8 +34,7 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed',
                   HINT = 'omit it to add 1, or pass a negative delta to subtract';
     END IF;
-    IF p_at IS NULL OR NOT isfinite(p_at) OR p_at < '1970-01-01 00:00:00+00'::timestamptz
-       OR p_at > now() + interval '1 day' THEN
+    IF NOT tally._valid_at(p_at) THEN
         PERFORM tally._check_at('tally.increment_counter', p_at);
     END IF;
     INSERT INTO tally.delta (shard, counter_id, key, delta, at)

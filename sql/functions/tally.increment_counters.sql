@@ -47,9 +47,7 @@ BEGIN
     FROM unnest(p_counters, p_keys, p_deltas, coalesce(p_ats, array_fill(now(), ARRAY[v_n])))
         WITH ORDINALITY AS u (n, k, d, t, i)
     LEFT JOIN tally.counters AS c ON c.name = u.n
-    WHERE c.id IS NULL OR u.k IS NULL OR u.k = '' OR octet_length(u.k) > 512 OR u.d IS NULL
-       OR u.t IS NULL OR NOT isfinite(u.t) OR u.t < '1970-01-01 00:00:00+00'::timestamptz
-       OR u.t > now() + interval '1 day'
+    WHERE c.id IS NULL OR NOT tally._valid_key(u.k) OR u.d IS NULL OR NOT tally._valid_at(u.t)
     ORDER BY u.i
     LIMIT 1;
     IF FOUND THEN
@@ -68,9 +66,7 @@ BEGIN
     INSERT INTO tally.delta (shard, counter_id, key, delta, at)
     -- Bulk batches (a backfill) go to their own shard slot (3) so that live
     -- increments never wait behind them in a fold.
-    SELECT (w.gen * 8 + CASE WHEN c.durable THEN 4 ELSE 0 END
-            + CASE WHEN v_n > 1000 THEN 3 ELSE pg_backend_pid() % 3 END)::smallint,
-           c.id, u.k, u.d, coalesce(u.t, now())
+    SELECT tally._shard(w.gen, c.durable, v_n > 1000), c.id, u.k, u.d, coalesce(u.t, now())
     FROM unnest(p_counters, p_keys, p_deltas, p_ats) AS u (n, k, d, t)
     JOIN tally.counters AS c ON c.name = u.n
     CROSS JOIN tally.write_gen AS w;
