@@ -3,6 +3,12 @@
 State (tables, partitions, data) lives in the numbered revisions; code
 (functions, procedures, views) lives in sql/ and plpython/ and is (re)applied
 by `apply_code()`, so the files in the repository are the source of truth.
+
+Only the head revision applies sql/ as it is. When a revision stops being the
+head, its code is frozen first (`scripts/freeze_code.py REV` renders sql/ and
+the plpython/ files it includes into migrations/code/REV/), and the revision
+applies that frozen copy: upgrading or downgrading through it then installs
+exactly the code it shipped with.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from alembic import op
 
 ROOT = Path(__file__).resolve().parent.parent
 SQL_DIR = ROOT / "sql"
+FROZEN_DIR = Path(__file__).resolve().parent / "code"
 INCLUDE = re.compile(r"^#include (\S+)\s*$", re.MULTILINE)
 
 # Code kinds in the order they are applied: functions may reference each other
@@ -45,24 +52,105 @@ def execute_file(path: Path) -> None:
     execute(render(path))
 
 
-def code_files() -> list[Path]:
+def code_files(base: Path = SQL_DIR) -> list[Path]:
     files: list[Path] = []
     for kind in CODE_DIRS:
-        d = SQL_DIR / kind
+        d = base / kind
         if d.is_dir():
             files.extend(sorted(d.glob("*.sql")))
     return files
 
 
-def apply_code() -> None:
-    """(Re)create every function, procedure and view from sql/.
+def drop_code() -> None:
+    """Drop every view, function and procedure in schema tally (state stays).
+
+    All in one statement per kind and without CASCADE: tally's objects may
+    depend on each other, but an object of the user's that depends on one of
+    them stops the migration instead of being dropped silently.
+    """
+    conn = raw()
+    views = [
+        r[0]
+        for r in conn.execute(
+            "SELECT c.oid::regclass::text FROM pg_class AS c"
+            " WHERE c.relnamespace = 'tally'::regnamespace AND c.relkind = 'v' ORDER BY 1"
+        ).fetchall()
+    ]
+    if views:
+        execute(f"DROP VIEW {', '.join(views)}")
+    for kind, code in (("FUNCTION", "f"), ("PROCEDURE", "p")):
+        routines = [
+            r[0]
+            for r in conn.execute(
+                "SELECT p.oid::regprocedure::text FROM pg_proc AS p"
+                " WHERE p.pronamespace = 'tally'::regnamespace AND p.prokind = %s ORDER BY 1",
+                (code,),
+            ).fetchall()
+        ]
+        if routines:
+            execute(f"DROP {kind} {', '.join(routines)}")
+
+
+ROLES = ("tally_writer", "tally_reader", "tally_admin")
+
+
+def granted() -> list[tuple[str, str, str]]:
+    """EXECUTE and SELECT grants on tally's routines and views to roles other
+    than their owner, PUBLIC and tally's own roles (sql/grants.sql decides
+    those), as (kind, name, grantee): what a migration that re-creates the
+    code must grant again."""
+    return [
+        tuple(r)
+        for r in raw()
+        .execute(
+            """
+            SELECT 'routine', p.proname::text, a.grantee::regrole::text
+            FROM pg_proc AS p, aclexplode(p.proacl) AS a
+            WHERE p.pronamespace = 'tally'::regnamespace AND a.grantee <> 0 AND a.grantee <> p.proowner
+              AND a.privilege_type = 'EXECUTE'
+              AND a.grantee::regrole::text NOT IN ('tally_writer', 'tally_reader', 'tally_admin')
+            UNION
+            SELECT 'view', c.relname::text, a.grantee::regrole::text
+            FROM pg_class AS c, aclexplode(c.relacl) AS a
+            WHERE c.relnamespace = 'tally'::regnamespace AND c.relkind = 'v' AND a.grantee <> 0
+              AND a.grantee <> c.relowner AND a.privilege_type = 'SELECT'
+              AND a.grantee::regrole::text NOT IN ('tally_writer', 'tally_reader', 'tally_admin')
+            ORDER BY 1, 2, 3
+            """
+        )
+        .fetchall()
+    ]
+
+
+def regrant(grants: list[tuple[str, str, str]]) -> None:
+    """Grant again what `granted()` returned, on every signature that now
+    carries each name (a routine whose parameters changed keeps its grants)."""
+    conn = raw()
+    for kind, name, grantee in grants:
+        if kind == "view":
+            if conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"tally.{name}",)).fetchone()[0]:
+                execute(f'GRANT SELECT ON tally."{name}" TO {grantee}')
+            continue
+        for sig, prokind in conn.execute(
+            "SELECT p.oid::regprocedure::text, p.prokind FROM pg_proc AS p"
+            " WHERE p.pronamespace = 'tally'::regnamespace AND p.proname = %s",
+            (name,),
+        ).fetchall():
+            what = "PROCEDURE" if prokind == "p" else "FUNCTION"
+            execute(f"GRANT EXECUTE ON {what} {sig} TO {grantee}")
+
+
+def apply_code(revision: str | None = None) -> None:
+    """(Re)create every function, procedure and view from sql/, or from the
+    frozen copy of `revision` under migrations/code/.
 
     SQL-language bodies and views are bound when created, so a file may need
     another one first: files that fail are retried (each under a savepoint)
     until a pass makes no progress, which raises the first remaining error.
     """
     conn = raw()
-    pending = code_files()
+    base = FROZEN_DIR / revision if revision else SQL_DIR
+    pending = code_files(base)
     while pending:
         failed: list[tuple[Path, Exception]] = []
         for path in pending:
@@ -75,3 +163,6 @@ def apply_code() -> None:
             path, exc = failed[0]
             raise RuntimeError(f"tally: cannot apply {path.relative_to(ROOT)}: {exc}") from exc
         pending = [p for p, _ in failed]
+    grants = base / "grants.sql"
+    if grants.exists():
+        execute_file(grants)

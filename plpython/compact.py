@@ -66,6 +66,7 @@ def _plans(plpy):
         ),
         "sleep": plpy.prepare("SELECT pg_catalog.pg_sleep($1)", ["float8"]),
         "crash": plpy.prepare("SELECT tally._detect_crash_reset()"),
+        "event_partitions": plpy.prepare("SELECT tally._event_partitions()"),
         "search_path": plpy.prepare("SELECT pg_catalog.current_setting('search_path') AS v"),
         "statement_timeout": plpy.prepare(
             "SELECT s.setting::pg_catalog.float8 AS ms FROM pg_catalog.pg_settings AS s"
@@ -122,6 +123,10 @@ def compact_loop(plpy, seconds, interval, max_deltas, max_attempts):
     if timeout_ms:
         seconds = min(seconds, max(0.0, timeout_ms / 1000.0 - 1.0))
     deadline = time.monotonic() + seconds
+    # Today's partition of the idempotency store exists while the job runs,
+    # even when tally.maintain() does not.
+    plpy.execute(plans["event_partitions"])
+    plpy.commit()
     try:
         while True:
             tick = time.monotonic()

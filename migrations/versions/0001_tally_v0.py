@@ -394,7 +394,7 @@ def upgrade() -> None:
         )
         ex("CREATE EXTENSION IF NOT EXISTS pg_cron")
 
-    tally_code.apply_code()
+    tally_code.apply_code("0001")
     ex("SELECT tally._sync_retention()")
 
 

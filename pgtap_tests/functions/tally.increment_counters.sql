@@ -128,7 +128,7 @@ SELECT throws_ok(
 -- Shape of the arrays
 SELECT throws_ok(
     $$SELECT tally.increment_counters('{bc_fast,bc_fast}', '{k}', '{1,1}')$$,
-    '2202E', 'tally.increment_counters: arrays differ in length (counters 2, keys 1, deltas 2, ats NULL)',
+    '2202E', 'tally.increment_counters: arrays differ in length (counters 2, keys 1, deltas 2, ats NULL, event ids NULL)',
     'p_keys shorter than p_counters is refused with array_subscript_error'
 );
 SELECT throws_ok(

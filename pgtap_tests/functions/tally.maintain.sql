@@ -1,5 +1,6 @@
 -- tally.maintain: under the fold lock, syncs pg_partman's retention, runs
 -- pg_partman maintenance for each rollup table (one 'partitions' row each)
+-- keeps the idempotency store's daily partitions (one 'event_ids' row)
 -- and prunes tally.fold_runs rows older than 7 days (one 'fold_runs' row);
 -- drops a minute partition past retention only once no counter keeps it;
 -- leaves the caller's search_path, lock_timeout and time zone as they were.
@@ -59,8 +60,10 @@ SELECT results_eq(
     $$VALUES ('partitions'::text, 'tally.rollup_day'::text), ('partitions', 'tally.rollup_hour'),
              ('partitions', 'tally.rollup_minute'), ('partitions', 'tally.rollup_month'),
              ('partitions', 'tally.rollup_week'),
+             ('event_ids', format('window from %s', (now() AT TIME ZONE 'UTC')::date - 7)),
              ('fold_runs', format('%s rows older than 7 days pruned', (SELECT n FROM m_prune)))$$,
-    'maintain() returns one partitions row per rollup table, then one fold_runs row with the rows pruned'
+    'maintain() returns one partitions row per rollup table, one event_ids row for the idempotency store, '
+    'then one fold_runs row with the rows pruned'
 );
 SELECT results_eq(
     $$SELECT detail FROM m1 WHERE step = 'partitions' ORDER BY n$$,

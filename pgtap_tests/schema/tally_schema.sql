@@ -7,7 +7,7 @@
 -- views, the known functions, and the pinned search_path of every SECURITY
 -- DEFINER function.
 BEGIN;
-SELECT plan(161);
+SELECT plan(171);
 
 SELECT has_schema('tally', 'schema tally exists');
 
@@ -228,6 +228,24 @@ SELECT has_table('tally', 'drift_runs', 'table tally.drift_runs exists');
 SELECT has_table('tally', 'corrections', 'table tally.corrections exists');
 SELECT has_table('tally', 'crash_marker', 'table tally.crash_marker exists');
 SELECT has_table('tally', 'crash_resets', 'table tally.crash_resets exists');
+SELECT has_table('tally', 'settings', 'table tally.settings exists');
+SELECT has_table('tally', 'installed_roles', 'table tally.installed_roles exists');
+SELECT columns_are(
+    'tally', 'event_ids', ARRAY['counter_id', 'event_id', 'seen_on'], 'tally.event_ids has the expected columns'
+);
+SELECT col_is_pk(
+    'tally', 'event_ids', ARRAY['counter_id', 'event_id', 'seen_on'],
+    'tally.event_ids: one row per counter, event id and day'
+);
+SELECT is(
+    (SELECT pg_catalog.pg_get_partkeydef('tally.event_ids'::regclass)), 'RANGE (seen_on)',
+    'tally.event_ids is partitioned by day (old days are dropped whole)'
+);
+SELECT is(
+    (SELECT count(*) FROM pg_catalog.pg_inherits AS i WHERE i.inhparent = 'tally.event_ids'::regclass),
+    11::bigint,
+    'tally.event_ids has a partition for each day of the 7-day window, today and 3 days ahead'
+);
 SELECT columns_are(
     'tally', 'fold_stats', ARRAY['singleton', 'retried_deadlocks', 'retried_other', 'abandoned'],
     'tally.fold_stats has the expected columns'
@@ -381,12 +399,24 @@ SELECT has_function(
     'function tally.set_retention(text, text, interval) exists'
 );
 SELECT has_function(
-    'tally', 'increment_counter', ARRAY['text', 'text', 'bigint', 'timestamp with time zone'],
-    'function tally.increment_counter(text, text, bigint, timestamptz) exists'
+    'tally', 'increment_counter', ARRAY['text', 'text', 'bigint', 'timestamp with time zone', 'text'],
+    'function tally.increment_counter(text, text, bigint, timestamptz, text) exists'
 );
 SELECT has_function(
-    'tally', 'increment_counters', ARRAY['text[]', 'text[]', 'bigint[]', 'timestamp with time zone[]'],
-    'function tally.increment_counters(text[], text[], bigint[], timestamptz[]) exists'
+    'tally', 'increment_counters', ARRAY['text[]', 'text[]', 'bigint[]', 'timestamp with time zone[]', 'text[]'],
+    'function tally.increment_counters(text[], text[], bigint[], timestamptz[], text[]) exists'
+);
+SELECT is(
+    (SELECT count(*) FROM pg_catalog.pg_proc AS p
+     WHERE p.pronamespace = 'tally'::regnamespace AND p.proname IN ('increment_counter', 'increment_counters')),
+    2::bigint,
+    'one signature each of increment_counter and increment_counters: no ambiguous overload'
+);
+SELECT has_function('tally', 'set_event_window', ARRAY['integer'], 'function tally.set_event_window(integer) exists');
+SELECT has_function(
+    'tally', '_claim_events', ARRAY['integer[]', 'text[]'], 'function tally._claim_events(integer[], text[]) exists'
+);
+SELECT has_function('tally', '_event_partitions', ARRAY[]::text[], 'function tally._event_partitions() exists'
 );
 SELECT has_function(
     'tally', 'top_keys', ARRAY['text', 'text', 'timestamp with time zone', 'integer'],

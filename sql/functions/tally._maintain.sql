@@ -1,6 +1,6 @@
 -- tally._maintain: pg_partman maintenance of the rollup tables (premake
--- partitions ahead, drop partitions past retention) and pruning of old
--- tally.fold_runs rows. Takes the fold lock first (so it never waits on a
+-- partitions ahead, drop partitions past retention), the idempotency
+-- store's daily partitions, and pruning of old tally.fold_runs rows. Takes the fold lock first (so it never waits on a
 -- fold's rows nor a fold on it), and a 200 ms lock_timeout per table: a
 -- table it cannot lock at once is skipped until the next run instead of
 -- queueing readers and writers behind it. Returns what it did.
@@ -38,6 +38,7 @@ BEGIN
         END;
         RETURN NEXT;
     END LOOP;
+    RETURN QUERY SELECT e.step, e.detail FROM tally._event_partitions() AS e;
     DELETE FROM tally.fold_runs AS r WHERE r.started_at < now() - interval '7 days';
     GET DIAGNOSTICS v_pruned = ROW_COUNT;
     step := 'fold_runs';

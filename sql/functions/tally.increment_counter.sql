@@ -4,11 +4,18 @@
 -- It updates no shared row and takes no lock another writer can wait on, so
 -- writers never block each other. The increment joins the caller's
 -- transaction: it counts if and only if that transaction commits.
+--
+-- With p_event_id it is applied at most once per counter within the
+-- idempotency window (tally.set_event_window, default 7 days): a replay
+-- returns false and changes nothing. Such an increment goes to the logged
+-- shards even on a fast counter, so its delta and its event id survive or
+-- vanish together in a crash, and a replay after the crash is exact.
 CREATE OR REPLACE FUNCTION tally.increment_counter(
     p_counter text,
     p_key text,
     p_delta bigint DEFAULT 1,
-    p_at timestamptz DEFAULT now()
+    p_at timestamptz DEFAULT now(),
+    p_event_id text DEFAULT NULL
 )
 RETURNS boolean
 LANGUAGE plpgsql
@@ -19,7 +26,7 @@ DECLARE
     v_id integer;
     v_shard smallint;
 BEGIN
-    SELECT c.id, tally._shard(w.gen, c.durable, false)
+    SELECT c.id, tally._shard(w.gen, c.durable OR p_event_id IS NOT NULL, false)
     INTO v_id, v_shard
     FROM tally.counters AS c CROSS JOIN tally.write_gen AS w
     WHERE c.name = p_counter;
@@ -37,11 +44,21 @@ BEGIN
     IF NOT tally._valid_at(p_at) THEN
         PERFORM tally._check_at('tally.increment_counter', p_at);
     END IF;
+    IF p_event_id IS NOT NULL THEN
+        IF p_event_id = '' OR octet_length(p_event_id) > 256 THEN
+            PERFORM tally._check_event_id('tally.increment_counter', p_event_id);
+        END IF;
+        PERFORM FROM tally._claim_events(ARRAY[v_id], ARRAY[p_event_id]);
+        IF NOT FOUND THEN
+            RETURN false;
+        END IF;
+    END IF;
     INSERT INTO tally.delta (shard, counter_id, key, delta, at)
     VALUES (v_shard, v_id, p_key, p_delta, p_at);
     RETURN true;
 END;
 $$;
 
-COMMENT ON FUNCTION tally.increment_counter(text, text, bigint, timestamptz) IS
-'Add p_delta (default 1) to counter p_counter for p_key at p_at (default now()). Appends a delta; never waits on other writers.';
+COMMENT ON FUNCTION tally.increment_counter(text, text, bigint, timestamptz, text) IS
+'Add p_delta (default 1) to counter p_counter for p_key at p_at (default now()); with p_event_id at most once '
+'within the idempotency window (false for a replay). Appends a delta; never waits on other writers.';
