@@ -49,7 +49,7 @@ BEGIN
         'set_source', 'check_drift', 'reconcile', 'maintain', 'compact', 'compact_loop',
         'schedule_compactor', 'unschedule_compactor',
         -- called by the SECURITY INVOKER entry points above
-        '_caller_source', '_check_key', '_counter', '_internal_drift', '_record_drift', '_sample_keys',
+        '_caller_source', '_source', '_check_key', '_counter', '_internal_drift', '_record_drift', '_sample_keys',
         '_correct', '_repair_internal', '_maintain', '_fold_step', '_record_fold', '_detect_crash_reset',
         '_event_partitions'
     ]) AS u (name);

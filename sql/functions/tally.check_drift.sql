@@ -24,11 +24,13 @@ DECLARE
     v_n integer := 0;
     v_findings jsonb := '[]'::jsonb;
 BEGIN
-    IF p_keys IS NOT NULL AND (cardinality(p_keys) = 0 OR pg_catalog.array_position(p_keys, NULL) IS NOT NULL) THEN
+    IF p_keys IS NOT NULL AND (pg_catalog.cardinality(p_keys) OPERATOR(pg_catalog.=) 0 OR pg_catalog.array_position(p_keys, NULL) IS NOT NULL) THEN
         RAISE EXCEPTION '%: keys must be a non-empty array without NULLs', c_fn
             USING ERRCODE = 'null_value_not_allowed', HINT = 'omit p_keys to check a random sample';
     END IF;
-    IF p_keys IS NULL AND (p_sample IS NULL OR p_sample < 1 OR p_sample > 100000) THEN
+    IF p_keys IS NULL AND (
+        p_sample IS NULL OR p_sample OPERATOR(pg_catalog.<) 1 OR p_sample OPERATOR(pg_catalog.>) 100000
+    ) THEN
         RAISE EXCEPTION '%: sample size % is out of range', c_fn, coalesce(p_sample::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value', HINT = 'check from 1 to 100000 keys per run';
     END IF;
