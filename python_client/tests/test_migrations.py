@@ -75,3 +75,64 @@ def test_downgrade_keeps_extensions_it_did_not_create(fresh_db: str) -> None:
     with psycopg.connect(fresh_db) as c:
         assert c.execute("SELECT count(*) FROM pg_extension WHERE extname = 'pg_partman'").fetchone()[0] == 1
         assert c.execute("SELECT count(*) FROM partman.part_config").fetchone()[0] == 0
+
+
+def test_0002_replaces_the_increment_functions_and_keeps_their_grants(fresh_db: str) -> None:
+    """An operator granted EXECUTE on 0001's increment functions and SELECT on
+    a view to an application login; after upgrading to 0002 (which changes the
+    functions' signatures) the login can still do exactly that, with the new
+    signatures, no overload left behind; and back down to 0001, too."""
+    login = "tally_mig_app"
+    with psycopg.connect(fresh_db, autocommit=True) as c:
+        c.execute(f"DROP ROLE IF EXISTS {login}")
+        c.execute(f"CREATE ROLE {login} LOGIN")
+    try:
+        alembic(fresh_db, "upgrade", "0001")
+        with psycopg.connect(fresh_db, autocommit=True) as c:
+            c.execute("SELECT tally.create_counter('mig')")
+            c.execute(f"GRANT USAGE ON SCHEMA tally TO {login}")
+            c.execute(f"GRANT EXECUTE ON FUNCTION tally.increment_counter(text, text, bigint, timestamptz) TO {login}")
+            c.execute(f"GRANT SELECT ON tally.health TO {login}")
+        app = make_conninfo(fresh_db, user=login)
+
+        def app_can() -> tuple[bool, bool, bool]:
+            with psycopg.connect(app, autocommit=True) as a:
+                inc = a.execute("SELECT tally.increment_counter('mig', 'k')").fetchone()[0]
+                health = len(a.execute("SELECT * FROM tally.health").fetchall()) > 0
+                try:
+                    a.execute("SELECT tally.counter_value('mig', 'k')")
+                    read = True
+                except psycopg.errors.InsufficientPrivilege:
+                    read = False
+                return inc, health, read
+
+        assert app_can()[:2] == (True, True)
+        alembic(fresh_db, "upgrade", "0002")
+        with psycopg.connect(fresh_db, autocommit=True) as c:
+            sigs = [
+                r[0]
+                for r in c.execute(
+                    "SELECT p.oid::regprocedure::text FROM pg_proc AS p"
+                    " WHERE p.pronamespace = 'tally'::regnamespace AND p.proname = 'increment_counter'"
+                )
+            ]
+            assert sigs == ["tally.increment_counter(text,text,bigint,timestamp with time zone,text)"]
+            assert c.execute(f"SELECT has_function_privilege('{login}', %s, 'EXECUTE')", (sigs[0],)).fetchone()[0]
+            # nothing else became reachable: PUBLIC lost its default EXECUTE
+            assert not c.execute(
+                f"SELECT has_function_privilege('{login}', 'tally.counter_value(text, text)', 'EXECUTE')"
+            ).fetchone()[0]
+        assert app_can() == (True, True, False)
+        with psycopg.connect(app, autocommit=True) as a:
+            assert a.execute("SELECT tally.increment_counter('mig', 'k', 1, now(), 'e-1')").fetchone()[0] is True
+            assert a.execute("SELECT tally.increment_counter('mig', 'k', 1, now(), 'e-1')").fetchone()[0] is False
+
+        alembic(fresh_db, "downgrade", "0001")
+        inc, health, _ = app_can()
+        assert (inc, health) == (True, True)
+        with psycopg.connect(fresh_db, autocommit=True) as c:
+            assert c.execute("SELECT tally.counter_value('mig', 'k')").fetchone()[0] == 4
+    finally:
+        with psycopg.connect(fresh_db, autocommit=True) as c:
+            c.execute(f"DROP OWNED BY {login}")
+            c.execute(f"DROP ROLE {login}")
