@@ -68,3 +68,20 @@ def admin_dsn() -> str:
 def conn(dsn: str):
     with psycopg.connect(dsn, autocommit=True) as c:
         yield c
+
+
+def rearm_crash_markers(except_dsn: str) -> None:
+    """After a test crashed the cluster on purpose: crash recovery empties
+    UNLOGGED tables in every database, including the template the other
+    tests are copied from, whose tally.crash_marker would then make every
+    later test's database report a crash it never had. Put the marker back
+    everywhere but in the crashed test's own database."""
+    own = conninfo_to_dict(except_dsn)["dbname"]
+    with psycopg.connect(make_conninfo(**CLUSTER), autocommit=True) as admin:
+        names = [
+            r[0] for r in admin.execute("SELECT datname FROM pg_database WHERE datallowconn AND datname <> %s", (own,))
+        ]
+    for name in names:
+        with psycopg.connect(make_conninfo(**{**CLUSTER, "dbname": name}), autocommit=True) as c:
+            if c.execute("SELECT to_regclass('tally.crash_marker') IS NOT NULL").fetchone()[0]:
+                c.execute("INSERT INTO tally.crash_marker DEFAULT VALUES ON CONFLICT DO NOTHING")

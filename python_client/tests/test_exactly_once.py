@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psycopg
 import workers
-from conftest import REPO
+from conftest import REPO, rearm_crash_markers
 
 FAST, DURABLE = "eo_fast", "eo_durable"
 KEYS = [f"k{i}" for i in range(40)]
@@ -199,6 +199,7 @@ def test_sigkill_mid_load_then_replay_ends_exact(dsn: str, conn: psycopg.Connect
         at_crash["id_acked"] = sum(len(log.acked) for log in logs)
 
     crash_cluster(while_down)
+    rearm_crash_markers(dsn)
     time.sleep(2)  # writers reconnect and go on after the restart
     stop.set()
     for t in threads:
@@ -322,3 +323,25 @@ def test_a_batch_killed_midway_applies_nothing_and_its_replay_applies_it_whole(
     assert send(conn, batch) == 0
     conn.execute("CALL tally.compact()")
     assert values(conn, DURABLE) == sums(batch, DURABLE)
+
+
+def test_repeatable_read_replay_of_an_id_committed_after_the_snapshot_is_a_serialization_failure(
+    dsn: str, conn: psycopg.Connection
+) -> None:
+    """Under REPEATABLE READ the claim committed by another session after this
+    transaction's snapshot is invisible to it: tally raises 40001 (retry)
+    instead of counting the event twice; the retry sees the claim."""
+    conn.execute("SELECT tally.create_counter(%s, p_durable => true)", (DURABLE,))
+    with psycopg.connect(dsn, autocommit=True) as a, psycopg.connect(dsn, autocommit=True) as b:
+        a.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        a.execute("SELECT 1").fetchone()  # the snapshot is taken
+        assert b.execute("SELECT tally.increment_counter(%s, 'k', 1, now(), 'rr-1')", (DURABLE,)).fetchone()[0]
+        try:
+            a.execute("SELECT tally.increment_counter(%s, 'k', 1, now(), 'rr-1')", (DURABLE,))
+            raise AssertionError("a REPEATABLE READ replay was applied")
+        except psycopg.errors.SerializationFailure:
+            a.execute("ROLLBACK")
+        a.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        assert a.execute("SELECT tally.increment_counter(%s, 'k', 1, now(), 'rr-1')", (DURABLE,)).fetchone()[0] is False
+        a.execute("COMMIT")
+    assert conn.execute("SELECT tally.counter_value(%s, 'k')", (DURABLE,)).fetchone()[0] == 1

@@ -10,7 +10,7 @@ import urllib.request
 from pathlib import Path
 
 import psycopg
-from conftest import REPO
+from conftest import REPO, rearm_crash_markers
 from prometheus_client.parser import text_string_to_metric_families
 
 
@@ -145,6 +145,7 @@ def test_a_crash_with_pending_fast_deltas_shows_as_a_crash_reset(dsn: str, conn:
     conn.execute("CHECKPOINT")
     pg_ctl("stop", "-m", "immediate", "-w")
     pg_ctl("start", "-w", "-t", "120")
+    rearm_crash_markers(dsn)
     with psycopg.connect(dsn, autocommit=True) as c:
         assert health(c)["crash"] == "critical"  # seen before any compactor ran
         c.execute("CALL tally.compact()")

@@ -24,12 +24,22 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_id integer;
-    v_shard smallint;
+    v_durable boolean;
 BEGIN
-    SELECT c.id, tally._shard(w.gen, c.durable OR p_event_id IS NOT NULL, false)
-    INTO v_id, v_shard
-    FROM tally.counters AS c CROSS JOIN tally.write_gen AS w
-    WHERE c.name = p_counter;
+    -- The common case in one statement: look the counter up, check the
+    -- arguments and append the delta.
+    IF p_event_id IS NULL THEN
+        INSERT INTO tally.delta (shard, counter_id, key, delta, at)
+        SELECT tally._shard(w.gen, c.durable, false), c.id, p_key, p_delta, p_at
+        FROM tally.counters AS c CROSS JOIN tally.write_gen AS w
+        WHERE c.name = p_counter AND tally._valid_key(p_key) AND p_delta IS NOT NULL AND tally._valid_at(p_at);
+        IF FOUND THEN
+            RETURN true;
+        END IF;
+    END IF;
+
+    -- Say what is wrong, or claim the event id first.
+    SELECT c.id, c.durable INTO v_id, v_durable FROM tally.counters AS c WHERE c.name = p_counter;
     IF NOT FOUND THEN
         PERFORM tally._counter('tally.increment_counter', p_counter);
     END IF;
@@ -54,7 +64,8 @@ BEGIN
         END IF;
     END IF;
     INSERT INTO tally.delta (shard, counter_id, key, delta, at)
-    VALUES (v_shard, v_id, p_key, p_delta, p_at);
+    SELECT tally._shard(w.gen, v_durable OR p_event_id IS NOT NULL, false), v_id, p_key, p_delta, p_at
+    FROM tally.write_gen AS w;
     RETURN true;
 END;
 $$;
