@@ -12,10 +12,10 @@ PSQL = /usr/bin/psql -X -v ON_ERROR_STOP=1
 TEST_DB ?= tally_test
 LINT_DB ?= tally_lint
 
-.PHONY: help deps db dsn db-stop migrate demo lint pgtap pytest test bench soak clean
+.PHONY: help deps db dsn db-stop migrate demo lint pgtap pytest test bench bench-compactor soak clean
 
 help: ## List the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 deps: ## Install Debian packages and the Python venv (idempotent)
 	@scripts/deps.sh
@@ -61,7 +61,11 @@ pytest: db ## pytest: concurrency, faults, bloat, retention, scheduling, migrati
 
 test: lint pgtap pytest ## Everything CI runs: lint, pgTAP, pytest
 
-bench: db ## Benchmarks against a fresh database; figures in bench/results/
+bench: db ## tally vs UPDATE, upserts, raw INSERT, Redis; batch, fold, lag, reads (bench/results/latest.*)
+	$(call fresh_db,tally_bench)
+	$(VENV)/bin/tally --dsn "$$($(DB) dsn tally_bench)" bench
+
+bench-compactor: db ## The longer compactor study: fold rates, lag, backfill while live (compactor.json)
 	$(call fresh_db,tally_bench)
 	$(PY) -u bench/compactor.py --dsn "$$($(DB) dsn tally_bench)"
 

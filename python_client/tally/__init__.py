@@ -1,9 +1,12 @@
 """tally: exact counters and time-bucketed rollups inside PostgreSQL.
 
 The logic lives in SQL (schema ``tally``); this package is a thin psycopg 3
-client over it plus the ``tally`` command line.
+client over it (``Tally``, and ``AsyncTally`` for asyncio) plus the ``tally``
+command line.
 """
 
-from tally.client import Bucket, KeyValue, Tally
+from tally._sql import Bucket, KeyValue
+from tally.aio import AsyncTally
+from tally.client import Tally
 
-__all__ = ["Bucket", "KeyValue", "Tally"]
+__all__ = ["AsyncTally", "Bucket", "KeyValue", "Tally"]

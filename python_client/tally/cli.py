@@ -1,4 +1,4 @@
-"""The ``tally`` command line: migrate, status, compact, demo."""
+"""The ``tally`` command line: migrate, status, compact, metrics, demo, bench."""
 
 from __future__ import annotations
 
@@ -45,23 +45,83 @@ def cmd_compact(args: argparse.Namespace) -> int:
             time.sleep(args.interval)
 
 
+def _table(headers: list[str], rows: list[tuple], right: set[int] | None = None) -> str:
+    """A plain-text table: columns as wide as their widest cell."""
+    right = right or set()
+    cells = [[("-" if v is None else str(v)) for v in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+
+    def line(values: list[str]) -> str:
+        return "  ".join(
+            v.rjust(w) if i in right else v.ljust(w) for i, (v, w) in enumerate(zip(values, widths, strict=True))
+        )
+
+    out = [line(headers), line(["-" * w for w in widths])]
+    out += [line(r) for r in cells] or ["(none)"]
+    return "\n".join(x.rstrip() for x in out)
+
+
+def _age(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     with psycopg.connect(_dsn(args), autocommit=True) as conn:
         counters = conn.execute(
-            "SELECT name, array_to_string(granularities, ','), CASE WHEN durable THEN 'durable' ELSE 'fast' END"
-            " FROM tally.counters ORDER BY name"
+            """
+            SELECT c.name,
+                   CASE WHEN c.durable THEN 'durable' ELSE 'fast' END,
+                   array_to_string(c.granularities, ','),
+                   coalesce(p.pending, 0),
+                   extract(epoch FROM now() - p.oldest)::float8
+            FROM tally.counters AS c
+            LEFT JOIN (
+                SELECT d.counter_id, count(*) AS pending, min(d.written_at) AS oldest
+                FROM tally.delta AS d GROUP BY d.counter_id
+            ) AS p ON p.counter_id = c.id
+            ORDER BY c.name
+            """
         ).fetchall()
-        print(f"{'counter':<24} {'granularities':<30} durability")
-        for name, grans, mode in counters:
-            print(f"{name:<24} {grans:<30} {mode}")
-        lag = conn.execute(
-            "SELECT sum(pending_deltas), max(oldest_pending_age), max(last_fold_at) FROM tally.compactor_lag"
+        print("Counters")
+        print(
+            _table(
+                ["counter", "durability", "granularities", "pending", "oldest pending"],
+                [(n, d, g, f"{p:,}", _age(a)) for n, d, g, p, a in counters],
+                right={3, 4},
+            )
+        )
+        pending, oldest, last_fold, shards = conn.execute(
+            "SELECT coalesce(sum(pending_deltas), 0), extract(epoch FROM max(oldest_pending_age))::float8,"
+            " max(last_fold_at), count(*) FILTER (WHERE pending_deltas > 0) FROM tally.compactor_lag"
         ).fetchone()
-        print(f"\npending deltas: {lag[0]}   oldest pending: {lag[1]}   last fold: {lag[2]}")
-        print("\nhealth:")
-        for check, status, reason in conn.execute('SELECT "check", status, reason FROM tally.health'):
-            print(f"  {check:<10} {status:<9} {reason}")
-    return 0
+        runs = conn.execute(
+            "SELECT count(*), coalesce(sum(deltas), 0) FROM tally.fold_runs"
+            " WHERE outcome = 'ok' AND finished_at > now() - interval '1 hour'"
+        ).fetchone()
+        print("\nCompactor lag")
+        print(
+            _table(
+                ["pending deltas", "shards with pending", "oldest pending", "last fold", "folds (1 h)", "folded (1 h)"],
+                [
+                    (
+                        f"{pending:,}",
+                        shards,
+                        _age(oldest) or "0.0 s",
+                        f"{last_fold:%Y-%m-%d %H:%M:%S%z}" if last_fold else "never",
+                        f"{runs[0]:,}",
+                        f"{runs[1]:,}",
+                    )
+                ],
+                right={0, 1, 2, 4, 5},
+            )
+        )
+        health = conn.execute('SELECT "check", status, reason FROM tally.health').fetchall()
+        print("\nHealth")
+        print(_table(["check", "status", "reason"], health))
+        worst = {s for _, s, _ in health}
+    return 2 if "critical" in worst else 0
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
@@ -81,6 +141,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(_dsn(args), seconds=args.seconds, writers=args.writers)
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from tally.bench import run
+
+    res = run(_dsn(args), out_dir=Path(args.out) if args.out else None, quick=args.quick, keep=args.keep)
+    exact = all(r.get("exact", True) for r in res["single"]) and res["batch"]["exact"] and res["lag"]["exact"]
+    exact = exact and all(h["exact"] for h in res["history"])
+    if not exact:
+        print("tally bench: some case stored a different count than it committed (see latest.json)", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="tally", description="Exact counters and rollups inside PostgreSQL")
     p.add_argument("--dsn", help="libpq connection string or URL (default: $TALLY_DSN)")
@@ -97,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--max-deltas", type=int, default=100_000, help="deltas per fold transaction")
     c.set_defaults(fn=cmd_compact)
 
-    s = sub.add_parser("status", help="counters and compactor lag")
+    s = sub.add_parser("status", help="counters, compactor lag and health (exit 2 if a check is critical)")
     s.set_defaults(fn=cmd_status)
 
     mt = sub.add_parser("metrics", help="tally's views as Prometheus metrics (print, or --serve PORT)")
@@ -109,6 +181,12 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--seconds", type=float, default=15)
     d.add_argument("--writers", type=int, default=4)
     d.set_defaults(fn=cmd_demo)
+
+    b = sub.add_parser("bench", help="benchmark tally beside UPDATE, upserts, a raw INSERT and Redis (make bench)")
+    b.add_argument("--quick", action="store_true", help="a small, fast run (a smoke test; numbers mean little)")
+    b.add_argument("--out", help="directory for latest.json and latest.png (default: bench/results/)")
+    b.add_argument("--keep", action="store_true", help="keep the bench counters and tables afterwards")
+    b.set_defaults(fn=cmd_bench)
 
     args = p.parse_args(argv)
     try:

@@ -2,32 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import TypeVar
 
 import psycopg
 from psycopg.rows import class_row
 from psycopg_pool import ConnectionPool
 
+from tally import _sql
+from tally._sql import Bucket, KeyValue
 
-@dataclass(frozen=True)
-class Bucket:
-    """One bucket of a series: its UTC start and its value."""
-
-    bucket: datetime
-    value: int
-
-
-@dataclass(frozen=True)
-class KeyValue:
-    """A key and its value (top_keys)."""
-
-    key: str
-    value: int
-
+__all__ = ["Bucket", "KeyValue", "Source", "Tally"]
 
 Source = ConnectionPool | psycopg.Connection
+T = TypeVar("T")
 
 
 class Tally:
@@ -42,7 +31,7 @@ class Tally:
     def __init__(self, source: Source) -> None:
         self._source = source
 
-    def _run(self, fn):
+    def _run(self, fn: Callable[[psycopg.Connection], T]) -> T:
         if isinstance(self._source, ConnectionPool):
             with self._source.connection() as conn:
                 return fn(conn)
@@ -51,23 +40,28 @@ class Tally:
 
     # -- writes -------------------------------------------------------------
     def create_counter(self, name: str, granularities: Sequence[str] | None = None, durable: bool = False) -> None:
-        grans = list(granularities) if granularities is not None else ["minute", "hour", "day", "week", "month"]
-        self._run(
-            lambda c: c.execute(
-                "SELECT tally.create_counter(%s::text, %s::text[], %s::boolean)", (name, grans, durable)
-            )
-        )
+        """Register a counter (tally.create_counter); default granularities minute..month."""
+        self._run(lambda c: self.create_counter_tx(c, name, granularities, durable))
+
+    def create_counter_tx(
+        self,
+        conn: psycopg.Connection,
+        name: str,
+        granularities: Sequence[str] | None = None,
+        durable: bool = False,
+    ) -> None:
+        """create_counter inside the caller's transaction on ``conn``."""
+        conn.execute(_sql.CREATE_COUNTER, _sql.create_counter_args(name, granularities, durable))
 
     def increment(self, counter: str, key: str, delta: int = 1, at: datetime | None = None) -> bool:
+        """Add ``delta`` to ``counter``/``key`` at ``at`` (default now) in its own transaction."""
         return self._run(lambda c: self.increment_tx(c, counter, key, delta, at))
 
     def increment_tx(
         self, conn: psycopg.Connection, counter: str, key: str, delta: int = 1, at: datetime | None = None
     ) -> bool:
-        row = conn.execute(
-            "SELECT tally.increment_counter(%s::text, %s::text, %s::bigint, coalesce(%s::timestamptz, now()))",
-            (counter, key, delta, at),
-        ).fetchone()
+        """increment inside the caller's transaction: it counts only if that transaction commits."""
+        row = conn.execute(_sql.INCREMENT, (counter, key, delta, at)).fetchone()
         return bool(row and row[0])
 
     def increment_many(
@@ -77,6 +71,7 @@ class Tally:
         deltas: Sequence[int],
         ats: Sequence[datetime] | None = None,
     ) -> int:
+        """A batch of increments, applied all-or-nothing; returns how many were applied."""
         return self._run(lambda c: self.increment_many_tx(c, counters, keys, deltas, ats))
 
     def increment_many_tx(
@@ -87,41 +82,46 @@ class Tally:
         deltas: Sequence[int],
         ats: Sequence[datetime] | None = None,
     ) -> int:
-        row = conn.execute(
-            "SELECT tally.increment_counters(%s::text[], %s::text[], %s::bigint[], %s::timestamptz[])",
-            (list(counters), list(keys), list(deltas), list(ats) if ats is not None else None),
-        ).fetchone()
+        """increment_many inside the caller's transaction on ``conn``."""
+        row = conn.execute(_sql.INCREMENT_MANY, _sql.increment_many_args(counters, keys, deltas, ats)).fetchone()
         return int(row[0]) if row else 0
 
     # -- reads --------------------------------------------------------------
     def value(self, counter: str, key: str) -> int:
-        def q(c: psycopg.Connection) -> int:
-            row = c.execute("SELECT tally.counter_value(%s::text, %s::text)", (counter, key)).fetchone()
-            return int(row[0]) if row else 0
+        """All-time total of ``counter``/``key``, pending increments included."""
+        return self._run(lambda c: self.value_tx(c, counter, key))
 
-        return self._run(q)
+    def value_tx(self, conn: psycopg.Connection, counter: str, key: str) -> int:
+        """value as seen by the caller's transaction (its own uncommitted increments included)."""
+        row = conn.execute(_sql.VALUE, (counter, key)).fetchone()
+        return int(row[0]) if row else 0
 
     def series(self, counter: str, key: str, granularity: str, start: datetime, end: datetime) -> list[Bucket]:
-        def q(c: psycopg.Connection) -> list[Bucket]:
-            with c.cursor(row_factory=class_row(Bucket)) as cur:
-                return cur.execute(
-                    "SELECT bucket, value FROM tally.counter_series(%s::text, %s::text, %s::text,"
-                    " %s::timestamptz, %s::timestamptz)",
-                    (counter, key, granularity, start, end),
-                ).fetchall()
+        """Buckets of one granularity between ``start`` and ``end`` (tally.counter_series)."""
+        return self._run(lambda c: self.series_tx(c, counter, key, granularity, start, end))
 
-        return self._run(q)
+    def series_tx(
+        self, conn: psycopg.Connection, counter: str, key: str, granularity: str, start: datetime, end: datetime
+    ) -> list[Bucket]:
+        """series inside the caller's transaction on ``conn``."""
+        with conn.cursor(row_factory=class_row(Bucket)) as cur:
+            return cur.execute(_sql.SERIES, (counter, key, granularity, start, end)).fetchall()
 
     def top(self, counter: str, granularity: str, bucket: datetime | None = None, limit: int = 10) -> list[KeyValue]:
-        def q(c: psycopg.Connection) -> list[KeyValue]:
-            with c.cursor(row_factory=class_row(KeyValue)) as cur:
-                return cur.execute(
-                    "SELECT key, value FROM tally.top_keys(%s::text, %s::text,"
-                    " coalesce(%s::timestamptz, now()), %s::integer)",
-                    (counter, granularity, bucket, limit),
-                ).fetchall()
+        """The ``limit`` largest keys of one bucket (default: the current one) (tally.top_keys)."""
+        return self._run(lambda c: self.top_tx(c, counter, granularity, bucket, limit))
 
-        return self._run(q)
+    def top_tx(
+        self,
+        conn: psycopg.Connection,
+        counter: str,
+        granularity: str,
+        bucket: datetime | None = None,
+        limit: int = 10,
+    ) -> list[KeyValue]:
+        """top inside the caller's transaction on ``conn``."""
+        with conn.cursor(row_factory=class_row(KeyValue)) as cur:
+            return cur.execute(_sql.TOP, (counter, granularity, bucket, limit)).fetchall()
 
     # -- folding ------------------------------------------------------------
     def compact(self, max_deltas: int = 100_000) -> None:
@@ -130,7 +130,7 @@ class Tally:
             with self._source.connection() as conn:
                 conn.autocommit = True
                 try:
-                    conn.execute("CALL tally.compact(%s::integer)", (max_deltas,))
+                    conn.execute(_sql.COMPACT, (max_deltas,))
                 finally:
                     conn.autocommit = False
         else:
@@ -138,4 +138,4 @@ class Tally:
                 raise psycopg.ProgrammingError(
                     "Tally.compact: the connection must be in autocommit mode (tally.compact commits per fold)"
                 )
-            self._source.execute("CALL tally.compact(%s::integer)", (max_deltas,))
+            self._source.execute(_sql.COMPACT, (max_deltas,))

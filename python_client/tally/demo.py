@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
+from tally.progress import Progress
+
 COUNTERS = [
     # name, granularities, durable
     ("page_views", ["minute", "hour", "day", "week", "month"], False),
@@ -77,12 +79,14 @@ def run_demo(dsn: str, seconds: float = 15, writers: int = 4) -> int:
     for p in procs:
         p.start()
     with psycopg.connect(dsn, autocommit=True) as conn:
-        while time.time() < stop_at:
-            time.sleep(min(3.0, max(0.1, stop_at - time.time())))
-            pending, age = conn.execute(
-                "SELECT sum(pending_deltas), max(oldest_pending_age) FROM tally.compactor_lag"
-            ).fetchone()
-            print(f"  pending deltas {pending:>7}   oldest pending {age or timedelta(0)}")
+        with Progress(seconds, "load + compactor") as bar:
+            while time.time() < stop_at:
+                time.sleep(min(1.0, max(0.1, stop_at - time.time())))
+                pending, age = conn.execute(
+                    "SELECT sum(pending_deltas), max(oldest_pending_age) FROM tally.compactor_lag"
+                ).fetchone()
+                bar.note = f"pending deltas {pending:,}, oldest {(age or timedelta(0)).total_seconds():.1f} s"
+                bar.update(seconds - max(0.0, stop_at - time.time()))
         for p in procs:
             p.join()
         written = sum(out.get() for _ in range(writers))

@@ -1,0 +1,53 @@
+"""The SQL the clients send: one statement per method, shared by the sync
+``Tally`` and the asyncio ``AsyncTally`` so the two can never drift apart.
+
+Every parameter is cast explicitly, so PostgreSQL resolves exactly one
+function signature whatever Python type the caller passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+DEFAULT_GRANULARITIES: tuple[str, ...] = ("minute", "hour", "day", "week", "month")
+
+CREATE_COUNTER = "SELECT tally.create_counter(%s::text, %s::text[], %s::boolean)"
+INCREMENT = "SELECT tally.increment_counter(%s::text, %s::text, %s::bigint, coalesce(%s::timestamptz, now()))"
+INCREMENT_MANY = "SELECT tally.increment_counters(%s::text[], %s::text[], %s::bigint[], %s::timestamptz[])"
+VALUE = "SELECT tally.counter_value(%s::text, %s::text)"
+SERIES = (
+    "SELECT bucket, value FROM tally.counter_series(%s::text, %s::text, %s::text, %s::timestamptz, %s::timestamptz)"
+)
+TOP = "SELECT key, value FROM tally.top_keys(%s::text, %s::text, coalesce(%s::timestamptz, now()), %s::integer)"
+COMPACT = "CALL tally.compact(%s::integer)"
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """One bucket of a series: its UTC start and its value."""
+
+    bucket: datetime
+    value: int
+
+
+@dataclass(frozen=True)
+class KeyValue:
+    """A key and its value (top_keys)."""
+
+    key: str
+    value: int
+
+
+def create_counter_args(name: str, granularities: Sequence[str] | None, durable: bool) -> tuple[str, list[str], bool]:
+    """Parameters of CREATE_COUNTER; ``None`` granularities mean the default set."""
+    grans = list(granularities) if granularities is not None else list(DEFAULT_GRANULARITIES)
+    return name, grans, durable
+
+
+def increment_many_args(
+    counters: Sequence[str], keys: Sequence[str], deltas: Sequence[int], ats: Sequence[datetime] | None
+) -> tuple[list[str], list[str], list[int], list[datetime] | None]:
+    """Parameters of INCREMENT_MANY: four arrays, element i being one increment."""
+    return list(counters), list(keys), list(deltas), list(ats) if ats is not None else None

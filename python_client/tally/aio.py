@@ -1,0 +1,159 @@
+"""The asyncio twin of ``Tally``: the same methods, awaited, over psycopg's
+``AsyncConnectionPool`` or an ``AsyncConnection``. Each method is one call
+of one SQL function; the statements are shared with the sync client."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import TypeVar
+
+import psycopg
+from psycopg.rows import class_row
+from psycopg_pool import AsyncConnectionPool
+
+from tally import _sql
+from tally._sql import Bucket, KeyValue
+
+__all__ = ["AsyncSource", "AsyncTally", "Bucket", "KeyValue"]
+
+AsyncSource = AsyncConnectionPool | psycopg.AsyncConnection
+T = TypeVar("T")
+
+
+class AsyncTally:
+    """tally over a caller-owned async connection pool or async connection.
+
+    No DDL and no I/O in the constructor. Methods without ``_tx`` run in their
+    own transaction (through the pool, or a transaction block on the given
+    connection); the ``*_tx`` variants run on the caller's connection, inside
+    whatever transaction the caller has open, so an increment commits or rolls
+    back with the caller's own business write.
+    """
+
+    def __init__(self, source: AsyncSource) -> None:
+        self._source = source
+
+    async def _run(self, fn: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:
+        if isinstance(self._source, AsyncConnectionPool):
+            async with self._source.connection() as conn:
+                return await fn(conn)
+        async with self._source.transaction():
+            return await fn(self._source)
+
+    # -- writes -------------------------------------------------------------
+    async def create_counter(
+        self, name: str, granularities: Sequence[str] | None = None, durable: bool = False
+    ) -> None:
+        """Register a counter (tally.create_counter); default granularities minute..month."""
+        await self._run(lambda c: self.create_counter_tx(c, name, granularities, durable))
+
+    async def create_counter_tx(
+        self,
+        conn: psycopg.AsyncConnection,
+        name: str,
+        granularities: Sequence[str] | None = None,
+        durable: bool = False,
+    ) -> None:
+        """create_counter inside the caller's transaction on ``conn``."""
+        await conn.execute(_sql.CREATE_COUNTER, _sql.create_counter_args(name, granularities, durable))
+
+    async def increment(self, counter: str, key: str, delta: int = 1, at: datetime | None = None) -> bool:
+        """Add ``delta`` to ``counter``/``key`` at ``at`` (default now) in its own transaction."""
+        return await self._run(lambda c: self.increment_tx(c, counter, key, delta, at))
+
+    async def increment_tx(
+        self, conn: psycopg.AsyncConnection, counter: str, key: str, delta: int = 1, at: datetime | None = None
+    ) -> bool:
+        """increment inside the caller's transaction: it counts only if that transaction commits."""
+        cur = await conn.execute(_sql.INCREMENT, (counter, key, delta, at))
+        row = await cur.fetchone()
+        return bool(row and row[0])
+
+    async def increment_many(
+        self,
+        counters: Sequence[str],
+        keys: Sequence[str],
+        deltas: Sequence[int],
+        ats: Sequence[datetime] | None = None,
+    ) -> int:
+        """A batch of increments, applied all-or-nothing; returns how many were applied."""
+        return await self._run(lambda c: self.increment_many_tx(c, counters, keys, deltas, ats))
+
+    async def increment_many_tx(
+        self,
+        conn: psycopg.AsyncConnection,
+        counters: Sequence[str],
+        keys: Sequence[str],
+        deltas: Sequence[int],
+        ats: Sequence[datetime] | None = None,
+    ) -> int:
+        """increment_many inside the caller's transaction on ``conn``."""
+        cur = await conn.execute(_sql.INCREMENT_MANY, _sql.increment_many_args(counters, keys, deltas, ats))
+        row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    # -- reads --------------------------------------------------------------
+    async def value(self, counter: str, key: str) -> int:
+        """All-time total of ``counter``/``key``, pending increments included."""
+        return await self._run(lambda c: self.value_tx(c, counter, key))
+
+    async def value_tx(self, conn: psycopg.AsyncConnection, counter: str, key: str) -> int:
+        """value as seen by the caller's transaction (its own uncommitted increments included)."""
+        cur = await conn.execute(_sql.VALUE, (counter, key))
+        row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def series(self, counter: str, key: str, granularity: str, start: datetime, end: datetime) -> list[Bucket]:
+        """Buckets of one granularity between ``start`` and ``end`` (tally.counter_series)."""
+        return await self._run(lambda c: self.series_tx(c, counter, key, granularity, start, end))
+
+    async def series_tx(
+        self,
+        conn: psycopg.AsyncConnection,
+        counter: str,
+        key: str,
+        granularity: str,
+        start: datetime,
+        end: datetime,
+    ) -> list[Bucket]:
+        """series inside the caller's transaction on ``conn``."""
+        async with conn.cursor(row_factory=class_row(Bucket)) as cur:
+            await cur.execute(_sql.SERIES, (counter, key, granularity, start, end))
+            return await cur.fetchall()
+
+    async def top(
+        self, counter: str, granularity: str, bucket: datetime | None = None, limit: int = 10
+    ) -> list[KeyValue]:
+        """The ``limit`` largest keys of one bucket (default: the current one) (tally.top_keys)."""
+        return await self._run(lambda c: self.top_tx(c, counter, granularity, bucket, limit))
+
+    async def top_tx(
+        self,
+        conn: psycopg.AsyncConnection,
+        counter: str,
+        granularity: str,
+        bucket: datetime | None = None,
+        limit: int = 10,
+    ) -> list[KeyValue]:
+        """top inside the caller's transaction on ``conn``."""
+        async with conn.cursor(row_factory=class_row(KeyValue)) as cur:
+            await cur.execute(_sql.TOP, (counter, granularity, bucket, limit))
+            return await cur.fetchall()
+
+    # -- folding ------------------------------------------------------------
+    async def compact(self, max_deltas: int = 100_000) -> None:
+        """CALL tally.compact(): fold everything pending. Needs autocommit (it commits per fold)."""
+        if isinstance(self._source, AsyncConnectionPool):
+            async with self._source.connection() as conn:
+                await conn.set_autocommit(True)
+                try:
+                    await conn.execute(_sql.COMPACT, (max_deltas,))
+                finally:
+                    await conn.set_autocommit(False)
+        else:
+            if not self._source.autocommit:
+                raise psycopg.ProgrammingError(
+                    "AsyncTally.compact: the connection must be in autocommit mode (tally.compact commits per fold)"
+                )
+            await self._source.execute(_sql.COMPACT, (max_deltas,))

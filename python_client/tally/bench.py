@@ -1,0 +1,876 @@
+"""``tally bench``: tally beside the usual ways of counting, in one run.
+
+Single increments, each its own transaction, 16 clients (pgbench), one hot key:
+  naive hot-row UPDATE, INSERT ... ON CONFLICT DO UPDATE, advisory lock +
+  upsert, tally.increment_counter on a fast and on a durable counter, a raw
+  INSERT into an unlogged table with no index (the physical limit of a one-row
+  write), and Redis INCR (redis-benchmark, a throwaway redis-server on
+  loopback: no persistence, then appendonly with appendfsync everysec).
+Then: batch increments through tally.increment_counters (1,000 per call),
+deltas folded per second, compactor lag under sustained maximum ingest, and
+tally.counter_value latency with 10^5, 10^6 and 10^7 folded events beside
+SELECT count(*) over a plain event table of the same size.
+
+Writes latest.json and latest.png into the output directory (default
+bench/results/ of the source tree).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from tally.progress import Progress, wait_timed
+
+PGBENCH = os.environ.get("TALLY_PGBENCH", "/usr/lib/postgresql/15/bin/pgbench")
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+REDIS_BENCHMARK = shutil.which("redis-benchmark") or "/usr/bin/redis-benchmark"
+DEFAULT_OUT = Path(__file__).resolve().parents[2] / "bench" / "results"
+SCHEMA = "tally_bench_tables"  # the baselines' own tables, dropped at the end
+BATCH = 1_000  # increments per increment_counters call in the batch case
+COUNTERS = (  # the counters the bench creates (and drops at the end)
+    "bench_fast",
+    "bench_durable",
+    "bench_batch",
+    "bench_fold_live",
+    "bench_fold_backfill",
+    "bench_live",
+    "bench_read",
+)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How long and how big each part of the run is."""
+
+    seconds: int  # each pgbench case
+    clients: int
+    batch_clients: int
+    redis_seconds: int
+    fold_deltas: int
+    lag_seconds: int
+    history: tuple[int, ...]
+    value_calls: int  # counter_value calls per history size
+    count_budget_s: float  # time spent on count(*) samples per history size
+
+
+FULL = Plan(
+    seconds=15,
+    clients=16,
+    batch_clients=2,
+    redis_seconds=10,
+    fold_deltas=1_000_000,
+    lag_seconds=20,
+    history=(100_000, 1_000_000, 10_000_000),
+    value_calls=2_000,
+    count_budget_s=8.0,
+)
+QUICK = Plan(
+    seconds=2,
+    clients=4,
+    batch_clients=2,
+    redis_seconds=1,
+    fold_deltas=20_000,
+    lag_seconds=3,
+    history=(1_000, 10_000),
+    value_calls=50,
+    count_budget_s=0.5,
+)
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * len(s)))] if s else 0.0
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+# -- pgbench -----------------------------------------------------------------
+class PgBench:
+    """Runs a pgbench script against the database of ``dsn``."""
+
+    def __init__(self, dsn: str) -> None:
+        p = conninfo_to_dict(dsn)
+        self.conn_args = ["-h", str(p.get("host", "localhost")), "-p", str(p.get("port", 5432))]
+        self.conn_args += ["-U", str(p.get("user", "postgres")), str(p["dbname"])]
+        self.statements = False  # pg_stat_statements available: track nested statements too
+        self.tmp = Path(tempfile.mkdtemp(prefix="tally-bench-"))
+        os.chmod(self.tmp, 0o755)
+
+    def start(self, name: str, script: str, clients: int, seconds: float, rate: int | None = None) -> subprocess.Popen:
+        f = self.tmp / f"{name}.sql"
+        f.write_text(script)
+        args = [PGBENCH, "-n", "-M", "prepared", "-c", str(clients), "-j", str(min(clients, 2))]
+        args += ["-T", str(int(seconds)), "-f", str(f)]
+        if rate:
+            args += ["-R", str(rate)]
+        env = {**os.environ, "PGOPTIONS": "-c pg_stat_statements.track=all"} if self.statements else None
+        return subprocess.Popen(
+            [*args, *self.conn_args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
+
+    @staticmethod
+    def result(proc: subprocess.Popen) -> tuple[float, int]:
+        """(tps, transactions processed) of a finished run; raises if pgbench failed."""
+        out, err = proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"pgbench failed ({proc.returncode}): {err.strip()[-2000:]}")
+        tps = next(float(line.split()[2]) for line in out.splitlines() if line.startswith("tps ="))
+        done = next(int(line.split(":")[1]) for line in out.splitlines() if "actually processed" in line)
+        return tps, done
+
+    def run(self, name: str, script: str, clients: int, seconds: float, label: str) -> tuple[float, int]:
+        proc = self.start(name, script, clients, seconds)
+        wait_timed(proc, seconds, label)
+        return self.result(proc)
+
+    def close(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+# -- the single-increment cases ------------------------------------------------
+@dataclass(frozen=True)
+class Case:
+    key: str
+    label: str
+    setup: str  # SQL run once before
+    script: str  # one pgbench transaction = one increment
+    check: str  # SQL returning how many increments were stored
+
+
+def single_cases() -> list[Case]:
+    s = SCHEMA
+    upsert = (
+        f"INSERT INTO {s}.upsert_lock (key, n) VALUES ('hot', 1) ON CONFLICT (key) DO UPDATE SET n = upsert_lock.n + 1;"
+    )
+    return [
+        Case(
+            "naive_update",
+            "naive hot-row UPDATE",
+            f"CREATE TABLE {s}.counters (id integer PRIMARY KEY, n bigint NOT NULL);"
+            f" INSERT INTO {s}.counters VALUES (1, 0);",
+            f"UPDATE {s}.counters SET n = n + 1 WHERE id = 1;\n",
+            f"SELECT n FROM {s}.counters WHERE id = 1",
+        ),
+        Case(
+            "upsert",
+            "INSERT ... ON CONFLICT DO UPDATE",
+            f"CREATE TABLE {s}.upsert (key text PRIMARY KEY, n bigint NOT NULL);",
+            f"INSERT INTO {s}.upsert (key, n) VALUES ('hot', 1) ON CONFLICT (key) DO UPDATE SET n = upsert.n + 1;\n",
+            f"SELECT n FROM {s}.upsert WHERE key = 'hot'",
+        ),
+        Case(
+            "advisory_upsert",
+            "advisory lock + upsert",
+            f"CREATE TABLE {s}.upsert_lock (key text PRIMARY KEY, n bigint NOT NULL);",
+            f"BEGIN;\nSELECT pg_advisory_xact_lock(4242);\n{upsert}\nCOMMIT;\n",
+            f"SELECT n FROM {s}.upsert_lock WHERE key = 'hot'",
+        ),
+        Case(
+            "tally_fast",
+            "tally.increment_counter (fast)",
+            "SELECT tally.create_counter('bench_fast');",
+            "SELECT tally.increment_counter('bench_fast', 'hot');\n",
+            "SELECT tally.counter_value('bench_fast', 'hot')",
+        ),
+        Case(
+            "tally_durable",
+            "tally.increment_counter (durable)",
+            "SELECT tally.create_counter('bench_durable', p_durable => true);",
+            "SELECT tally.increment_counter('bench_durable', 'hot');\n",
+            "SELECT tally.counter_value('bench_durable', 'hot')",
+        ),
+        Case(
+            "raw_unlogged_insert",
+            "raw INSERT, unlogged, no index",
+            # the same columns as a tally delta row
+            f"CREATE UNLOGGED TABLE {s}.raw (shard smallint NOT NULL, counter_id integer NOT NULL, key text NOT NULL,"
+            " delta bigint NOT NULL, at timestamptz NOT NULL, written_at timestamptz NOT NULL DEFAULT now());",
+            f"INSERT INTO {s}.raw (shard, counter_id, key, delta, at) VALUES (0, 1, 'hot', 1, now());\n",
+            f"SELECT count(*) FROM {s}.raw",
+        ),
+    ]
+
+
+class WaitSampler:
+    """Where the pgbench backends spend their time: pg_stat_activity sampled
+    every 20 ms; an active backend with no wait event is on (or waiting for) CPU."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn, self.stop, self.counts = dsn, threading.Event(), {}
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with psycopg.connect(self.dsn, autocommit=True) as c:
+            while not self.stop.is_set():
+                for state, wtype, wevent, n in c.execute(
+                    "SELECT state, wait_event_type, wait_event, count(*) FROM pg_stat_activity"
+                    " WHERE application_name = 'pgbench' AND pid <> pg_backend_pid() GROUP BY 1, 2, 3"
+                ):
+                    if state == "active":
+                        k = f"{wtype}:{wevent}" if wtype else "CPU"
+                    else:
+                        k = "Client:ClientRead" if wtype == "Client" else f"{state}"
+                    self.counts[k] = self.counts.get(k, 0) + n
+                time.sleep(0.02)
+
+    def __enter__(self) -> WaitSampler:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+
+    def shares(self, top: int = 6) -> dict[str, float]:
+        total = sum(self.counts.values()) or 1
+        return {k: round(v / total, 3) for k, v in sorted(self.counts.items(), key=lambda kv: -kv[1])[:top]}
+
+
+def _statements(conn: psycopg.Connection) -> list[dict]:
+    """pg_stat_statements since the last reset: the statements that took the most time."""
+    rows = conn.execute(
+        "SELECT toplevel, calls, round(mean_exec_time::numeric * 1000, 1), round(total_exec_time::numeric),"
+        " wal_bytes::bigint, left(regexp_replace(query, '\\s+', ' ', 'g'), 90)"
+        " FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        " AND calls > 100 AND query NOT LIKE '%%pg_stat_activity%%' ORDER BY total_exec_time DESC LIMIT 4"
+    ).fetchall()
+    return [
+        {"toplevel": t, "calls": c, "mean_us": float(m), "total_ms": int(tot), "wal_bytes": w, "query": q}
+        for t, c, m, tot, w, q in rows
+    ]
+
+
+def run_single(dsn: str, conn: psycopg.Connection, pg: PgBench, plan: Plan) -> list[dict]:
+    out = []
+    for case in single_cases():
+        conn.execute(case.setup)
+        conn.execute("CALL tally.compact()")  # start every case with empty delta shards
+        conn.execute("CHECKPOINT")
+        if pg.statements:
+            conn.execute("SELECT pg_stat_statements_reset()")
+        wal0 = conn.execute("SELECT wal_records, wal_bytes::bigint, wal_sync FROM pg_stat_wal").fetchone()
+        with WaitSampler(dsn) as waits:
+            tps, done = pg.run(case.key, case.script, plan.clients, plan.seconds, case.label)
+        wal1 = conn.execute("SELECT wal_records, wal_bytes::bigint, wal_sync FROM pg_stat_wal").fetchone()
+        stored = int(conn.execute(case.check).fetchone()[0])
+        out.append(
+            {
+                "case": case.key,
+                "label": case.label,
+                "tps": round(tps),
+                "transactions": done,
+                "stored": stored,
+                "exact": stored == done,
+                "clients": plan.clients,
+                "seconds": plan.seconds,
+                "profile": {
+                    "waits": waits.shares(),
+                    "wal_bytes_per_tx": round((wal1[1] - wal0[1]) / max(done, 1), 1),
+                    "wal_syncs_per_tx": round((wal1[2] - wal0[2]) / max(done, 1), 3),
+                    "statements": _statements(conn) if pg.statements else [],
+                },
+            }
+        )
+        _say(f"  {case.label:<36} {tps:>10,.0f} increments/s  (stored {stored:,} of {done:,} committed)")
+    conn.execute("CALL tally.compact()")
+    return out
+
+
+# -- Redis ------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _redis_benchmark(port: int, clients: int, requests: int) -> float:
+    out = subprocess.run(
+        [
+            REDIS_BENCHMARK,
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-c",
+            str(clients),
+            "-n",
+            str(requests),
+            "-t",
+            "incr",
+            "-P",
+            "1",
+            "--csv",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    row = next(line for line in out.splitlines() if line.startswith('"INCR"'))
+    return float(row.split(",")[1].strip('"'))
+
+
+def run_redis(label: str, key: str, plan: Plan, aof: bool) -> dict:
+    """INCR on one key through redis-benchmark against a throwaway redis-server."""
+    if not (os.access(REDIS_SERVER, os.X_OK) and os.access(REDIS_BENCHMARK, os.X_OK)):
+        _say(f"  {label:<36} skipped: redis-server / redis-benchmark not installed")
+        return {"case": key, "label": label, "skipped": "redis-server not installed"}
+    port = _free_port()
+    workdir = tempfile.mkdtemp(prefix="tally-redis-")
+    args = [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", workdir]
+    args += ["--appendonly", "yes", "--appendfsync", "everysec"] if aof else ["--appendonly", "no"]
+    server = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError(f"redis-server did not start on port {port}") from None
+                time.sleep(0.05)
+        # calibrate, then size the measured run to last about redis_seconds
+        rate = _redis_benchmark(port, plan.clients, 20_000)
+        requests = max(20_000, int(rate * plan.redis_seconds))
+        result: list[float] = []
+        t = threading.Thread(target=lambda: result.append(_redis_benchmark(port, plan.clients, requests)))
+        t.start()
+        with Progress(requests / rate, label) as bar:
+            while t.is_alive():
+                bar.update(time.monotonic() - bar.started)
+                time.sleep(0.1)
+        t.join()
+        if not result:
+            raise RuntimeError("redis-benchmark failed")
+        stored = int(_redis_cli(port, "GET", "counter:__rand_int__"))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        shutil.rmtree(workdir, ignore_errors=True)
+    ops = result[0]
+    _say(f"  {label:<36} {ops:>10,.0f} increments/s  (stored {stored:,})")
+    return {
+        "case": key,
+        "label": label,
+        "tps": round(ops),
+        "requests": requests,
+        "stored": stored,
+        "exact": stored == 20_000 + requests,
+        "clients": plan.clients,
+        "appendonly": "everysec" if aof else "no",
+    }
+
+
+def _redis_cli(port: int, *cmd: str) -> str:
+    """A tiny RESP client (redis-cli may not be installed with the server)."""
+    payload = f"*{len(cmd)}\r\n" + "".join(f"${len(c.encode())}\r\n{c}\r\n" for c in cmd)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(payload.encode())
+        data = b""
+        while not data.endswith(b"\r\n") or (data.startswith(b"$") and data.count(b"\r\n") < 2):
+            data += s.recv(4096)
+    lines = data.decode().split("\r\n")
+    return lines[1] if lines[0].startswith("$") else lines[0].lstrip("+:")
+
+
+# -- batch, fold, lag ----------------------------------------------------------------
+def run_batch(conn: psycopg.Connection, pg: PgBench, plan: Plan) -> dict:
+    conn.execute("SELECT tally.create_counter('bench_batch')")
+    conn.execute("CALL tally.compact()")
+    keys = ",".join(f"k{i}" for i in range(1, BATCH + 1))
+    script = (
+        f"SELECT tally.increment_counters('{{{','.join(['bench_batch'] * BATCH)}}}'::text[],"
+        f" '{{{keys}}}'::text[], '{{{','.join(['1'] * BATCH)}}}'::bigint[]);\n"
+    )
+    label = f"batch ({BATCH:,}/call, {plan.batch_clients} clients)"
+    tps, done = pg.run("batch", script, plan.batch_clients, plan.seconds, label)
+    pending = int(conn.execute("SELECT tally._pending()").fetchone()[0])
+    conn.execute("CALL tally.compact()")
+    total = int(
+        conn.execute(
+            "SELECT coalesce(sum(t.value), 0) FROM tally.totals AS t JOIN tally.counters AS c ON c.id = t.counter_id"
+            " WHERE c.name = 'bench_batch'"
+        ).fetchone()[0]
+    )
+    r = {
+        "case": "tally_batch",
+        "label": label,
+        "calls_per_s": round(tps, 1),
+        "increments_per_s": round(tps * BATCH),
+        "increments": done * BATCH,
+        "stored": total,
+        "exact": total == done * BATCH and pending >= 0,
+        "per_call": BATCH,
+        "clients": plan.batch_clients,
+        "seconds": plan.seconds,
+    }
+    _say(f"  {label:<36} {tps * BATCH:>10,.0f} increments/s  ({tps:,.1f} calls/s)")
+    return r
+
+
+def _load(conn: psycopg.Connection, counter: str, n: int, keys: int, spread: str, label: str) -> float:
+    """n increments of counter over `keys` keys, timestamps over the last `spread`,
+    100,000 per increment_counters call, arrays built in the server; returns seconds."""
+    step = 100_000
+    t0 = time.monotonic()
+    with Progress(n, label, unit="increments") as bar:
+        done = 0
+        while done < n:
+            k = min(step, n - done)
+            conn.execute(
+                "SELECT tally.increment_counters(array_fill(%(c)s::text, ARRAY[%(k)s::integer]),"
+                " (SELECT array_agg(CASE WHEN %(keys)s::integer = 1 THEN 'hot'"
+                "   ELSE (1 + floor(random() * %(keys)s::integer))::text END)"
+                "  FROM generate_series(1, %(k)s::integer)),"
+                " array_fill(1::bigint, ARRAY[%(k)s::integer]),"
+                " (SELECT array_agg(now() - random() * %(spread)s::interval) FROM generate_series(1, %(k)s::integer)))",
+                {"c": counter, "k": k, "keys": keys, "spread": spread},
+            )
+            done += k
+            bar.update(done)
+    return time.monotonic() - t0
+
+
+def _fold_all(conn: psycopg.Connection, label: str) -> float:
+    """CALL tally.compact() until tally.compactor_lag shows nothing pending; returns seconds."""
+    total = int(conn.execute("SELECT coalesce(sum(pending_deltas), 0) FROM tally.compactor_lag").fetchone()[0])
+    t0 = time.monotonic()
+    with Progress(total, label, unit="deltas") as bar:
+        while True:
+            conn.execute("CALL tally.compact()")
+            left = int(conn.execute("SELECT coalesce(sum(pending_deltas), 0) FROM tally.compactor_lag").fetchone()[0])
+            bar.update(total - left)
+            if left == 0:
+                break
+    return time.monotonic() - t0
+
+
+def run_fold(conn: psycopg.Connection, plan: Plan) -> list[dict]:
+    out = []
+    for case, spread in (("live (last minute)", "1 minute"), ("backfill (last year)", "365 days")):
+        name = "bench_fold_live" if spread == "1 minute" else "bench_fold_backfill"
+        conn.execute("SELECT tally.create_counter(%s::text)", (name,))
+        conn.execute("CALL tally.compact()")
+        n = plan.fold_deltas
+        _load(conn, name, n, 1_000, spread, f"fold {case}: load")
+        secs = _fold_all(conn, f"fold {case}: fold")
+        out.append(
+            {"case": case, "deltas": n, "keys": 1_000, "seconds": round(secs, 3), "deltas_per_s": round(n / secs)}
+        )
+        _say(f"  fold rate, {case:<25} {n:>10,} deltas in {secs:6.2f} s = {n / secs:>10,.0f} deltas/s")
+    return out
+
+
+def run_lag(dsn: str, conn: psycopg.Connection, pg: PgBench, plan: Plan) -> dict:
+    """Maximum single-row ingest (pgbench, 1,000 keys) with tally.compact_loop folding meanwhile."""
+    conn.execute("SELECT tally.create_counter('bench_live')")
+    conn.execute("CALL tally.compact()")
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def compactor() -> None:
+        try:
+            with psycopg.connect(dsn, autocommit=True) as c:
+                while not stop.is_set():
+                    c.execute("CALL tally.compact_loop(2, 0.5)")
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    comp = threading.Thread(target=compactor, daemon=True)
+    comp.start()
+    script = "\\set k random(1, 1000)\nSELECT tally.increment_counter('bench_live', :k::text);\n"
+    proc = pg.start("lag", script, plan.clients, plan.lag_seconds)
+    lags: list[float] = []
+    with psycopg.connect(dsn, autocommit=True) as probe, Progress(plan.lag_seconds, "lag under max ingest") as bar:
+        while proc.poll() is None:
+            lags.append(
+                float(
+                    probe.execute(
+                        "SELECT coalesce(extract(epoch FROM max(oldest_pending_age)), 0) FROM tally.compactor_lag"
+                    ).fetchone()[0]
+                )
+            )
+            bar.update(time.monotonic() - bar.started)
+            time.sleep(0.25)
+    tps, done = pg.result(proc)
+    stop.set()
+    comp.join(timeout=120)
+    if errors:
+        raise errors[0]
+    _fold_all(conn, "lag: fold the rest")
+    stored = int(
+        conn.execute(
+            "SELECT coalesce(sum(t.value), 0) FROM tally.totals AS t JOIN tally.counters AS c ON c.id = t.counter_id"
+            " WHERE c.name = 'bench_live'"
+        ).fetchone()[0]
+    )
+    lags = lags or [0.0]
+    r = {
+        "ingest_per_s": round(tps),
+        "increments": done,
+        "stored": stored,
+        "exact": stored == done,
+        "lag_p50_s": round(statistics.median(lags), 3),
+        "lag_p99_s": round(pct(lags, 0.99), 3),
+        "lag_max_s": round(max(lags), 3),
+        "seconds": plan.lag_seconds,
+        "clients": plan.clients,
+    }
+    _say(
+        f"  lag under max ingest: {tps:,.0f} increments/s with the compactor running; lag p50 "
+        f"{r['lag_p50_s']:.2f} s, p99 {r['lag_p99_s']:.2f} s, max {r['lag_max_s']:.2f} s"
+    )
+    return r
+
+
+# -- reads vs history -------------------------------------------------------------------
+def _time_calls(
+    conn: psycopg.Connection, sql: str, params: tuple, n: int, budget_s: float | None = None
+) -> list[float]:
+    """Latency in ms of `n` calls (or as many as fit in budget_s, at least 3)."""
+    conn.execute(sql, params, prepare=True).fetchone()  # warm up, prepare
+    times = []
+    t_end = time.monotonic() + budget_s if budget_s else None
+    for i in range(n):
+        t0 = time.perf_counter()
+        conn.execute(sql, params, prepare=True).fetchone()
+        times.append((time.perf_counter() - t0) * 1000)
+        if t_end is not None and i >= 2 and time.monotonic() > t_end:
+            break
+    return times
+
+
+def run_history(conn: psycopg.Connection, plan: Plan) -> list[dict]:
+    """Grow one key's history to each size: tally increments (folded) and
+    rows of a plain event table; time counter_value vs count(*) at each size."""
+    conn.execute("SELECT tally.create_counter('bench_read')")
+    conn.execute(
+        f"CREATE TABLE {SCHEMA}.events (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+        " subject text NOT NULL, at timestamptz NOT NULL)"
+    )
+    conn.execute(f"CREATE INDEX ON {SCHEMA}.events (subject)")
+    conn.execute("CALL tally.compact()")
+    have = 0
+    out = []
+    for size in plan.history:
+        add = size - have
+        load_s = _load(conn, "bench_read", add, 1, "30 days", f"history {size:,}: increments")
+        fold_s = _fold_all(conn, f"history {size:,}: fold")
+        t0 = time.monotonic()
+        with Progress(1, f"history {size:,}: event table") as bar:
+            conn.execute(
+                f"INSERT INTO {SCHEMA}.events (subject, at)"
+                " SELECT 'hot', now() - random() * interval '30 days' FROM generate_series(1, %s::integer)",
+                (add,),
+            )
+            conn.execute(f"VACUUM ANALYZE {SCHEMA}.events")
+            bar.update(1)
+        events_s = time.monotonic() - t0
+        have = size
+        value = int(conn.execute("SELECT tally.counter_value('bench_read', 'hot')").fetchone()[0])
+        counted = int(conn.execute(f"SELECT count(*) FROM {SCHEMA}.events WHERE subject = 'hot'").fetchone()[0])
+        with Progress(1, f"history {size:,}: reads"):
+            v = _time_calls(
+                conn, "SELECT tally.counter_value(%s::text, %s::text)", ("bench_read", "hot"), plan.value_calls
+            )
+            c = _time_calls(
+                conn,
+                f"SELECT count(*) FROM {SCHEMA}.events WHERE subject = %s::text",
+                ("hot",),
+                200,
+                plan.count_budget_s,
+            )
+        plan_lines = [
+            r[0]
+            for r in conn.execute(
+                "EXPLAIN (ANALYZE, BUFFERS, TIMING OFF) SELECT tally.counter_value('bench_read', 'hot')"
+            ).fetchall()
+        ]
+        r = {
+            "events": size,
+            "counter_value": value,
+            "count_star": counted,
+            "exact": value == size == counted,
+            "counter_value_ms": {"p50": round(pct(v, 0.5), 4), "p99": round(pct(v, 0.99), 4), "calls": len(v)},
+            "count_star_ms": {"p50": round(pct(c, 0.5), 3), "p99": round(pct(c, 0.99), 3), "calls": len(c)},
+            "load_increments_per_s": round(add / load_s),
+            "fold_deltas_per_s": round(add / fold_s),
+            "event_table_rows_per_s": round(add / events_s),
+            "counter_value_explain": plan_lines,
+        }
+        out.append(r)
+        _say(
+            f"  history {size:>11,}: counter_value p50 {r['counter_value_ms']['p50']:.3f} ms"
+            f" p99 {r['counter_value_ms']['p99']:.3f} ms | count(*) p50 {r['count_star_ms']['p50']:,.1f} ms"
+            f" p99 {r['count_star_ms']['p99']:,.1f} ms"
+        )
+    return out
+
+
+# -- environment, table, chart ----------------------------------------------------------
+def environment(conn: psycopg.Connection, plan: Plan) -> dict:
+    def setting(name: str) -> str:
+        return str(conn.execute("SELECT current_setting(%s)", (name,)).fetchone()[0])
+
+    cpu = ""
+    with contextlib.suppress(OSError, StopIteration):
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+
+    def version(cmd: list[str]) -> str:
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, check=False).stdout.strip()
+        except OSError:
+            return "not installed"
+
+    return {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "postgres": setting("server_version"),
+        "postgres_settings": {
+            n: setting(n) for n in ("shared_buffers", "synchronous_commit", "fsync", "wal_level", "max_wal_size")
+        },
+        "pgbench": version([PGBENCH, "--version"]),
+        "redis": version([REDIS_SERVER, "--version"]),
+        "load_average_at_start": list(os.getloadavg()),
+        "plan": plan.__dict__,
+    }
+
+
+def ratios(single: list[dict]) -> dict:
+    tps = {r["case"]: r["tps"] for r in single if "tps" in r}
+
+    def ratio(a: str, b: str) -> float | None:
+        return round(tps[a] / tps[b], 2) if a in tps and b in tps and tps[b] else None
+
+    return {
+        "fast_vs_naive": ratio("tally_fast", "naive_update"),
+        "fast_vs_raw_insert": ratio("tally_fast", "raw_unlogged_insert"),
+        "fast_vs_redis": ratio("tally_fast", "redis_incr"),
+        "fast_vs_redis_aof": ratio("tally_fast", "redis_incr_aof"),
+        "durable_vs_naive": ratio("tally_durable", "naive_update"),
+        "durable_vs_raw_insert": ratio("tally_durable", "raw_unlogged_insert"),
+        "durable_vs_redis": ratio("tally_durable", "redis_incr"),
+    }
+
+
+def targets(res: dict) -> list[dict]:
+    r = res["ratios"]
+    hist = res["history"]
+    largest = hist[-1]["counter_value_ms"]["p50"] if hist else None
+    smallest = hist[0]["counter_value_ms"]["p50"] if hist else None
+    flat = largest is not None and smallest is not None and largest <= max(2 * smallest, smallest + 0.2)
+
+    def t(name: str, value: object, met: bool) -> dict:
+        return {"target": name, "measured": value, "met": bool(met)}
+
+    return [
+        t("fast >= 10x naive UPDATE", r["fast_vs_naive"], (r["fast_vs_naive"] or 0) >= 10),
+        t("fast >= 60% of raw unlogged INSERT", r["fast_vs_raw_insert"], (r["fast_vs_raw_insert"] or 0) >= 0.6),
+        t("durable >= 5x naive UPDATE", r["durable_vs_naive"], (r["durable_vs_naive"] or 0) >= 5),
+        t(
+            "batch >= 250,000 increments/s",
+            res["batch"]["increments_per_s"],
+            res["batch"]["increments_per_s"] >= 250_000,
+        ),
+        t(
+            f"counter_value p50 < 1 ms at {hist[-1]['events']:,} events" if hist else "counter_value p50 < 1 ms",
+            largest,
+            largest is not None and largest < 1,
+        ),
+        t("counter_value flat as history grows", [h["counter_value_ms"]["p50"] for h in hist], flat),
+    ]
+
+
+def print_table(res: dict) -> None:
+    single = [r for r in res["single"] if "tps" in r]
+    tps = {r["case"]: r["tps"] for r in single}
+    naive, raw, redis = tps.get("naive_update"), tps.get("raw_unlogged_insert"), tps.get("redis_incr")
+
+    def x(a: float, b: float | None) -> str:
+        return f"{a / b:.2f}" if b else "-"
+
+    _say("")
+    _say(
+        f"{'one increment per transaction, ' + str(res['environment']['plan']['clients']) + ' clients':<40}"
+        f" {'incr/s':>10} {'÷ naive':>8} {'÷ raw':>8} {'÷ Redis':>8}  exact"
+    )
+    for r in single:
+        _say(
+            f"{r['label']:<40} {r['tps']:>10,} {x(r['tps'], naive):>8} {x(r['tps'], raw):>8}"
+            f" {x(r['tps'], redis):>8}  {'yes' if r['exact'] else 'NO'}"
+        )
+    b = res["batch"]
+    _say(
+        f"{b['label']:<40} {b['increments_per_s']:>10,} {x(b['increments_per_s'], naive):>8}"
+        f" {x(b['increments_per_s'], raw):>8} {x(b['increments_per_s'], redis):>8}  {'yes' if b['exact'] else 'NO'}"
+    )
+    _say("")
+    _say(f"{'history (events)':<18} {'counter_value p50/p99 ms':>26} {'count(*) p50/p99 ms':>24}")
+    for h in res["history"]:
+        v, c = h["counter_value_ms"], h["count_star_ms"]
+        _say(f"{h['events']:<18,} {v['p50']:>12.3f} / {v['p99']:<11.3f} {c['p50']:>11,.1f} / {c['p99']:<10,.1f}")
+    _say("")
+    for t in res["targets"]:
+        _say(f"  [{'met ' if t['met'] else 'MISS'}] {t['target']}: {t['measured']}")
+
+
+def draw_chart(res: dict, path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        _say("  (matplotlib not installed: no chart)")
+        return False
+    single = [r for r in res["single"] if "tps" in r]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5.2), gridspec_kw={"width_ratios": [1.25, 1]})
+    labels = [r["label"] for r in single]
+    values = [r["tps"] for r in single]
+    colors = [
+        "#1f77b4" if r["case"].startswith("tally") else "#c44e52" if "redis" in r["case"] else "#8c8c8c" for r in single
+    ]
+    ax1.barh(labels, values, color=colors)
+    ax1.invert_yaxis()
+    for i, v in enumerate(values):
+        ax1.text(v, i, f" {v:,}", va="center", fontsize=8)
+    ax1.set_xlabel("increments per second (one per transaction)")
+    env = res["environment"]
+    ax1.set_title(
+        f"Hot key, {env['plan']['clients']} clients, {env['cores']} cores, PostgreSQL {env['postgres'].split()[0]}\n"
+        f"batch (increment_counters, {BATCH:,}/call): {res['batch']['increments_per_s']:,}/s",
+        fontsize=9,
+    )
+    ax1.set_xlim(0, max(values) * 1.25 if values else 1)
+    hist = res["history"]
+    sizes = [h["events"] for h in hist]
+    ax2.plot(sizes, [h["counter_value_ms"]["p50"] for h in hist], "o-", color="#1f77b4", label="counter_value p50")
+    ax2.plot(
+        sizes,
+        [h["counter_value_ms"]["p99"] for h in hist],
+        "o--",
+        color="#1f77b4",
+        alpha=0.5,
+        label="counter_value p99",
+    )
+    ax2.plot(sizes, [h["count_star_ms"]["p50"] for h in hist], "s-", color="#8c8c8c", label="SELECT count(*) p50")
+    ax2.set_xscale("log")
+    ax2.set_yscale("log")
+    ax2.set_xlabel("events in the history of the key")
+    ax2.set_ylabel("read latency, ms (log)")
+    ax2.set_title("Read latency vs history size", fontsize=9)
+    ax2.grid(True, which="both", alpha=0.3)
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_suffix(".png.tmp")
+    fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    tmp.replace(path)
+    return True
+
+
+# -- the run ----------------------------------------------------------------------------------------
+def _step(title: str, fn: Callable[[], object]) -> object:
+    _say(f"\n{title}")
+    return fn()
+
+
+def run(dsn: str, out_dir: Path | None = None, quick: bool = False, keep: bool = False) -> dict:
+    """Run every case against the database of ``dsn`` (migrated); returns the results."""
+    plan = QUICK if quick else FULL
+    out_dir = out_dir or DEFAULT_OUT
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t_start = time.monotonic()
+    pg = PgBench(dsn)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SET client_min_messages = warning")
+        _cleanup(conn)
+        conn.execute(f"CREATE SCHEMA {SCHEMA}")
+        res: dict = {"environment": environment(conn, plan)}
+        _say(
+            f"tally bench{' --quick' if quick else ''}: {plan.clients} clients, {plan.seconds} s per case,"
+            f" {res['environment']['cores']} cores, PostgreSQL {res['environment']['postgres']}"
+        )
+        try:
+            pg.statements = _enable_statements(conn)
+            single = _step(
+                "Single increments, each its own transaction, one hot key", lambda: run_single(dsn, conn, pg, plan)
+            )
+            single.append(run_redis("Redis INCR (no persistence)", "redis_incr", plan, aof=False))
+            single.append(run_redis("Redis INCR (appendfsync everysec)", "redis_incr_aof", plan, aof=True))
+            res["single"] = single
+            res["batch"] = _step("Batch increments", lambda: run_batch(conn, pg, plan))
+            res["fold_rate"] = _step("Folding", lambda: run_fold(conn, plan))
+            res["lag"] = _step("Lag under sustained maximum ingest", lambda: run_lag(dsn, conn, pg, plan))
+            res["history"] = _step("Reads vs history size", lambda: run_history(conn, plan))
+        finally:
+            pg.close()
+            if not keep:
+                _cleanup(conn)
+    res["ratios"] = ratios(res["single"])
+    res["targets"] = targets(res)
+    res["seconds"] = round(time.monotonic() - t_start, 1)
+    print_table(res)
+    (out_dir / "latest.json").write_text(json.dumps(res, indent=2) + "\n")
+    drew = draw_chart(res, out_dir / "latest.png")
+    _say(f"\nwritten {out_dir / 'latest.json'}" + (f" and {out_dir / 'latest.png'}" if drew else ""))
+    _say(f"bench took {res['seconds']:.0f} s")
+    return res
+
+
+def _enable_statements(conn: psycopg.Connection) -> bool:
+    """pg_stat_statements for the profile, when the server preloads it (created in its own schema)."""
+    loaded = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()[0]
+    if "pg_stat_statements" not in loaded:
+        return False
+    try:
+        conn.execute(f"CREATE EXTENSION IF NOT EXISTS pg_stat_statements SCHEMA {SCHEMA}")
+    except psycopg.Error:
+        return False
+    conn.execute(f"SET search_path = {SCHEMA}, public")
+    return (
+        conn.execute(
+            "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'pg_stat_statements'"
+        ).fetchone()[0]
+        == SCHEMA
+    )
+
+
+def _cleanup(conn: psycopg.Connection) -> None:
+    conn.execute("RESET search_path")
+    conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+    for (name,) in conn.execute(
+        "SELECT name FROM tally.counters WHERE name = ANY(%s::text[]) ORDER BY name", (list(COUNTERS),)
+    ).fetchall():
+        conn.execute("SELECT tally.drop_counter(%s::text)", (name,))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run(sys.argv[1], quick="--quick" in sys.argv)

@@ -1,0 +1,126 @@
+"""The `tally` command line, run as a subprocess against a fresh migrated
+database: status, compact, bench --quick; and its progress bar."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+from pathlib import Path
+
+import psycopg
+from tally.progress import Progress
+
+REPO = Path(__file__).resolve().parents[2]
+TALLY = str(REPO / ".venv" / "bin" / "tally")
+
+
+def tally(dsn: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([TALLY, "--dsn", dsn, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_status_shows_counters_lag_and_health(dsn: str, conn: psycopg.Connection) -> None:
+    conn.execute("SELECT tally.create_counter('page_views')")
+    conn.execute("SELECT tally.create_counter('followers', '{day}', true)")
+    conn.execute("SELECT tally.increment_counters('{page_views,page_views,page_views}', '{a,b,a}', '{1,1,1}')")
+    r = tally(dsn, "status")
+    # 2 when tally.health says critical: its compactor check is critical while
+    # deltas are pending and the last compactor step is over 60 s old, which
+    # depends on when this test's template database was made
+    assert r.returncode in (0, 2), r.stderr
+    lines = r.stdout.splitlines()
+    views = next(line.split() for line in lines if line.startswith("page_views"))
+    assert views[:4] == ["page_views", "fast", "minute,hour,day,week,month", "3"]
+    followers = next(line.split() for line in lines if line.startswith("followers"))
+    assert followers[:4] == ["followers", "durable", "day", "0"]
+    assert "Compactor lag" in r.stdout and "Health" in r.stdout
+    for check in ("compactor", "lag", "folds", "drift", "crash", "quarantine"):
+        assert any(line.split()[:1] == [check] for line in lines), check
+    assert "oldest pending increment" in r.stdout and "(3 pending)" in r.stdout
+
+
+def test_compact_folds_what_is_pending(dsn: str, conn: psycopg.Connection) -> None:
+    conn.execute("SELECT tally.create_counter('c_cli')")
+    conn.execute("SELECT tally.increment_counters('{c_cli,c_cli}', '{k,k}', '{2,5}')")
+    assert conn.execute("SELECT tally._pending()").fetchone()[0] == 2
+    r = tally(dsn, "compact")
+    assert r.returncode == 0, r.stderr
+    assert conn.execute("SELECT tally._pending()").fetchone()[0] == 0
+    total = conn.execute(
+        "SELECT t.value FROM tally.totals AS t JOIN tally.counters AS c ON c.id = t.counter_id"
+        " WHERE c.name = 'c_cli' AND t.key = 'k'"
+    ).fetchone()
+    assert total == (7,)
+    status = tally(dsn, "status")
+    assert status.returncode == 0, status.stdout + status.stderr  # nothing pending: every check ok
+    views = next(line.split() for line in status.stdout.splitlines() if line.startswith("c_cli"))
+    assert views[3] == "0"
+
+
+def test_status_exits_2_when_a_check_is_critical(dsn: str, conn: psycopg.Connection) -> None:
+    conn.execute("DELETE FROM tally.crash_marker")  # what a crash reset of the unlogged tables looks like
+    r = tally(dsn, "status")
+    assert r.returncode == 2, r.stdout + r.stderr
+    crash = next(line for line in r.stdout.splitlines() if line.startswith("crash"))
+    assert "critical" in crash
+
+
+def test_errors_are_one_line_with_the_hint(dsn: str) -> None:
+    r = tally(dsn, "migrate", "base")
+    assert r.returncode == 0, r.stderr
+    r = tally(dsn, "status")
+    assert r.returncode == 1
+    assert r.stderr.startswith("tally: ") and "Traceback" not in r.stderr
+
+
+def test_bench_quick_runs_every_case_and_cleans_up(dsn: str, conn: psycopg.Connection, tmp_path: Path) -> None:
+    conn.execute("SELECT tally.create_counter('bench_mine_not_the_benchs')")
+    r = tally(dsn, "bench", "--quick", "--out", str(tmp_path), timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    res = json.loads((tmp_path / "latest.json").read_text())
+    cases = {c["case"]: c for c in res["single"]}
+    assert set(cases) == {
+        "naive_update",
+        "upsert",
+        "advisory_upsert",
+        "tally_fast",
+        "tally_durable",
+        "raw_unlogged_insert",
+        "redis_incr",
+        "redis_incr_aof",
+    }
+    for c in cases.values():
+        assert c["tps"] > 0 and c["exact"], c
+    assert res["batch"]["increments_per_s"] > 0 and res["batch"]["exact"]
+    assert [f["case"] for f in res["fold_rate"]] == ["live (last minute)", "backfill (last year)"]
+    assert res["lag"]["exact"]
+    assert [h["events"] for h in res["history"]] == [1_000, 10_000]
+    assert all(h["counter_value"] == h["count_star"] == h["events"] for h in res["history"])
+    assert res["environment"]["cores"] and res["environment"]["postgres"].startswith("15")
+    assert {t["target"] for t in res["targets"]} and res["ratios"]["fast_vs_naive"] > 0
+    assert (tmp_path / "latest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "÷ naive" in r.stdout
+    # only what the bench created is gone
+    names = [n for (n,) in conn.execute("SELECT name FROM tally.counters ORDER BY name")]
+    assert names == ["bench_mine_not_the_benchs"]
+    assert conn.execute("SELECT to_regnamespace('tally_bench_tables')").fetchone()[0] is None
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_redraws_on_a_terminal_and_prints_one_line_in_a_log() -> None:
+    log = io.StringIO()
+    with Progress(10, "loading", unit="rows", stream=log) as bar:
+        for _ in range(10):
+            bar.advance()
+    assert log.getvalue().count("\n") == 1 and "\r" not in log.getvalue()
+    assert "10/10 rows" in log.getvalue() and "100%" in log.getvalue()
+
+    tty = _Tty()
+    with Progress(4, "folding", stream=tty) as bar:
+        bar.update(2)
+    out = tty.getvalue()
+    assert out.count("\r") >= 2 and out.endswith("\n") and "100%" in out
