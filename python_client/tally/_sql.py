@@ -14,8 +14,8 @@ from datetime import datetime
 DEFAULT_GRANULARITIES: tuple[str, ...] = ("minute", "hour", "day", "week", "month")
 
 CREATE_COUNTER = "SELECT tally.create_counter(%s::text, %s::text[], %s::boolean)"
-INCREMENT = "SELECT tally.increment_counter(%s::text, %s::text, %s::bigint, coalesce(%s::timestamptz, now()))"
-INCREMENT_MANY = "SELECT tally.increment_counters(%s::text[], %s::text[], %s::bigint[], %s::timestamptz[])"
+INCREMENT = "SELECT tally.increment_counter(%s::text, %s::text, %s::bigint, coalesce(%s::timestamptz, now()), %s::text)"
+INCREMENT_MANY = "SELECT tally.increment_counters(%s::text[], %s::text[], %s::bigint[], %s::timestamptz[], %s::text[])"
 VALUE = "SELECT tally.counter_value(%s::text, %s::text)"
 SERIES = (
     "SELECT bucket, value FROM tally.counter_series(%s::text, %s::text, %s::text, %s::timestamptz, %s::timestamptz)"
@@ -47,7 +47,17 @@ def create_counter_args(name: str, granularities: Sequence[str] | None, durable:
 
 
 def increment_many_args(
-    counters: Sequence[str], keys: Sequence[str], deltas: Sequence[int], ats: Sequence[datetime] | None
-) -> tuple[list[str], list[str], list[int], list[datetime] | None]:
-    """Parameters of INCREMENT_MANY: four arrays, element i being one increment."""
-    return list(counters), list(keys), list(deltas), list(ats) if ats is not None else None
+    counters: Sequence[str],
+    keys: Sequence[str],
+    deltas: Sequence[int],
+    ats: Sequence[datetime] | None,
+    event_ids: Sequence[str] | None = None,
+) -> tuple[list[str], list[str], list[int], list[datetime] | None, list[str] | None]:
+    """Parameters of INCREMENT_MANY: five arrays, element i being one increment."""
+    return (
+        list(counters),
+        list(keys),
+        list(deltas),
+        list(ats) if ats is not None else None,
+        list(event_ids) if event_ids is not None else None,
+    )

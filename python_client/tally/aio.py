@@ -58,15 +58,27 @@ class AsyncTally:
         """create_counter inside the caller's transaction on ``conn``."""
         await conn.execute(_sql.CREATE_COUNTER, _sql.create_counter_args(name, granularities, durable))
 
-    async def increment(self, counter: str, key: str, delta: int = 1, at: datetime | None = None) -> bool:
-        """Add ``delta`` to ``counter``/``key`` at ``at`` (default now) in its own transaction."""
-        return await self._run(lambda c: self.increment_tx(c, counter, key, delta, at))
+    async def increment(
+        self, counter: str, key: str, delta: int = 1, at: datetime | None = None, event_id: str | None = None
+    ) -> bool:
+        """Add ``delta`` to ``counter``/``key`` at ``at`` (default now) in its own transaction.
+
+        With ``event_id`` it is applied at most once per counter within the
+        idempotency window: a replay returns False and changes nothing.
+        """
+        return await self._run(lambda c: self.increment_tx(c, counter, key, delta, at, event_id))
 
     async def increment_tx(
-        self, conn: psycopg.AsyncConnection, counter: str, key: str, delta: int = 1, at: datetime | None = None
+        self,
+        conn: psycopg.AsyncConnection,
+        counter: str,
+        key: str,
+        delta: int = 1,
+        at: datetime | None = None,
+        event_id: str | None = None,
     ) -> bool:
         """increment inside the caller's transaction: it counts only if that transaction commits."""
-        cur = await conn.execute(_sql.INCREMENT, (counter, key, delta, at))
+        cur = await conn.execute(_sql.INCREMENT, (counter, key, delta, at, event_id))
         row = await cur.fetchone()
         return bool(row and row[0])
 
@@ -76,9 +88,14 @@ class AsyncTally:
         keys: Sequence[str],
         deltas: Sequence[int],
         ats: Sequence[datetime] | None = None,
+        event_ids: Sequence[str] | None = None,
     ) -> int:
-        """A batch of increments, applied all-or-nothing; returns how many were applied."""
-        return await self._run(lambda c: self.increment_many_tx(c, counters, keys, deltas, ats))
+        """A batch of increments, applied all-or-nothing; returns how many were applied.
+
+        With ``event_ids`` (one per element), elements whose id was applied
+        before are left out, so replaying a batch applies only what is missing.
+        """
+        return await self._run(lambda c: self.increment_many_tx(c, counters, keys, deltas, ats, event_ids))
 
     async def increment_many_tx(
         self,
@@ -87,9 +104,10 @@ class AsyncTally:
         keys: Sequence[str],
         deltas: Sequence[int],
         ats: Sequence[datetime] | None = None,
+        event_ids: Sequence[str] | None = None,
     ) -> int:
         """increment_many inside the caller's transaction on ``conn``."""
-        cur = await conn.execute(_sql.INCREMENT_MANY, _sql.increment_many_args(counters, keys, deltas, ats))
+        cur = await conn.execute(_sql.INCREMENT_MANY, _sql.increment_many_args(counters, keys, deltas, ats, event_ids))
         row = await cur.fetchone()
         return int(row[0]) if row else 0
 

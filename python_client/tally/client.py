@@ -53,15 +53,27 @@ class Tally:
         """create_counter inside the caller's transaction on ``conn``."""
         conn.execute(_sql.CREATE_COUNTER, _sql.create_counter_args(name, granularities, durable))
 
-    def increment(self, counter: str, key: str, delta: int = 1, at: datetime | None = None) -> bool:
-        """Add ``delta`` to ``counter``/``key`` at ``at`` (default now) in its own transaction."""
-        return self._run(lambda c: self.increment_tx(c, counter, key, delta, at))
+    def increment(
+        self, counter: str, key: str, delta: int = 1, at: datetime | None = None, event_id: str | None = None
+    ) -> bool:
+        """Add ``delta`` to ``counter``/``key`` at ``at`` (default now) in its own transaction.
+
+        With ``event_id`` it is applied at most once per counter within the
+        idempotency window: a replay returns False and changes nothing.
+        """
+        return self._run(lambda c: self.increment_tx(c, counter, key, delta, at, event_id))
 
     def increment_tx(
-        self, conn: psycopg.Connection, counter: str, key: str, delta: int = 1, at: datetime | None = None
+        self,
+        conn: psycopg.Connection,
+        counter: str,
+        key: str,
+        delta: int = 1,
+        at: datetime | None = None,
+        event_id: str | None = None,
     ) -> bool:
         """increment inside the caller's transaction: it counts only if that transaction commits."""
-        row = conn.execute(_sql.INCREMENT, (counter, key, delta, at)).fetchone()
+        row = conn.execute(_sql.INCREMENT, (counter, key, delta, at, event_id)).fetchone()
         return bool(row and row[0])
 
     def increment_many(
@@ -70,9 +82,14 @@ class Tally:
         keys: Sequence[str],
         deltas: Sequence[int],
         ats: Sequence[datetime] | None = None,
+        event_ids: Sequence[str] | None = None,
     ) -> int:
-        """A batch of increments, applied all-or-nothing; returns how many were applied."""
-        return self._run(lambda c: self.increment_many_tx(c, counters, keys, deltas, ats))
+        """A batch of increments, applied all-or-nothing; returns how many were applied.
+
+        With ``event_ids`` (one per element), elements whose id was applied
+        before are left out, so replaying a batch applies only what is missing.
+        """
+        return self._run(lambda c: self.increment_many_tx(c, counters, keys, deltas, ats, event_ids))
 
     def increment_many_tx(
         self,
@@ -81,9 +98,11 @@ class Tally:
         keys: Sequence[str],
         deltas: Sequence[int],
         ats: Sequence[datetime] | None = None,
+        event_ids: Sequence[str] | None = None,
     ) -> int:
         """increment_many inside the caller's transaction on ``conn``."""
-        row = conn.execute(_sql.INCREMENT_MANY, _sql.increment_many_args(counters, keys, deltas, ats)).fetchone()
+        args = _sql.increment_many_args(counters, keys, deltas, ats, event_ids)
+        row = conn.execute(_sql.INCREMENT_MANY, args).fetchone()
         return int(row[0]) if row else 0
 
     # -- reads --------------------------------------------------------------

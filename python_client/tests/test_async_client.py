@@ -139,3 +139,18 @@ def test_the_constructor_does_no_io() -> None:
             raise AssertionError(f"constructor touched the source: {name}")
 
     AsyncTally(Exploding())  # type: ignore[arg-type]
+
+
+def test_event_ids_make_a_replay_a_no_op(dsn: str) -> None:
+    async def run() -> None:
+        async with await _pool(dsn) as pool:
+            t = AsyncTally(pool)
+            await t.create_counter("a_orders", ["day"])
+            assert await t.increment("a_orders", "eu", 5, event_id="order-1") is True
+            assert await t.increment("a_orders", "eu", 5, event_id="order-1") is False
+            batch = (["a_orders"] * 2, ["eu", "us"], [5, 7])
+            assert await t.increment_many(*batch, event_ids=["order-1", "o2"]) == 1
+            assert await t.increment_many(*batch, event_ids=["order-1", "o2"]) == 0
+            assert (await t.value("a_orders", "eu"), await t.value("a_orders", "us")) == (5, 7)
+
+    asyncio.run(run())

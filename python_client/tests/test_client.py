@@ -60,3 +60,13 @@ def test_compact_on_a_plain_connection_needs_autocommit(dsn: str) -> None:
         Tally(conn).compact()
     with psycopg.connect(dsn, autocommit=True) as conn:
         Tally(conn).compact()
+
+
+def test_event_ids_make_a_replay_a_no_op(pool: ConnectionPool) -> None:
+    t = Tally(pool)
+    t.create_counter("c_orders", ["day"])
+    assert t.increment("c_orders", "eu", 5, event_id="order-1") is True
+    assert t.increment("c_orders", "eu", 5, event_id="order-1") is False
+    assert t.increment_many(["c_orders"] * 3, ["eu", "us", "us"], [5, 7, 7], event_ids=["order-1", "o2", "o3"]) == 2
+    assert t.increment_many(["c_orders"] * 3, ["eu", "us", "us"], [5, 7, 7], event_ids=["order-1", "o2", "o3"]) == 0
+    assert (t.value("c_orders", "eu"), t.value("c_orders", "us")) == (5, 14)
