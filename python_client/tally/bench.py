@@ -200,6 +200,16 @@ def single_cases() -> list[Case]:
             "SELECT tally.counter_value('bench_durable', 'hot')",
         ),
         Case(
+            "tally_event_id",
+            "tally.increment_counter with an event id",
+            "SELECT tally.create_counter('bench_ids');",
+            # a fresh id per increment (63 random bits per client): every
+            # call claims its id in tally.event_ids, none is a replay
+            "\\set id random(1, 9223372036854775806)\n"
+            "SELECT tally.increment_counter('bench_ids', 'hot', 1, now(), :client_id::text || '-' || :id::text);\n",
+            "SELECT tally.counter_value('bench_ids', 'hot')",
+        ),
+        Case(
             "raw_unlogged_insert",
             "raw INSERT, unlogged, no index",
             # the same columns as a tally delta row
@@ -677,6 +687,8 @@ def ratios(single: list[dict]) -> dict:
         "durable_vs_naive": ratio("tally_durable", "naive_update"),
         "durable_vs_raw_insert": ratio("tally_durable", "raw_unlogged_insert"),
         "durable_vs_redis": ratio("tally_durable", "redis_incr"),
+        "event_id_vs_fast": ratio("tally_event_id", "tally_fast"),
+        "event_id_vs_durable": ratio("tally_event_id", "tally_durable"),
     }
 
 
