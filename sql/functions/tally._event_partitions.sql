@@ -19,7 +19,7 @@ DECLARE
     v_part record;
     v_created integer := 0;
     v_dropped integer := 0;
-    v_skipped text[] := '{}';
+    v_skipped text[] := ARRAY[]::text[];
 BEGIN
     SELECT v_today - s.event_window_days INTO v_from FROM tally.settings AS s;
     FOR v_day IN SELECT g::date FROM generate_series(v_from, v_today + 3, interval '1 day') AS g LOOP
