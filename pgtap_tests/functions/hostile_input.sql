@@ -3,7 +3,7 @@
 -- (quotes, semicolons, unicode, SQL) is data, never code. Some of these are
 -- also tested beside the function they belong to.
 BEGIN;
-SELECT plan(136);
+SELECT plan(139);
 
 SELECT tally.create_counter('hi');
 SELECT tally.create_counter('hi_durable', '{hour,day}', true);
@@ -299,6 +299,19 @@ SELECT throws_ok($$SELECT tally.increment_counters('{hi}', NULL, '{1}')$$, '2200
 SELECT throws_ok($$SELECT tally.increment_counters('{hi}', '{k}', NULL)$$, '22004',
                  'tally.increment_counters: p_counters, p_keys and p_deltas must not be NULL', 'NULL p_deltas');
 SELECT throws_ok(
+    $$SELECT tally.increment_counters('{{hi,hi},{hi,hi}}', '{k1,k2,k3,k4}', '{1,1,1,1}')$$, '2202E',
+    'tally.increment_counters: arrays must be one-dimensional', 'a two-dimensional array is refused'
+);
+SELECT throws_ok(
+    $$SELECT tally.set_retention('hi', NULL, '30 days')$$, '22004', 'tally.set_retention: granularity must not be NULL',
+    'set_retention: NULL granularity'
+);
+SELECT throws_ok(
+    $$SELECT * FROM tally.counter_series('hi_total', 'k', 'day', now() - interval '1 day', now())$$, '22023',
+    'tally.counter_series: counter "hi_total" does not keep day buckets',
+    'counter_series: a granularity a total-only counter does not keep'
+);
+SELECT throws_ok(
     $$SELECT tally.increment_counters('{hi,hi}', '{k}', '{1,1}')$$, '2202E',
     'tally.increment_counters: arrays differ in length (counters 2, keys 1, deltas 2, ats NULL, event ids NULL)',
     'p_keys shorter'
@@ -385,9 +398,10 @@ SELECT is(
     'two bigint-max deltas for one key in one batch are accepted when written'
 );
 SELECT is(tally.increment_counter('hi_ov', 'low', -9223372036854775808), true, 'the bigint minimum is a valid delta');
-SELECT todo('reads of a key whose pending deltas overflow bigint raise a bare 22003 (no tally. prefix)', 3);
-SELECT throws_like($$SELECT tally.counter_value('hi_ov', 'poison')$$, 'tally.counter_value:%',
-                   'counter_value over an overflowing pending sum fails cleanly');
+SELECT throws_ok($$SELECT tally.counter_value('hi_ov', 'poison')$$, '22003',
+                 'tally.counter_value: the value of key "poison" of counter "hi_ov" (18446744073709551614) is out of '
+                 'the bigint range',
+                 'counter_value over an overflowing pending sum fails cleanly (22003)');
 SELECT throws_like($$SELECT * FROM tally.counter_series('hi_ov', 'poison', 'day', '-infinity', 'infinity')$$,
                    'tally.counter_series:%', 'counter_series over an overflowing pending sum fails cleanly');
 SELECT throws_like($$SELECT * FROM tally.top_keys('hi_ov', 'all', NULL)$$, 'tally.top_keys:%',

@@ -141,7 +141,8 @@ SELECT throws_ok(
     'the all-time total has no retention'
 );
 SELECT throws_ok(
-    $$SELECT tally.set_retention(NULL, NULL, '30 days')$$, '22023', NULL, 'a NULL granularity is refused'
+    $$SELECT tally.set_retention(NULL, NULL, '30 days')$$, '22004', 'tally.set_retention: granularity must not be NULL',
+    'a NULL granularity is refused (22004, as everywhere)'
 );
 SELECT throws_ok(
     $$SELECT tally.set_retention('rt', 'hour', '59 minutes')$$,

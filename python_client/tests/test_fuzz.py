@@ -702,10 +702,6 @@ def test_overflowing_sums_are_accepted_then_quarantined_at_fold(fuzz_conn: psyco
     assert fuzz_conn.execute("SELECT count(*) FROM tally.quarantine").fetchone()[0] == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a read over pending deltas whose sum overflows bigint raises a bare 22003 'bigint out of range'",
-)
 @pytest.mark.parametrize(
     "read",
     [
@@ -724,3 +720,4 @@ def test_reading_an_overflowing_pending_sum_fails_cleanly(fuzz_conn: psycopg.Con
     with pytest.raises(psycopg.Error) as raised:
         fuzz_conn.execute(read).fetchall()
     assert raised.value.diag.message_primary.startswith(f"tally.{fn}:"), raised.value.diag.message_primary
+    assert raised.value.sqlstate == "22003" and raised.value.diag.message_hint

@@ -24,7 +24,9 @@ BEGIN
     IF NOT p_granularity = ANY (p_counter.granularities) THEN
         RAISE EXCEPTION '%: counter "%" does not keep % buckets', p_fn, p_counter.name, p_granularity
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = format('it keeps: %s', array_to_string(p_counter.granularities, ', '));
+                  HINT = CASE WHEN cardinality(p_counter.granularities) = 0
+                              THEN 'it keeps only the all-time total: use tally.counter_value()'
+                              ELSE format('it keeps: %s', array_to_string(p_counter.granularities, ', ')) END;
     END IF;
     RETURN p_granularity;
 END;

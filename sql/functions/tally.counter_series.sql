@@ -32,7 +32,7 @@ BEGIN
     END IF;
     RETURN QUERY EXECUTE format(
         $q$
-        SELECT s.bucket, sum(s.value)::bigint
+        SELECT s.bucket, tally._as_bigint('tally.counter_series', $6, $2, sum(s.value))
         FROM (
             SELECT r.bucket, r.value
             FROM tally.%1$I AS r
@@ -47,7 +47,7 @@ BEGIN
         GROUP BY s.bucket
         ORDER BY s.bucket
         $q$, 'rollup_' || p_granularity, p_granularity)
-    USING v_counter.id, p_key, p_from, p_to, tally._cutoff(v_counter.id, p_granularity);
+    USING v_counter.id, p_key, p_from, p_to, tally._cutoff(v_counter.id, p_granularity), p_counter;
 END;
 $$;
 

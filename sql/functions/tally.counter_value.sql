@@ -20,10 +20,11 @@ BEGIN
     IF NOT tally._valid_key(p_key) THEN
         PERFORM tally._check_key('tally.counter_value', p_key);
     END IF;
-    SELECT coalesce((SELECT t.value FROM tally.totals AS t
-                     WHERE t.counter_id = v_id AND t.key = p_key), 0)
-         + coalesce((SELECT sum(d.delta) FROM tally.delta AS d
-                     WHERE d.counter_id = v_id AND d.key = p_key), 0)
+    SELECT tally._as_bigint(
+        'tally.counter_value', p_counter, p_key,
+        coalesce((SELECT t.value FROM tally.totals AS t WHERE t.counter_id = v_id AND t.key = p_key), 0)::numeric
+        + coalesce((SELECT sum(d.delta) FROM tally.delta AS d WHERE d.counter_id = v_id AND d.key = p_key), 0)
+    )
     INTO v_value;
     RETURN v_value;
 END;

@@ -33,6 +33,12 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed',
                   HINT = 'pass three arrays of the same length (and optionally p_ats)';
     END IF;
+    IF greatest(array_ndims(p_counters), array_ndims(p_keys), array_ndims(p_deltas), array_ndims(p_ats),
+                array_ndims(p_event_ids)) > 1 THEN
+        RAISE EXCEPTION '%: arrays must be one-dimensional', c_fn
+            USING ERRCODE = 'array_subscript_error',
+                  HINT = 'element i of every array describes increment i: pass flat arrays';
+    END IF;
     v_n := cardinality(p_counters);
     IF cardinality(p_keys) <> v_n OR cardinality(p_deltas) <> v_n
        OR (p_ats IS NOT NULL AND cardinality(p_ats) <> v_n)

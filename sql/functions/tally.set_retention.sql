@@ -15,7 +15,12 @@ DECLARE
     v_counter tally.counters;
     v_width interval;
 BEGIN
-    IF p_granularity IS NULL OR NOT EXISTS (SELECT FROM tally.granularities AS g WHERE g.name = p_granularity) THEN
+    IF p_granularity IS NULL THEN
+        RAISE EXCEPTION '%: granularity must not be NULL', c_fn
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'use one of minute, hour, day, week, month (the all-time total is always kept)';
+    END IF;
+    IF NOT EXISTS (SELECT FROM tally.granularities AS g WHERE g.name = p_granularity) THEN
         RAISE EXCEPTION '%: unknown granularity "%"', c_fn, coalesce(p_granularity, 'NULL')
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'use one of minute, hour, day, week, month (the all-time total is always kept)';

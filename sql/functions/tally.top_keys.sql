@@ -25,7 +25,7 @@ BEGIN
     END IF;
     IF v_granularity = 'all' THEN
         RETURN QUERY
-        SELECT s.key, sum(s.value)::bigint AS value
+        SELECT s.key, tally._as_bigint(c_fn, p_counter, s.key, sum(s.value)) AS value
         FROM (
             SELECT t.key, t.value FROM tally.totals AS t WHERE t.counter_id = v_counter.id
             UNION ALL
@@ -46,7 +46,7 @@ BEGIN
     END IF;
     RETURN QUERY EXECUTE format(
         $q$
-        SELECT s.key, sum(s.value)::bigint
+        SELECT s.key, tally._as_bigint('tally.top_keys', $4, s.key, sum(s.value))
         FROM (
             SELECT r.key, r.value
             FROM tally.%1$I AS r
@@ -60,7 +60,7 @@ BEGIN
         ORDER BY 2 DESC, 1
         LIMIT $3
         $q$, 'rollup_' || v_granularity, v_granularity)
-    USING v_counter.id, p_bucket, p_limit;
+    USING v_counter.id, p_bucket, p_limit, p_counter;
 END;
 $$;
 
