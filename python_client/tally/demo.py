@@ -17,6 +17,7 @@ COUNTERS = [
     ("page_views", ["minute", "hour", "day", "week", "month"], False),
     ("followers", ["day", "week", "month"], True),
     ("workspace_events", ["hour", "day"], False),
+    ("orders", ["day"], False),
 ]
 
 
@@ -69,6 +70,22 @@ def _compactor(dsn: str, stop_at: float) -> None:
             time.sleep(0.5)
 
 
+def _exactly_once(conn: psycopg.Connection) -> None:
+    """A batch of orders with event ids, then the same batch again, as a
+    client retrying after a timeout would: the retry changes nothing."""
+    run = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    ids = [f"order-{run}-{i}" for i in range(100)]
+    regions = [("eu", "us", "apac")[i % 3] for i in range(100)]
+    before = conn.execute("SELECT tally.counter_value('orders', 'eu')").fetchone()[0]
+    sql = "SELECT tally.increment_counters(%s::text[], %s::text[], %s::bigint[], NULL, %s::text[])"
+    args = (["orders"] * 100, regions, [1] * 100, ids)
+    (first,) = conn.execute(sql, args).fetchone()
+    (again,) = conn.execute(sql, args).fetchone()
+    after = conn.execute("SELECT tally.counter_value('orders', 'eu')").fetchone()[0]
+    print("\nExactly once (orders, 100 increments with event ids, then the same batch again):")
+    print(f"  first call applied {first}, the replay applied {again}; orders in eu: +{after - before}")
+
+
 def run_demo(dsn: str, seconds: float = 15, writers: int = 4) -> int:
     _setup(dsn)
     stop_at = time.time() + seconds
@@ -100,6 +117,7 @@ def run_demo(dsn: str, seconds: float = 15, writers: int = 4) -> int:
         for i in range(1, 6):
             (v,) = conn.execute("SELECT tally.counter_value('followers', %s::text)", (str(i),)).fetchone()
             print(f"  account {i:<4} {v:>8}")
+        _exactly_once(conn)
         print("\nws1 events per hour, last 6 hours (workspace_events, hour):")
         rows = conn.execute(
             "SELECT bucket, value FROM tally.counter_series('workspace_events', 'ws1', 'hour',"
