@@ -48,6 +48,7 @@ BATCH = 1_000  # increments per increment_counters call in the batch case
 COUNTERS = (  # the counters the bench creates (and drops at the end)
     "bench_fast",
     "bench_durable",
+    "bench_ids",
     "bench_batch",
     "bench_fold_live",
     "bench_fold_backfill",

@@ -85,6 +85,7 @@ def test_bench_quick_runs_every_case_and_cleans_up(dsn: str, conn: psycopg.Conne
         "advisory_upsert",
         "tally_fast",
         "tally_durable",
+        "tally_event_id",
         "raw_unlogged_insert",
         "redis_incr",
         "redis_incr_aof",
