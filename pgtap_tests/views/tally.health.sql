@@ -6,7 +6,7 @@
 -- drift warn when the latest check of a counter found something; crash
 -- critical when the UNLOGGED marker is gone and for 24 h after a reset.
 BEGIN;
-SELECT plan(37);
+SELECT plan(39);
 
 CREATE TEMP VIEW h AS SELECT "check", status, reason FROM tally.health;
 
@@ -77,7 +77,7 @@ SELECT is((SELECT status FROM h WHERE "check" = 'compactor'), 'warn', 'compactor
 UPDATE tally.write_gen SET flipped_at = now() - interval '30 seconds';
 SELECT results_eq(
     $$SELECT status, reason FROM h WHERE "check" = 'compactor'$$,
-    $$VALUES ('warn'::text, 'not running: no compactor step for 30 s with 2 deltas pending'::text)$$,
+    $$VALUES ('warn'::text, 'not running: no compactor step for 30 s, the oldest of 2 pending deltas waits 90 s'::text)$$,
     'compactor: no flip for 30 s with deltas pending is warn'
 );
 UPDATE tally.write_gen SET flipped_at = now() - interval '60 seconds';
@@ -85,9 +85,21 @@ SELECT is((SELECT status FROM h WHERE "check" = 'compactor'), 'critical', 'compa
 UPDATE tally.write_gen SET flipped_at = now() - interval '90 seconds';
 SELECT results_eq(
     $$SELECT status, reason FROM h WHERE "check" = 'compactor'$$,
-    $$VALUES ('critical'::text, 'not running: no compactor step for 90 s with 2 deltas pending'::text)$$,
+    $$VALUES ('critical'::text, 'not running: no compactor step for 90 s, the oldest of 2 pending deltas waits 90 s'::text)$$,
     'compactor: no flip for 90 s with deltas pending is critical'
 );
+
+-- A compactor that has not stepped for long is not late for a delta written
+-- a moment ago (an idle database): ok until that delta has waited 10 s.
+UPDATE tally.delta SET written_at = now() - interval '2 seconds';
+SELECT results_eq(
+    $$SELECT status, reason FROM h WHERE "check" = 'compactor'$$,
+    $$VALUES ('ok'::text, 'last step 90 s ago; the oldest pending delta is 2.0 s old'::text)$$,
+    'compactor: no flip for 90 s but the oldest pending delta 2 s old is ok'
+);
+UPDATE tally.delta SET written_at = now() - interval '20 seconds';
+SELECT is((SELECT status FROM h WHERE "check" = 'compactor'), 'warn',
+          'compactor: no flip for 90 s and a delta waiting 20 s is warn');
 
 -- After a fold nothing is pending: compactor and lag are ok again, however
 -- old the last flip.

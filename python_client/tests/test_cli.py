@@ -24,10 +24,7 @@ def test_status_shows_counters_lag_and_health(dsn: str, conn: psycopg.Connection
     conn.execute("SELECT tally.create_counter('followers', '{day}', true)")
     conn.execute("SELECT tally.increment_counters('{page_views,page_views,page_views}', '{a,b,a}', '{1,1,1}')")
     r = tally(dsn, "status")
-    # 2 when tally.health says critical: its compactor check is critical while
-    # deltas are pending and the last compactor step is over 60 s old, which
-    # depends on when this test's template database was made
-    assert r.returncode in (0, 2), r.stderr
+    assert r.returncode == 0, r.stdout + r.stderr  # nothing critical: the deltas were written just now
     lines = r.stdout.splitlines()
     views = next(line.split() for line in lines if line.startswith("page_views"))
     assert views[:4] == ["page_views", "fast", "minute,hour,day,week,month", "3"]

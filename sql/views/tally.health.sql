@@ -1,6 +1,6 @@
 -- tally.health: one row per check, status ok / warn / critical and a
 -- human reason, cheap enough to poll for alerts:
---   compactor  not running (no flip for a while) while deltas are pending
+--   compactor  not running (no step for a while) while deltas wait for it
 --   lag        the oldest pending increment's age (warn 10 s, critical 60 s)
 --   folds      folds abandoned after retries in the last hour
 --   drift      the latest drift checks found inconsistencies or drift
@@ -57,17 +57,25 @@ poison AS (
 
 SELECT
     'compactor'::text AS "check",
+    -- Late only when something has waited for it: a delta written a moment
+    -- ago on an idle database has had no chance to be folded yet.
     CASE
-        WHEN l.pending = 0 OR g.since_flip_s < 10 THEN 'ok'
-        WHEN g.since_flip_s < 60 THEN 'warn'
+        WHEN l.pending = 0 OR least(g.since_flip_s, l.oldest_s) < 10 THEN 'ok'
+        WHEN least(g.since_flip_s, l.oldest_s) < 60 THEN 'warn'
         ELSE 'critical'
     END AS status,
     CASE
         WHEN l.pending = 0 THEN 'nothing pending'
         WHEN g.since_flip_s < 10 THEN format('running: last step %s s ago', round(g.since_flip_s::numeric, 1))
+        WHEN l.oldest_s < 10
+            THEN
+                format(
+                    'last step %s s ago; the oldest pending delta is %s s old',
+                    round(g.since_flip_s::numeric), round(l.oldest_s::numeric, 1)
+                )
         ELSE format(
-            'not running: no compactor step for %s s with %s deltas pending',
-            round(g.since_flip_s::numeric), l.pending
+            'not running: no compactor step for %s s, the oldest of %s pending deltas waits %s s',
+            round(g.since_flip_s::numeric), l.pending, round(l.oldest_s::numeric)
         )
     END AS reason
 FROM lag AS l CROSS JOIN gen AS g
