@@ -61,19 +61,31 @@ def code_files(base: Path = SQL_DIR) -> list[Path]:
     return files
 
 
-def drop_code() -> None:
-    """Drop every view, function and procedure in schema tally (state stays).
+def code_names(revision: str | None = None) -> list[str]:
+    """Names of the views and routines a revision's code defines (one object
+    per file, named `tally.<name>.sql`): sql/ for the head, else the frozen
+    copy of `revision`."""
+    base = FROZEN_DIR / revision if revision else SQL_DIR
+    return sorted({path.name.removeprefix("tally.").removesuffix(".sql") for path in code_files(base)})
 
-    All in one statement per kind and without CASCADE: tally's objects may
-    depend on each other, but an object of the user's that depends on one of
-    them stops the migration instead of being dropped silently.
+
+def drop_code(revision: str | None = None) -> None:
+    """Drop the views, functions and procedures the code of `revision` (None:
+    sql/ at the head) created in schema tally; state stays.
+
+    Objects an operator added to schema tally are left alone. All in one
+    statement per kind and without CASCADE: tally's objects may depend on
+    each other, but an object of the operator's that depends on one of them
+    stops the migration instead of being dropped silently.
     """
     conn = raw()
+    names = code_names(revision)
     views = [
         r[0]
         for r in conn.execute(
             "SELECT c.oid::regclass::text FROM pg_class AS c"
-            " WHERE c.relnamespace = 'tally'::regnamespace AND c.relkind = 'v' ORDER BY 1"
+            " WHERE c.relnamespace = 'tally'::regnamespace AND c.relkind = 'v' AND c.relname = ANY(%s) ORDER BY 1",
+            (names,),
         ).fetchall()
     ]
     if views:
@@ -83,8 +95,9 @@ def drop_code() -> None:
             r[0]
             for r in conn.execute(
                 "SELECT p.oid::regprocedure::text FROM pg_proc AS p"
-                " WHERE p.pronamespace = 'tally'::regnamespace AND p.prokind = %s ORDER BY 1",
-                (code,),
+                " WHERE p.pronamespace = 'tally'::regnamespace AND p.prokind = %s AND p.proname = ANY(%s)"
+                " ORDER BY 1",
+                (code, names),
             ).fetchall()
         ]
         if routines:

@@ -1,5 +1,7 @@
 -- tally's privileges, applied after the code by every migration that
--- (re)creates it, so they always match the code at HEAD.
+-- (re)creates it, so they always match the code at HEAD. Routines are
+-- created with PostgreSQL's default (EXECUTE for PUBLIC) and revoked here,
+-- in the same transaction.
 --
 --   tally_writer  may only increment;
 --   tally_reader  may read values, series, top keys and the views;
@@ -16,8 +18,6 @@ REVOKE ALL ON ALL SEQUENCES IN SCHEMA tally FROM public;
 REVOKE ALL ON ALL ROUTINES IN SCHEMA tally FROM public;
 REVOKE ALL ON ALL TABLES IN SCHEMA tally FROM tally_writer, tally_reader, tally_admin;
 REVOKE ALL ON ALL ROUTINES IN SCHEMA tally FROM tally_writer, tally_reader, tally_admin;
--- Code created later by the migration role starts private, too.
-ALTER DEFAULT PRIVILEGES IN SCHEMA tally REVOKE EXECUTE ON ROUTINES FROM public;
 
 GRANT USAGE ON SCHEMA tally TO tally_writer, tally_reader, tally_admin;
 

@@ -70,9 +70,20 @@ def upgrade() -> None:
         """
     )
     ex("COMMENT ON TABLE tally.event_ids IS 'tally: event ids applied within the idempotency window, by day'")
+    # Per UTC day of the window, an xid assigned no earlier than that day
+    # began: while a snapshot's xmin is older, a transaction that began the
+    # day before may still be running (tally._claim_days).
+    ex(
+        """
+        CREATE TABLE tally.event_days (
+            day date PRIMARY KEY,
+            first_xid xid8 NOT NULL
+        )
+        """
+    )
 
     grants = tally_code.granted()
-    tally_code.drop_code()
+    tally_code.drop_code("0001")
     tally_code.apply_code()
     tally_code.regrant(grants)
     ex("SELECT tally._event_partitions()")
@@ -83,9 +94,7 @@ def downgrade() -> None:
     conn = tally_code.raw()
     grants = tally_code.granted()
     tally_code.drop_code()
-    ex("DROP TABLE tally.event_ids, tally.settings")
-    # 0001 left PostgreSQL's default on routines: EXECUTE for PUBLIC.
-    ex("ALTER DEFAULT PRIVILEGES IN SCHEMA tally GRANT EXECUTE ON ROUTINES TO PUBLIC")
+    ex("DROP TABLE tally.event_ids, tally.event_days, tally.settings")
     tally_code.apply_code("0001")
     tally_code.regrant(grants)
     for role in tally_code.ROLES:

@@ -3,7 +3,7 @@
 -- within the window (tally.set_event_window, default 7 days); a replay
 -- returns false (or is left out of a batch's count) and changes nothing.
 BEGIN;
-SELECT plan(32);
+SELECT plan(40);
 
 SELECT tally.create_counter('ev_fast');
 SELECT tally.create_counter('ev_durable', '{day}', true);
@@ -61,6 +61,34 @@ SELECT throws_ok($$SELECT tally.set_event_window(0)$$, '22023',
                  'tally.set_event_window: window of 0 days is out of range', 'a window of 0 days is refused');
 SELECT throws_ok($$SELECT tally.set_event_window(NULL)$$, '22023',
                  'tally.set_event_window: window of NULL days is out of range', 'a NULL window is refused');
+
+-- The days a claim is written to (tally._claim_days): normally only today;
+-- also yesterday while a transaction that may predate today's boundary runs.
+SELECT results_eq('SELECT * FROM tally._claim_days()', $$VALUES ((now() AT TIME ZONE 'UTC')::date)$$,
+                  'a claim is normally written to today''s partition only');
+UPDATE tally.event_days SET first_xid = (pg_snapshot_xmax(pg_current_snapshot())::text::bigint + 1000)::text::xid8
+WHERE day = (now() AT TIME ZONE 'UTC')::date - 3;
+SELECT set_eq(
+    'SELECT * FROM tally._claim_days()',
+    $$VALUES ((now() AT TIME ZONE 'UTC')::date), ((now() AT TIME ZONE 'UTC')::date - 4)$$,
+    'while a transaction older than a day''s boundary may run, also to the day before that boundary'
+);
+DELETE FROM tally.event_days WHERE day = (now() AT TIME ZONE 'UTC')::date;
+SELECT set_eq(
+    'SELECT * FROM tally._claim_days()',
+    $$VALUES ((now() AT TIME ZONE 'UTC')::date), ((now() AT TIME ZONE 'UTC')::date - 1),
+             ((now() AT TIME ZONE 'UTC')::date - 4)$$,
+    'and to yesterday while today''s boundary is not known yet'
+);
+SELECT is(tally.increment_counter('ev_fast', 'd', 1, now(), 'd-1'), true, 'a claim over three days is applied');
+SELECT is(
+    (SELECT count(*) FROM tally.event_ids WHERE event_id = 'd-1'), 3::bigint, 'with one row in each of the three days'
+);
+SELECT is(tally.increment_counter('ev_fast', 'd', 1, now(), 'd-1'), false, 'and is a replay afterwards');
+SELECT lives_ok('SELECT tally._event_partitions()', 'the next maintenance notes today''s boundary again');
+UPDATE tally.event_days SET first_xid = '1'::xid8 WHERE day = (now() AT TIME ZONE 'UTC')::date - 3;
+SELECT results_eq('SELECT * FROM tally._claim_days()', $$VALUES ((now() AT TIME ZONE 'UTC')::date)$$,
+                  'then, with no old transaction running, only today again');
 
 -- Batches
 SELECT is(

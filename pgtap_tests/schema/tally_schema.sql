@@ -7,7 +7,7 @@
 -- views, the known functions, and the pinned search_path of every SECURITY
 -- DEFINER function.
 BEGIN;
-SELECT plan(171);
+SELECT plan(173);
 
 SELECT has_schema('tally', 'schema tally exists');
 
@@ -416,6 +416,8 @@ SELECT has_function('tally', 'set_event_window', ARRAY['integer'], 'function tal
 SELECT has_function(
     'tally', '_claim_events', ARRAY['integer[]', 'text[]'], 'function tally._claim_events(integer[], text[]) exists'
 );
+SELECT has_function('tally', '_claim_days', ARRAY[]::text[], 'function tally._claim_days() exists');
+SELECT has_table('tally', 'event_days', 'table tally.event_days exists');
 SELECT has_function('tally', '_event_partitions', ARRAY[]::text[], 'function tally._event_partitions() exists'
 );
 SELECT has_function(

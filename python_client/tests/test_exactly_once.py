@@ -345,3 +345,50 @@ def test_repeatable_read_replay_of_an_id_committed_after_the_snapshot_is_a_seria
         assert a.execute("SELECT tally.increment_counter(%s, 'k', 1, now(), 'rr-1')", (DURABLE,)).fetchone()[0] is False
         a.execute("COMMIT")
     assert conn.execute("SELECT tally.counter_value(%s, 'k')", (DURABLE,)).fetchone()[0] == 1
+
+
+def test_a_transaction_from_before_midnight_holding_an_id_is_waited_for(dsn: str, conn: psycopg.Connection) -> None:
+    """Session A began yesterday (UTC) and holds a claim of id M in
+    yesterday's partition, uncommitted; the day boundary was noted after it
+    began. Session B, today and outside any grace period, increments with M:
+    it must wait for A and then be a replay (or apply, if A rolls back).
+    The clock cannot be moved, so A writes exactly the rows its claim would
+    have written."""
+    conn.execute("SELECT tally.create_counter(%s, p_durable => true)", (DURABLE,))
+    cid = conn.execute("SELECT id FROM tally.counters WHERE name = %s", (DURABLE,)).fetchone()[0]
+    for outcome in ("COMMIT", "ROLLBACK"):
+        event = f"M-{outcome}"
+        before = conn.execute("SELECT tally.counter_value(%s, 'km')", (DURABLE,)).fetchone()[0]
+        with psycopg.connect(dsn, autocommit=True) as a:
+            a.execute("BEGIN")
+            a.execute("INSERT INTO tally.event_ids VALUES (%s, %s, (now() AT TIME ZONE 'UTC')::date - 1)", (cid, event))
+            a.execute("SELECT tally.increment_counter(%s, 'km', 1)", (DURABLE,))  # its delta
+            # today's boundary is noted only now, after A took its xid
+            conn.execute(
+                "UPDATE tally.event_days SET first_xid = pg_current_xact_id()"
+                " WHERE day = (now() AT TIME ZONE 'UTC')::date"
+            )
+            result: list[bool] = []
+
+            def session_b(event: str = event, result: list[bool] = result) -> None:
+                with psycopg.connect(dsn, autocommit=True) as c:
+                    c.execute("SET application_name = 'eo_session_b'")
+                    sql = "SELECT tally.increment_counter(%s, 'km', 1, now(), %s)"
+                    result.append(c.execute(sql, (DURABLE, event)).fetchone()[0])
+
+            b = threading.Thread(target=session_b)
+            b.start()
+            deadline = time.monotonic() + 10
+            waiting = False
+            while not waiting and time.monotonic() < deadline:
+                waiting = conn.execute(
+                    "SELECT count(*) > 0 FROM pg_stat_activity"
+                    " WHERE application_name = 'eo_session_b' AND wait_event_type = 'Lock'"
+                ).fetchone()[0]
+                time.sleep(0.05)
+            assert waiting, "B did not wait for A"
+            a.execute(outcome)
+            b.join(timeout=10)
+        assert result == [outcome == "ROLLBACK"], (outcome, result)
+        after = conn.execute("SELECT tally.counter_value(%s, 'km')", (DURABLE,)).fetchone()[0]
+        assert after - before == 1, (outcome, before, after)  # counted exactly once either way

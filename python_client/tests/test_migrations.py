@@ -93,7 +93,16 @@ def test_0002_replaces_the_increment_functions_and_keeps_their_grants(fresh_db: 
             c.execute(f"GRANT USAGE ON SCHEMA tally TO {login}")
             c.execute(f"GRANT EXECUTE ON FUNCTION tally.increment_counter(text, text, bigint, timestamptz) TO {login}")
             c.execute(f"GRANT SELECT ON tally.health TO {login}")
+            # an operator's own objects in schema tally
+            c.execute("CREATE FUNCTION tally.my_helper() RETURNS integer LANGUAGE sql RETURN 42")
+            c.execute("CREATE VIEW tally.my_counters AS SELECT name FROM tally.counters")
         app = make_conninfo(fresh_db, user=login)
+
+        def operators_objects_kept() -> bool:
+            with psycopg.connect(fresh_db, autocommit=True) as c:
+                return c.execute(
+                    "SELECT tally.my_helper() = 42 AND (SELECT count(*) FROM tally.my_counters) = 1"
+                ).fetchone()[0]
 
         def app_can() -> tuple[bool, bool, bool]:
             with psycopg.connect(app, autocommit=True) as a:
@@ -123,11 +132,13 @@ def test_0002_replaces_the_increment_functions_and_keeps_their_grants(fresh_db: 
                 f"SELECT has_function_privilege('{login}', 'tally.counter_value(text, text)', 'EXECUTE')"
             ).fetchone()[0]
         assert app_can() == (True, True, False)
+        assert operators_objects_kept()
         with psycopg.connect(app, autocommit=True) as a:
             assert a.execute("SELECT tally.increment_counter('mig', 'k', 1, now(), 'e-1')").fetchone()[0] is True
             assert a.execute("SELECT tally.increment_counter('mig', 'k', 1, now(), 'e-1')").fetchone()[0] is False
 
         alembic(fresh_db, "downgrade", "0001")
+        assert operators_objects_kept()
         inc, health, _ = app_can()
         assert (inc, health) == (True, True)
         with psycopg.connect(fresh_db, autocommit=True) as c:

@@ -3,14 +3,16 @@
 -- a pair already applied (or claimed by a transaction that commits first)
 -- is not returned, and its increment must be left out.
 --
--- A claim is a row in today's (UTC, transaction start) partition of
--- tally.event_ids, inserted ON CONFLICT DO NOTHING in sorted order: a
--- concurrent claim of the same pair waits for the first transaction and
--- then sees its row (or takes over if it rolled back); sorted order means
--- two batches sharing ids cannot deadlock. Committed claims of earlier days
--- are found by lookup. During the first hour of a day the claim is also
--- inserted into yesterday's partition, so a transaction that began before
--- midnight and still holds the same id uncommitted is waited for, too.
+-- A pair applied and committed anywhere in the window is found by lookup.
+-- Otherwise the pair is claimed by rows in the partitions of
+-- tally._claim_days() (the UTC day the transaction began, the day of this
+-- statement, and the day before every day boundary that a still-running
+-- transaction may predate), all in one INSERT ... ON CONFLICT DO NOTHING
+-- sorted by (counter, event id, day). Two transactions that carry the same
+-- pair always share at least one of those days, so the second waits for
+-- the first and then sees its row (or takes over if it rolled back); the
+-- pair is claimed only if every one of its rows went in. Sorted insertion
+-- means two batches sharing ids cannot deadlock.
 -- Not SECURITY DEFINER: only tally's own definer functions call it.
 -- PL/pgSQL so that its plan is cached for the session.
 CREATE OR REPLACE FUNCTION tally._claim_events(p_counter_ids integer[], p_event_ids text[])
@@ -40,10 +42,13 @@ BEGIN
             SELECT FROM tally.event_ids AS x
             WHERE
                 x.counter_id = w.c AND x.event_id = w.e
-                AND x.seen_on < (now() AT TIME ZONE 'UTC')::date
                 AND x.seen_on >= (now() AT TIME ZONE 'UTC')::date
                 - (SELECT s.event_window_days FROM tally.settings AS s)
         )
+    ),
+
+    days AS MATERIALIZED (
+        SELECT d.d FROM tally._claim_days() AS d (d)
     ),
 
     claimed AS (
@@ -51,22 +56,9 @@ BEGIN
         SELECT
             n.c,
             n.e,
-            (now() AT TIME ZONE 'UTC')::date AS seen_on
-        FROM unseen AS n
-        ORDER BY n.c, n.e
-        ON CONFLICT DO NOTHING
-        RETURNING event_ids.counter_id, event_ids.event_id
-    ),
-
-    held_over AS (
-        INSERT INTO tally.event_ids (counter_id, event_id, seen_on)
-        SELECT
-            k.counter_id,
-            k.event_id,
-            (now() AT TIME ZONE 'UTC')::date - 1 AS seen_on
-        FROM claimed AS k
-        WHERE tally._in_grace_hour()
-        ORDER BY k.counter_id, k.event_id
+            d.d AS seen_on
+        FROM unseen AS n CROSS JOIN days AS d
+        ORDER BY n.c, n.e, d.d
         ON CONFLICT DO NOTHING
         RETURNING event_ids.counter_id, event_ids.event_id
     )
@@ -75,10 +67,8 @@ BEGIN
         k.counter_id,
         k.event_id
     FROM claimed AS k
-    WHERE NOT tally._in_grace_hour() OR EXISTS (
-        SELECT FROM held_over AS h
-        WHERE h.counter_id = k.counter_id AND h.event_id = k.event_id
-    );
+    GROUP BY k.counter_id, k.event_id
+    HAVING count(*) = (SELECT count(*) FROM days);
 END;
 $$;
 

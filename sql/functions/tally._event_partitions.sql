@@ -1,6 +1,7 @@
 -- tally._event_partitions: keep the daily partitions of tally.event_ids
 -- (the idempotency store) from the start of the window to three days ahead,
--- and drop the days that fell out of the window. Runs from tally.maintain()
+-- and drop the days that fell out of the window; note each day's first
+-- xid in tally.event_days. Runs from tally.maintain()
 -- and at the start of every compactor loop (each minute under pg_cron), so
 -- today's partition exists as long as either runs. A partition it cannot
 -- lock within 200 ms is left for the next run. Returns what it did.
@@ -48,6 +49,15 @@ BEGIN
             v_skipped := v_skipped || v_part.relname::text;
         END;
     END LOOP;
+    -- Day boundaries for tally._claim_days: this transaction's own xid, newer
+    -- than that of any transaction that began before it ran on a new day
+    -- (later than the true midnight boundary, so on the safe side); a day
+    -- missed is filled the same way.
+    INSERT INTO tally.event_days (day, first_xid)
+    SELECT g::date, pg_current_xact_id()
+    FROM generate_series(v_from, v_today, interval '1 day') AS g
+    ON CONFLICT (day) DO NOTHING;
+    DELETE FROM tally.event_days AS e WHERE e.day < v_from;
     step := 'event_ids';
     detail := format('window from %s: %s partitions created, %s dropped%s', v_from, v_created, v_dropped,
                      CASE WHEN cardinality(v_skipped) > 0
