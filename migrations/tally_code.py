@@ -121,15 +121,16 @@ def granted() -> list[tuple[str, str, str]]:
             FROM pg_proc AS p, aclexplode(p.proacl) AS a
             WHERE p.pronamespace = 'tally'::regnamespace AND a.grantee <> 0 AND a.grantee <> p.proowner
               AND a.privilege_type = 'EXECUTE'
-              AND a.grantee::regrole::text NOT IN ('tally_writer', 'tally_reader', 'tally_admin')
+              AND a.grantee::regrole::text <> ALL(%(roles)s)
             UNION
             SELECT 'view', c.relname::text, a.grantee::regrole::text
             FROM pg_class AS c, aclexplode(c.relacl) AS a
             WHERE c.relnamespace = 'tally'::regnamespace AND c.relkind = 'v' AND a.grantee <> 0
               AND a.grantee <> c.relowner AND a.privilege_type = 'SELECT'
-              AND a.grantee::regrole::text NOT IN ('tally_writer', 'tally_reader', 'tally_admin')
+              AND a.grantee::regrole::text <> ALL(%(roles)s)
             ORDER BY 1, 2, 3
-            """
+            """,
+            {"roles": list(ROLES)},
         )
         .fetchall()
     ]

@@ -70,9 +70,10 @@ def _compactor(dsn: str, stop_at: float) -> None:
             time.sleep(0.5)
 
 
-def _exactly_once(conn: psycopg.Connection) -> None:
+def _exactly_once(conn: psycopg.Connection) -> str:
     """A batch of orders with event ids, then the same batch again, as a
-    client retrying after a timeout would: the retry changes nothing."""
+    client retrying after a timeout would: the retry changes nothing.
+    Returns what to print."""
     run = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     ids = [f"order-{run}-{i}" for i in range(100)]
     regions = [("eu", "us", "apac")[i % 3] for i in range(100)]
@@ -82,8 +83,10 @@ def _exactly_once(conn: psycopg.Connection) -> None:
     (first,) = conn.execute(sql, args).fetchone()
     (again,) = conn.execute(sql, args).fetchone()
     after = conn.execute("SELECT tally.counter_value('orders', 'eu')").fetchone()[0]
-    print("\nExactly once (orders, 100 increments with event ids, then the same batch again):")
-    print(f"  first call applied {first}, the replay applied {again}; orders in eu: +{after - before}")
+    return (
+        "\nExactly once (orders, 100 increments with event ids, then the same batch again):\n"
+        f"  first call applied {first}, the replay applied {again}; orders in eu: +{after - before}"
+    )
 
 
 def run_demo(dsn: str, seconds: float = 15, writers: int = 4) -> int:
@@ -108,6 +111,7 @@ def run_demo(dsn: str, seconds: float = 15, writers: int = 4) -> int:
             p.join()
         written = sum(out.get() for _ in range(writers))
         print(f"\nincrements written: {written} ({written / seconds:,.0f}/s over {writers} writers)")
+        exactly_once = _exactly_once(conn)
         conn.execute("CALL tally.compact()")
 
         print("\nTop pages today (page_views, day):")
@@ -117,7 +121,7 @@ def run_demo(dsn: str, seconds: float = 15, writers: int = 4) -> int:
         for i in range(1, 6):
             (v,) = conn.execute("SELECT tally.counter_value('followers', %s::text)", (str(i),)).fetchone()
             print(f"  account {i:<4} {v:>8}")
-        _exactly_once(conn)
+        print(exactly_once)
         print("\nws1 events per hour, last 6 hours (workspace_events, hour):")
         rows = conn.execute(
             "SELECT bucket, value FROM tally.counter_series('workspace_events', 'ws1', 'hour',"

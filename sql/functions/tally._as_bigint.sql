@@ -1,5 +1,6 @@
 -- tally._as_bigint: a summed value as bigint, or tally._overflow's clear
--- error naming the function, counter and key. Inlined into the reads.
+-- error naming the function, counter and key. Not inlined (its argument,
+-- a sum, appears more than once), so one call per value read.
 CREATE OR REPLACE FUNCTION tally._as_bigint(p_fn text, p_counter text, p_key text, p_value numeric)
 RETURNS bigint
 LANGUAGE sql
@@ -10,4 +11,4 @@ RETURN CASE
 END;
 
 COMMENT ON FUNCTION tally._as_bigint(text, text, text, numeric) IS
-'Internal: numeric to bigint for the reads, with a clear 22003 error when it does not fit (inlined).';
+'Internal: numeric to bigint for the reads, with a clear 22003 error when it does not fit.';

@@ -13,7 +13,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'pass a unique id of the event (e.g. a UUID), or NULL for no deduplication';
     END IF;
-    IF octet_length(p_event_id) > 256 THEN
+    IF p_event_id IS NOT NULL AND NOT tally._valid_event_id(p_event_id) THEN
         RAISE EXCEPTION '%: event id of % bytes is over the 256-byte limit', p_fn, octet_length(p_event_id)
             USING ERRCODE = 'string_data_right_truncation',
                   HINT = 'use a shorter id, e.g. a UUID or a hash of the long one';

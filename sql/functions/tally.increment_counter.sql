@@ -55,7 +55,7 @@ BEGIN
         PERFORM tally._check_at('tally.increment_counter', p_at);
     END IF;
     IF p_event_id IS NOT NULL THEN
-        IF p_event_id = '' OR octet_length(p_event_id) > 256 THEN
+        IF NOT tally._valid_event_id(p_event_id) THEN
             PERFORM tally._check_event_id('tally.increment_counter', p_event_id);
         END IF;
         PERFORM FROM tally._claim_events(ARRAY[v_id], ARRAY[p_event_id]);

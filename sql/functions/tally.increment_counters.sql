@@ -60,12 +60,12 @@ BEGIN
 
     -- Validate every element first; report the first bad one.
     SELECT u.i, u.n, u.k, u.d, u.t, u.e, c.id AS counter_id INTO v_bad
-    FROM unnest(p_counters, p_keys, p_deltas, coalesce(p_ats, array_fill(now(), ARRAY[v_n])),
-                coalesce(p_event_ids, array_fill('-'::text, ARRAY[v_n])))
+    -- (p_event_ids NULL: unnest pads it with NULLs, and ids are not checked)
+    FROM unnest(p_counters, p_keys, p_deltas, coalesce(p_ats, array_fill(now(), ARRAY[v_n])), p_event_ids)
         WITH ORDINALITY AS u (n, k, d, t, e, i)
     LEFT JOIN tally.counters AS c ON c.name = u.n
     WHERE c.id IS NULL OR NOT tally._valid_key(u.k) OR u.d IS NULL OR NOT tally._valid_at(u.t)
-       OR u.e IS NULL OR u.e = '' OR octet_length(u.e) > 256
+       OR (p_event_ids IS NOT NULL AND NOT tally._valid_event_id(u.e))
     ORDER BY u.i
     LIMIT 1;
     IF FOUND THEN
@@ -79,12 +79,14 @@ BEGIN
                       HINT = 'every element needs a delta; nothing of this batch was applied';
         END IF;
         PERFORM tally._check_at(format('%s: element %s', c_fn, v_bad.i), v_bad.t);
-        IF v_bad.e IS NULL THEN
-            RAISE EXCEPTION '%: element %: event id must not be NULL', c_fn, v_bad.i
-                USING ERRCODE = 'null_value_not_allowed',
-                      HINT = 'give every element an event id, or pass p_event_ids => NULL; nothing was applied';
+        IF p_event_ids IS NOT NULL THEN
+            IF v_bad.e IS NULL THEN
+                RAISE EXCEPTION '%: element %: event id must not be NULL', c_fn, v_bad.i
+                    USING ERRCODE = 'null_value_not_allowed',
+                          HINT = 'give every element an event id, or pass p_event_ids => NULL; nothing was applied';
+            END IF;
+            PERFORM tally._check_event_id(format('%s: element %s', c_fn, v_bad.i), v_bad.e);
         END IF;
-        PERFORM tally._check_event_id(format('%s: element %s', c_fn, v_bad.i), v_bad.e);
     END IF;
 
     IF p_event_ids IS NOT NULL THEN
