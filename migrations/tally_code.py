@@ -14,6 +14,7 @@ exactly the code it shipped with.
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 from alembic import op
@@ -52,6 +53,18 @@ def execute_file(path: Path) -> None:
     execute(render(path))
 
 
+def _calling_revision(revision: str | None) -> str | None:
+    """`revision`, or when None the revision module calling apply_code() /
+    drop_code(): a revision that is no longer the head has a frozen copy."""
+    if revision is not None:
+        return revision
+    frame = sys._getframe(2)
+    calling = frame.f_globals.get("revision")
+    if isinstance(calling, str) and (FROZEN_DIR / calling).is_dir():
+        return calling
+    return None
+
+
 def code_files(base: Path = SQL_DIR) -> list[Path]:
     files: list[Path] = []
     for kind in CODE_DIRS:
@@ -79,7 +92,7 @@ def drop_code(revision: str | None = None) -> None:
     stops the migration instead of being dropped silently.
     """
     conn = raw()
-    names = code_names(revision)
+    names = code_names(_calling_revision(revision))
     views = [
         r[0]
         for r in conn.execute(
@@ -163,6 +176,7 @@ def apply_code(revision: str | None = None) -> None:
     until a pass makes no progress, which raises the first remaining error.
     """
     conn = raw()
+    revision = _calling_revision(revision)
     base = FROZEN_DIR / revision if revision else SQL_DIR
     pending = code_files(base)
     while pending:

@@ -1,27 +1,36 @@
 """Bodies of the PL/Python procedures tally.compact() and tally.compact_loop().
 
 Runs inside the server: `plpy` is PL/Python's module, handed in by the
-procedure. The work is done by compactor steps (tally._fold_step), each its
-own transaction, committed before the next. A step that fails with a
-transient error (deadlock, serialization failure, lock timeout, statement
-timeout) is rolled back, leaving its deltas pending, and retried with
-exponential backoff and jitter; a step that still fails after the last
-attempt is recorded in tally.fold_runs and raised: its deltas stay pending
-for the next run, never dropped.
+procedure. The work is done by compactor steps (tally.compact_step), each
+its own transaction, committed before the next. A step that fails is rolled
+back by the step itself (its deltas stay pending) and recorded in
+tally.fold_runs; a transient failure (deadlock, serialization failure, lock
+timeout, statement timeout) comes back as 'retry' and is tried again after
+an exponential backoff with jitter, up to p_max_attempts; a step that still
+fails comes back as 'failed'. compact() then raises it; compact_loop() keeps
+going: a compactor that runs as a service never stops on a failed step (the
+failure shows in tally.health), only when its time is up or it is cancelled.
 """
 
 import random
 import time
-from datetime import UTC, datetime
 
-# deadlock_detected, serialization_failure, lock_not_available, query_canceled
-# (statement_timeout)
-RETRYABLE = {"40P01", "40001", "55P03", "57014"}
 BACKOFF_BASE = 0.05
 BACKOFF_CAP = 2.0
 # A backlog (a large backfill) in the inactive generation may hold live
 # increments back at most this long before the generations rotate anyway.
 MAX_GEN_AGE = "2 seconds"
+# query_canceled: an operator's pg_cancel_backend() (or statement_timeout)
+# that persisted through every attempt stops the loop instead of retrying it.
+STOP = "57014"
+
+
+class StepFailed(Exception):
+    """A compactor step that failed after its last attempt (already recorded)."""
+
+    def __init__(self, row):
+        super().__init__(f"{row['sqlstate']}: {row['error']}")
+        self.row = row
 
 
 def _check(plpy, name, value, minimum, hint):
@@ -30,43 +39,30 @@ def _check(plpy, name, value, minimum, hint):
 
 
 def _step(plpy, plans, max_deltas, max_attempts):
-    """One compactor step, retried; returns its result row."""
+    """One compactor step, retried while it reports a transient failure;
+    returns its row, or raises StepFailed."""
     attempt = 0
     while True:
         attempt += 1
-        started_at = datetime.now(UTC).isoformat()
-        try:
-            row = plpy.execute(plans["step"], [max_deltas, None, attempt, MAX_GEN_AGE])[0]
-            plpy.commit()
+        row = plpy.execute(plans["step"], [max_deltas, attempt, max_attempts, MAX_GEN_AGE])[0]
+        plpy.commit()
+        if row["action"] == "failed":
+            raise StepFailed(row)
+        if row["action"] != "retry":
             return row
-        except plpy.SPIError as exc:
-            sqlstate = getattr(exc, "sqlstate", None)
-            plpy.rollback()
-            retry = sqlstate in RETRYABLE and attempt < max_attempts
-            plpy.execute(
-                plans["record"],
-                [started_at, attempt, "retried" if retry else "failed", f"{sqlstate}: {exc}"],
-            )
-            plpy.commit()
-            if not retry:
-                raise
-            backoff = min(BACKOFF_CAP, BACKOFF_BASE * (2 ** (attempt - 1)))
-            plpy.execute(plans["sleep"], [backoff * (0.5 + random.random())])
+        backoff = min(BACKOFF_CAP, BACKOFF_BASE * (2 ** (attempt - 1)))
+        plpy.execute(plans["sleep"], [backoff * (0.5 + random.random())])
 
 
 def _plans(plpy):
     return {
         "step": plpy.prepare(
-            "SELECT s.action, s.folded, s.flips FROM tally._fold_step($1, $2, $3, $4::pg_catalog.interval) AS s",
-            ["integer", "bigint", "integer", "text"],
+            "SELECT s.action, s.folded, s.flips, s.sqlstate, s.error"
+            " FROM tally.compact_step($1, NULL, $2, $3, $4::pg_catalog.interval) AS s",
+            ["integer", "integer", "integer", "text"],
         ),
-        "record": plpy.prepare(
-            "SELECT tally._record_fold($1::pg_catalog.timestamptz, 0, $2, $3, $4)",
-            ["text", "integer", "text", "text"],
-        ),
+        "maintain": plpy.prepare("SELECT m.step, m.detail FROM tally.maintain() AS m"),
         "sleep": plpy.prepare("SELECT pg_catalog.pg_sleep($1)", ["float8"]),
-        "crash": plpy.prepare("SELECT tally._detect_crash_reset()"),
-        "event_partitions": plpy.prepare("SELECT tally._event_partitions()"),
         "search_path": plpy.prepare("SELECT pg_catalog.current_setting('search_path') AS v"),
         "statement_timeout": plpy.prepare(
             "SELECT s.setting::pg_catalog.float8 AS ms FROM pg_catalog.pg_settings AS s"
@@ -83,8 +79,6 @@ def _drain(plpy, plans, max_deltas, max_attempts):
     The generation flips every time the inactive one is empty (so gen ==
     flips % 2): a 'flipped' step saw the generation it just activated empty.
     """
-    plpy.execute(plans["crash"])  # record a crash reset, if the marker vanished
-    plpy.commit()
     seen = set()
     folded = 0
     while len(seen) < 2:
@@ -96,6 +90,16 @@ def _drain(plpy, plans, max_deltas, max_attempts):
     return folded
 
 
+def _raise(plpy, failed):
+    row = failed.row
+    plpy.error(
+        f"tally.compact: a compactor step failed: {row['error']}",
+        detail="the step was rolled back (its deltas stay pending) and recorded in tally.fold_runs",
+        hint="see tally.compactor_runs and tally.health",
+        sqlstate=row["sqlstate"],
+    )
+
+
 def compact(plpy, max_deltas, max_attempts):
     _check(plpy, "compact: p_max_deltas", max_deltas, 1, "the default is 100000")
     _check(plpy, "compact: p_max_attempts", max_attempts, 1, "the default is 5")
@@ -103,6 +107,8 @@ def compact(plpy, max_deltas, max_attempts):
     search_path = plpy.execute(plans["search_path"])[0]["v"]
     try:
         _drain(plpy, plans, max_deltas, max_attempts)
+    except StepFailed as failed:
+        _raise(plpy, failed)
     finally:
         # pg_partman's create_partition_time() leaves search_path changed
         # for the session; put the caller's back.
@@ -123,14 +129,20 @@ def compact_loop(plpy, seconds, interval, max_deltas, max_attempts):
     if timeout_ms:
         seconds = min(seconds, max(0.0, timeout_ms / 1000.0 - 1.0))
     deadline = time.monotonic() + seconds
-    # Today's partition of the idempotency store exists while the job runs,
-    # even when tally.maintain() does not.
-    plpy.execute(plans["event_partitions"])
-    plpy.commit()
     try:
+        # Maintenance first (today's event-id partition, rollup partitions
+        # ahead), even when no maintenance job is scheduled. It never
+        # raises: its failures are recorded and the loop folds anyway.
+        plpy.execute(plans["maintain"])
+        plpy.commit()
         while True:
             tick = time.monotonic()
-            _drain(plpy, plans, max_deltas, max_attempts)
+            try:
+                _drain(plpy, plans, max_deltas, max_attempts)
+            except StepFailed as failed:
+                if failed.row["sqlstate"] == STOP:
+                    _raise(plpy, failed)
+                # recorded by the step; the rest keeps folding next round
             left = deadline - time.monotonic()
             if left <= 0:
                 return

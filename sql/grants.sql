@@ -8,6 +8,9 @@
 --   tally_admin   both, plus create/drop counters, retention, sources and
 --                 drift checks, compact, maintain and schedule; it may read
 --                 (never write) the internal tables.
+-- No role may execute an internal function (tally._*): only tally's own
+-- SECURITY DEFINER functions call them, so nothing can be recorded or
+-- corrected without doing the work that records it.
 -- Nothing is granted to PUBLIC. Grant a role to an application's login:
 --   GRANT tally_writer TO app_user;
 -- The roles themselves are created by the migration (they are cluster-wide).
@@ -35,23 +38,19 @@ DECLARE
     v_routine record;
 BEGIN
     GRANT tally_writer, tally_reader TO tally_admin;
+    -- (a migration through several revisions applies this more than once
+    -- in one transaction)
+    DROP TABLE IF EXISTS pg_temp.tally_routine_grants;
     CREATE TEMP TABLE tally_routine_grants (name text, grantee text) ON COMMIT DROP;
     INSERT INTO tally_routine_grants (name, grantee)
     SELECT u.name, 'tally_writer' FROM unnest(ARRAY['increment_counter', 'increment_counters']) AS u (name)
     UNION ALL
-    SELECT u.name, 'tally_reader' FROM unnest(ARRAY[
-        'counter_value', 'counter_series', 'top_keys',
-        '_keep', '_cutoff'  -- tally.retention_policies computes its cutoffs with these
-    ]) AS u (name)
+    SELECT u.name, 'tally_reader' FROM unnest(ARRAY['counter_value', 'counter_series', 'top_keys']) AS u (name)
     UNION ALL
     SELECT u.name, 'tally_admin' FROM unnest(ARRAY[
         'create_counter', 'drop_counter', 'set_retention', 'reset_retention', 'set_event_window',
-        'set_source', 'check_drift', 'reconcile', 'maintain', 'compact', 'compact_loop',
-        'schedule_compactor', 'unschedule_compactor',
-        -- called by the SECURITY INVOKER entry points above
-        '_caller_source', '_source', '_check_key', '_counter', '_internal_drift', '_record_drift', '_sample_keys',
-        '_correct', '_repair_internal', '_maintain', '_fold_step', '_record_fold', '_detect_crash_reset',
-        '_event_partitions'
+        'set_source', 'check_drift', 'reconcile', 'maintain', 'compact', 'compact_loop', 'compact_step',
+        'schedule_compactor', 'unschedule_compactor', 'acknowledge_crash'
     ]) AS u (name);
 
     SELECT g.name INTO v_missing FROM tally_routine_grants AS g

@@ -5,7 +5,7 @@
 -- recorded (tally.drift_checks, tally.drift_runs, tally.drift, tally.health);
 -- refusals.
 BEGIN;
-SELECT plan(35);
+SELECT plan(36);
 
 SET LOCAL timezone = 'UTC';
 
@@ -192,14 +192,42 @@ SELECT throws_ok(
 SELECT throws_ok(
     $$SELECT * FROM tally.check_drift('cd_nosource', 100, ARRAY[''])$$, '22004', NULL, 'an empty key given is refused'
 );
-UPDATE tally.sources SET registered_by = 'someone_else' WHERE counter_id = (SELECT id FROM cd_id);
-CREATE TEMP TABLE cd_runs ON COMMIT DROP AS SELECT count(*) AS n FROM tally.drift_runs;
-SELECT throws_ok(
-    $$SELECT * FROM tally.check_drift('cd')$$, '42501',
-    'tally.check_drift: the source of "cd" was registered by someone_else; run it as that role',
-    'a source registered by another role is refused with insufficient_privilege'
+-- 6. The source runs with its registrant's privileges, whoever checks: a
+-- role that may read a table tally's callers may not registers a source on
+-- it; the check, run by another role, gets the registrant's answer.
+CREATE ROLE pgtap_cd_src NOLOGIN;
+GRANT tally_admin TO pgtap_cd_src;
+CREATE TABLE public.pgtap_cd_secret (subject text NOT NULL);
+INSERT INTO public.pgtap_cd_secret VALUES ('k'), ('k');
+REVOKE ALL ON public.pgtap_cd_secret FROM PUBLIC;
+GRANT SELECT ON public.pgtap_cd_secret TO pgtap_cd_src;
+SET SESSION AUTHORIZATION pgtap_cd_src;
+SELECT tally.set_source(
+    'cd', 'SELECT count(*) FROM public.pgtap_cd_secret WHERE subject = $1 AND current_user = ''pgtap_cd_src''',
+    'public'
 );
-SELECT is((SELECT count(*) FROM tally.drift_runs), (SELECT n FROM cd_runs), 'a refused check records no run');
+RESET SESSION AUTHORIZATION;
+SELECT is(
+    (SELECT p.proowner::regrole::text FROM pg_catalog.pg_proc AS p
+     WHERE p.oid = format('tally.source_%s(text)', (SELECT id FROM cd_id))::regprocedure),
+    'pgtap_cd_src',
+    'the source runs in a SECURITY DEFINER function owned by its registrant'
+);
+CREATE ROLE pgtap_cd_other NOLOGIN;
+GRANT tally_admin TO pgtap_cd_other;
+GRANT USAGE ON SCHEMA tap TO pgtap_cd_other;
+GRANT SELECT ON cd_id TO pgtap_cd_other;
+SET ROLE pgtap_cd_other;
+SELECT results_eq(
+    $$SELECT key, kind, expected, actual FROM tally.check_drift('cd', 100, '{k}')$$,
+    $$VALUES ('k'::text, 'source'::text, 2::bigint, 7::bigint)$$,
+    'another admin''s check gets the registrant''s answer (2, which only that role can read)'
+);
+SELECT throws_ok(
+    format('SELECT tally.source_%s(''k'')', (SELECT id FROM cd_id)), '42501', NULL,
+    'nobody else can call the source function'
+);
+RESET ROLE;
 
 SELECT * FROM finish();
 ROLLBACK;

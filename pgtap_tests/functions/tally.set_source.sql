@@ -13,7 +13,7 @@ CREATE TEMP TABLE ss_id ON COMMIT DROP AS SELECT id FROM tally.counters WHERE na
 CREATE TABLE public.pgtap_follow (subject text NOT NULL, follower text NOT NULL);
 INSERT INTO public.pgtap_follow VALUES ('a', 'x'), ('a', 'y'), ('b', 'x');
 
-SELECT function_returns('tally', 'set_source', ARRAY['text', 'text'], 'void', 'set_source returns void');
+SELECT function_returns('tally', 'set_source', ARRAY['text', 'text', 'text'], 'void', 'set_source returns void');
 
 -- Register
 SELECT is_empty('SELECT FROM tally.sources', 'a fresh install has no source registered');

@@ -3,7 +3,7 @@
 -- administer; PUBLIC gets nothing. Checked from the catalog and by doing it
 -- under SET ROLE (allowed and refused, 42501).
 BEGIN;
-SELECT plan(46);
+SELECT plan(48);
 
 -- The roles
 SELECT has_role('tally_writer', 'role tally_writer exists');
@@ -56,17 +56,61 @@ SELECT set_eq(
 SELECT set_eq(
     $$SELECT p.proname::text FROM pg_catalog.pg_proc AS p
       WHERE p.pronamespace = 'tally'::regnamespace AND has_function_privilege('tally_reader', p.oid, 'EXECUTE')$$,
-    ARRAY['counter_value', 'counter_series', 'top_keys', '_keep', '_cutoff'],
-    'tally_reader may execute the read functions (and the two pure ones tally.retention_policies uses)'
+    ARRAY['counter_value', 'counter_series', 'top_keys'],
+    'tally_reader may execute exactly the read functions'
+);
+SELECT set_eq(
+    $$SELECT p.proname::text FROM pg_catalog.pg_proc AS p
+      WHERE p.pronamespace = 'tally'::regnamespace AND has_function_privilege('tally_admin', p.oid, 'EXECUTE')$$,
+    ARRAY['increment_counter', 'increment_counters', 'counter_value', 'counter_series', 'top_keys',
+          'create_counter', 'drop_counter', 'set_retention', 'reset_retention', 'set_event_window', 'set_source',
+          'check_drift', 'reconcile', 'maintain', 'compact', 'compact_loop', 'compact_step', 'schedule_compactor',
+          'unschedule_compactor', 'acknowledge_crash'],
+    'tally_admin may execute exactly what the README lists: write, read, and the administration functions'
 );
 SELECT is_empty(
-    $$SELECT p.oid::regprocedure FROM pg_catalog.pg_proc AS p
-      WHERE p.pronamespace = 'tally'::regnamespace AND p.proname IN ('_fold', '_apply_batch', '_flips',
-            '_quarantine_overflow', '_ensure_partitions', '_sync_retention', '_note_coverage', '_pending',
-            '_claim_events', '_invisible_to_all')
-        AND has_function_privilege('tally_admin', p.oid, 'EXECUTE')$$,
-    'tally_admin cannot call the fold''s internals directly (only through compact and maintain)'
+    $$SELECT r.rolname, p.oid::regprocedure FROM pg_catalog.pg_proc AS p
+      CROSS JOIN (VALUES ('tally_writer'), ('tally_reader'), ('tally_admin')) AS r (rolname)
+      WHERE p.pronamespace = 'tally'::regnamespace AND p.proname LIKE '\_%'
+        AND has_function_privilege(r.rolname, p.oid, 'EXECUTE')$$,
+    'no role may execute an internal function (tally._*): only tally''s own definer functions call them'
 );
+
+-- Every internal function refused under SET ROLE tally_admin (called with
+-- NULL arguments of its types: the privilege check comes first).
+CREATE TEMP TABLE priv_internal ON COMMIT DROP AS
+SELECT p.oid::regprocedure::text AS sig,
+       format('SELECT tally.%I(%s)', p.proname,
+              (SELECT string_agg(format('NULL::%s', t::regtype), ', ' ORDER BY o)
+               FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY AS a (t, o))) AS call,
+       NULL::text AS outcome
+FROM pg_catalog.pg_proc AS p
+WHERE p.pronamespace = 'tally'::regnamespace AND p.proname LIKE '\_%';
+GRANT ALL ON priv_internal TO tally_admin;
+SET LOCAL ROLE tally_admin;
+DO $$
+DECLARE
+    v record;
+BEGIN
+    FOR v IN SELECT * FROM priv_internal LOOP
+        BEGIN
+            EXECUTE v.call;
+            UPDATE priv_internal SET outcome = 'ran' WHERE sig = v.sig;
+        EXCEPTION
+            WHEN insufficient_privilege THEN
+                UPDATE priv_internal SET outcome = '42501' WHERE sig = v.sig;
+            WHEN OTHERS THEN
+                UPDATE priv_internal SET outcome = SQLSTATE WHERE sig = v.sig;
+        END;
+    END LOOP;
+END;
+$$;
+RESET ROLE;
+SELECT is_empty(
+    $$SELECT sig, outcome FROM priv_internal WHERE outcome IS DISTINCT FROM '42501'$$,
+    'under SET ROLE tally_admin, calling any internal function is refused with 42501'
+);
+SELECT is((SELECT count(*) FROM priv_internal), 40::bigint, 'and that covered all 40 internal functions');
 
 -- Under SET ROLE
 GRANT USAGE ON SCHEMA tap TO tally_writer, tally_reader, tally_admin;
@@ -121,7 +165,6 @@ SELECT lives_ok($$SELECT * FROM tally.check_drift('priv')$$, 'admin: check_drift
 SELECT lives_ok($$SELECT * FROM tally.maintain()$$, 'admin: maintain');
 SELECT lives_ok($$SELECT count(*) FROM tally.fold_runs$$, 'admin: read an internal table');
 SELECT throws_ok($$DELETE FROM tally.totals$$, '42501', NULL, 'admin: writing an internal table refused');
-SELECT throws_ok($$SELECT tally._fold()$$, '42501', NULL, 'admin: the fold internals refused');
 SELECT lives_ok($$SELECT tally.drop_counter('admin_made')$$, 'admin: drop_counter');
 RESET ROLE;
 

@@ -274,7 +274,8 @@ SELECT columns_are(
 );
 SELECT columns_are('tally', 'crash_marker', ARRAY['singleton'], 'tally.crash_marker has the expected columns');
 SELECT columns_are(
-    'tally', 'crash_resets', ARRAY['id', 'detected_at', 'server_started_at', 'lost_since'],
+    'tally', 'crash_resets',
+    ARRAY['id', 'detected_at', 'server_started_at', 'lost_since', 'acknowledged_at', 'acknowledged_by'],
     'tally.crash_resets has the expected columns'
 );
 SELECT is(
@@ -359,7 +360,6 @@ SELECT has_function('tally', '_fold', ARRAY['integer'], 'function tally._fold(in
 SELECT has_function('tally', '_fold_lock_key', ARRAY[]::text[], 'function tally._fold_lock_key() exists');
 SELECT has_function('tally', '_invisible_to_all', ARRAY['xid8'], 'function tally._invisible_to_all(xid8) exists');
 SELECT has_function('tally', '_keep', ARRAY['integer', 'text'], 'function tally._keep(integer, text) exists');
-SELECT has_function('tally', '_maintain', ARRAY[]::text[], 'function tally._maintain() exists');
 SELECT has_function(
     'tally', '_fold_step', ARRAY['integer', 'bigint', 'integer', 'interval'],
     'function tally._fold_step(integer, bigint, integer, interval) exists'
@@ -370,8 +370,8 @@ SELECT has_function(
 );
 SELECT has_function('tally', '_pending', ARRAY[]::text[], 'function tally._pending() exists');
 SELECT has_function(
-    'tally', '_record_fold', ARRAY['timestamp with time zone', 'bigint', 'integer', 'text', 'text'],
-    'function tally._record_fold(timestamptz, bigint, integer, text, text) exists'
+    'tally', '_record_fold', ARRAY['timestamp with time zone', 'bigint', 'integer', 'text', 'text', 'text'],
+    'function tally._record_fold(timestamptz, bigint, integer, text, text, text) exists'
 );
 SELECT has_function('tally', '_sync_retention', ARRAY[]::text[], 'function tally._sync_retention() exists');
 SELECT has_function('tally', 'compact', ARRAY['integer', 'integer'], 'procedure tally.compact(integer, integer) exists');
@@ -389,7 +389,12 @@ SELECT has_function(
     'function tally.create_counter(text, text[], boolean) exists'
 );
 SELECT has_function('tally', 'drop_counter', ARRAY['text'], 'function tally.drop_counter(text) exists');
-SELECT has_function('tally', 'maintain', ARRAY[]::text[], 'function tally.maintain() exists');
+SELECT has_function('tally', 'maintain', ARRAY['text'], 'function tally.maintain(text) exists');
+SELECT has_function(
+    'tally', 'compact_step', ARRAY['integer', 'bigint', 'integer', 'integer', 'interval'],
+    'function tally.compact_step(integer, bigint, integer, integer, interval) exists'
+);
+SELECT has_function('tally', 'acknowledge_crash', ARRAY[]::text[], 'function tally.acknowledge_crash() exists');
 SELECT has_function(
     'tally', 'schedule_compactor', ARRAY['double precision', 'double precision', 'text'],
     'function tally.schedule_compactor(double precision, double precision, text) exists'
@@ -425,7 +430,9 @@ SELECT has_function(
     'function tally.top_keys(text, text, timestamptz, integer) exists'
 );
 SELECT has_function('tally', 'unschedule_compactor', ARRAY[]::text[], 'function tally.unschedule_compactor() exists');
-SELECT has_function('tally', 'set_source', ARRAY['text', 'text'], 'function tally.set_source(text, text) exists');
+SELECT has_function(
+    'tally', 'set_source', ARRAY['text', 'text', 'text'], 'function tally.set_source(text, text, text) exists'
+);
 SELECT has_function(
     'tally', 'check_drift', ARRAY['text', 'integer', 'text[]'],
     'function tally.check_drift(text, integer, text[]) exists'
@@ -448,13 +455,15 @@ SELECT has_function(
     'tally', '_correct', ARRAY['text', 'text', 'bigint', 'text'],
     'function tally._correct(text, text, bigint, text) exists'
 );
-SELECT has_function('tally', '_source', ARRAY['integer'], 'function tally._source(integer) exists');
+SELECT has_function(
+    'tally', '_source_value', ARRAY['integer', 'text'], 'function tally._source_value(integer, text) exists'
+);
 SELECT has_function(
     'tally', '_sample_keys', ARRAY['integer', 'integer'], 'function tally._sample_keys(integer, integer) exists'
 );
 SELECT has_function(
-    'tally', '_caller_source', ARRAY['text', 'tally.counters'],
-    'function tally._caller_source(text, tally.counters) exists'
+    'tally', '_install_source', ARRAY['tally.counters', 'text', 'name', 'text'],
+    'function tally._install_source(tally.counters, text, name, text) exists'
 );
 SELECT hasnt_function('tally', '_fold_into_rollups', 'tally._fold_into_rollups is gone (replaced by _fold_step)');
 SELECT function_returns(
@@ -463,7 +472,7 @@ SELECT function_returns(
 );
 SELECT function_returns('tally', '_fold', ARRAY['integer'], 'bigint', 'tally._fold returns bigint (deltas folded)');
 SELECT function_returns(
-    'tally', 'maintain', ARRAY[]::text[], 'setof record', 'tally.maintain returns a set of (step, detail) rows'
+    'tally', 'maintain', ARRAY['text'], 'setof record', 'tally.maintain returns a set of (step, detail) rows'
 );
 SELECT function_returns('tally', '_invisible_to_all', ARRAY['xid8'], 'boolean', 'tally._invisible_to_all returns boolean');
 SELECT function_returns('tally', 'set_retention', ARRAY['text', 'text', 'interval'], 'void', 'tally.set_retention returns void');
@@ -473,21 +482,25 @@ SELECT results_eq(
     $$SELECT p.proname::text COLLATE "default", p.prosecdef
       FROM pg_catalog.pg_proc AS p
       WHERE p.pronamespace = 'tally'::regnamespace
-        AND p.proname IN ('counter_series', 'counter_value', 'create_counter', 'drop_counter', 'increment_counter',
-                          'increment_counters', 'schedule_compactor', 'set_retention', 'top_keys',
-                          'unschedule_compactor')
+        AND p.proname IN ('acknowledge_crash', 'check_drift', 'compact_step', 'counter_series', 'counter_value',
+                          'create_counter', 'drop_counter', 'increment_counter', 'increment_counters', 'maintain',
+                          'reconcile', 'schedule_compactor', 'set_retention', 'top_keys', 'unschedule_compactor')
       ORDER BY 1$$,
-    $$VALUES ('counter_series'::text, true), ('counter_value', true), ('create_counter', true),
-             ('drop_counter', true), ('increment_counter', true), ('increment_counters', true),
-             ('schedule_compactor', true), ('set_retention', true), ('top_keys', true), ('unschedule_compactor', true)$$,
-    'these public functions of tally are SECURITY DEFINER (not maintain(), check_drift(), reconcile(): checked below)'
+    $$VALUES ('acknowledge_crash'::text, true), ('check_drift', true), ('compact_step', true),
+             ('counter_series', true), ('counter_value', true), ('create_counter', true),
+             ('drop_counter', true), ('increment_counter', true), ('increment_counters', true), ('maintain', true),
+             ('reconcile', true), ('schedule_compactor', true), ('set_retention', true), ('top_keys', true),
+             ('unschedule_compactor', true)$$,
+    'these public functions of tally are SECURITY DEFINER (only compact and compact_loop are not: checked below)'
 );
 SELECT is_empty(
     $$SELECT p.oid::regprocedure
       FROM pg_catalog.pg_proc AS p
       WHERE p.pronamespace = 'tally'::regnamespace AND p.prosecdef
+        AND p.proowner = (SELECT n.nspowner FROM pg_catalog.pg_namespace AS n WHERE n.nspname = 'tally')
         AND NOT coalesce('search_path=pg_catalog, pg_temp' = ANY (p.proconfig), false)$$,
-    'every SECURITY DEFINER function in tally has proconfig search_path=pg_catalog, pg_temp'
+    'every SECURITY DEFINER function of tally''s own (sources run as their registrants) has proconfig '
+    'search_path=pg_catalog, pg_temp'
 );
 SELECT cmp_ok(
     (SELECT count(*) FROM pg_catalog.pg_proc AS p
@@ -500,24 +513,24 @@ SELECT results_eq(
       FROM pg_catalog.pg_proc AS p
       WHERE p.pronamespace = 'tally'::regnamespace
         AND p.proname IN ('set_source', '_internal_drift', '_repair_internal', '_record_drift', '_detect_crash_reset',
-                          '_correct', '_source', '_sample_keys')
+                          '_correct', '_source_value', '_sample_keys')
       ORDER BY 1$$,
     $$VALUES ('_correct'::text, true), ('_detect_crash_reset', true), ('_internal_drift', true),
-             ('_record_drift', true), ('_repair_internal', true), ('_sample_keys', true), ('_source', true),
+             ('_record_drift', true), ('_repair_internal', true), ('_sample_keys', true), ('_source_value', true),
              ('set_source', true)$$,
     'set_source and the internal drift, correction and crash functions are SECURITY DEFINER'
 );
-SELECT isnt_definer(
+SELECT is_definer(
     'tally', 'check_drift', ARRAY['text', 'integer', 'text[]'],
-    'tally.check_drift is SECURITY INVOKER (the source query runs with the caller''s privileges)'
+    'tally.check_drift is SECURITY DEFINER (the source query runs in a function owned by its registrant)'
 );
-SELECT isnt_definer(
+SELECT is_definer(
     'tally', 'reconcile', ARRAY['text', 'text[]'],
-    'tally.reconcile is SECURITY INVOKER (the source query runs with the caller''s privileges)'
+    'tally.reconcile is SECURITY DEFINER (the source query runs in a function owned by its registrant)'
 );
-SELECT isnt_definer(
-    'tally', '_caller_source', ARRAY['text', 'tally.counters'],
-    'tally._caller_source is SECURITY INVOKER, like check_drift and reconcile'
+SELECT is_definer(
+    'tally', '_install_source', ARRAY['tally.counters', 'text', 'name', 'text'],
+    'tally._install_source is SECURITY DEFINER (it creates a function and gives it to the registrant)'
 );
 SELECT is_definer(
     'tally', '_fold_step', ARRAY['integer', 'bigint', 'integer', 'interval'],
@@ -529,15 +542,16 @@ SELECT is_definer(
     'tally', '_invisible_to_all', ARRAY['xid8'],
     'tally._invisible_to_all is SECURITY DEFINER (it reads every backend''s xmin)'
 );
-SELECT is_definer('tally', '_maintain', ARRAY[]::text[], 'tally._maintain is SECURITY DEFINER');
 SELECT ok(
     (SELECT 'lock_timeout=200ms' = ANY (p.proconfig) FROM pg_catalog.pg_proc AS p
-     WHERE p.oid = 'tally._maintain()'::regprocedure),
-    'tally._maintain pins lock_timeout = 200ms as a function setting (restored on return)'
+     WHERE p.oid = 'tally.maintain(text)'::regprocedure),
+    'tally.maintain pins lock_timeout = 200ms as a function setting (restored on return)'
 );
-SELECT isnt_definer(
-    'tally', 'maintain', ARRAY[]::text[],
-    'tally.maintain is SECURITY INVOKER (it restores the caller''s search_path)'
+SELECT is(
+    (SELECT pg_catalog.pg_get_expr(p.proargdefaults, 0) FROM pg_catalog.pg_proc AS p
+     WHERE p.oid = 'tally.maintain(text)'::regprocedure),
+    'current_setting(''search_path''::text)',
+    'tally.maintain takes the caller''s search_path at the call site (to put it back after pg_partman)'
 );
 SELECT isnt_definer(
     'tally', '_fold', ARRAY['integer'],

@@ -4,9 +4,12 @@
 -- the compactor the same on the time since the last generation flip while
 -- deltas are pending; folds critical with a fold abandoned in the last hour;
 -- drift warn when the latest check of a counter found something; crash
--- critical when the UNLOGGED marker is gone and for 24 h after a reset.
+-- critical when the UNLOGGED marker is gone and for 24 h after a reset,
+-- until acknowledged; compactor 'never run' right after install;
+-- maintenance critical when today's or tomorrow's event-id partition is
+-- missing and warn when the last maintenance failed in part.
 BEGIN;
-SELECT plan(39);
+SELECT plan(50);
 
 CREATE TEMP VIEW h AS SELECT "check", status, reason FROM tally.health;
 
@@ -26,17 +29,19 @@ SELECT is(
 );
 SELECT results_eq(
     'SELECT "check", status FROM h ORDER BY 1',
-    $$VALUES ('compactor'::text, 'ok'::text), ('crash', 'ok'), ('drift', 'ok'), ('folds', 'ok'), ('lag', 'ok'),
-             ('quarantine', 'ok')$$,
-    'a fresh install has exactly the 6 checks compactor, crash, drift, folds, lag, quarantine, all ok'
+    $$VALUES ('compactor'::text, 'warn'::text), ('crash', 'ok'), ('drift', 'ok'), ('folds', 'ok'), ('lag', 'ok'),
+             ('maintenance', 'ok'), ('quarantine', 'ok')$$,
+    'a fresh install has exactly the 7 checks; all ok but the compactor, which never ran (warn)'
 );
 SELECT results_eq(
     'SELECT "check", reason FROM h ORDER BY 1',
-    $$VALUES ('compactor'::text, 'nothing pending'::text),
+    $$VALUES ('compactor'::text, 'never run: no compactor step since install (0 pending); schedule it with '
+                                 'tally.schedule_compactor() or run `tally compact --loop`'::text),
              ('crash', 'no crash reset in the last 24 hours'),
              ('drift', 'no drift in the latest checks'),
              ('folds', 'no fold abandoned in the last hour'),
              ('lag', 'oldest pending increment: 0.0 s (0 pending)'),
+             ('maintenance', 'maintenance never run'),
              ('quarantine', 'nothing quarantined')$$,
     'and says why'
 );
@@ -65,8 +70,20 @@ SELECT results_eq(
     'lag: 90 s is critical; the oldest delta counts, not the newest'
 );
 
+-- compactor: never run, with deltas pending: warn, then critical once the
+-- oldest has waited 60 s (here 90 s).
+SELECT results_eq(
+    $$SELECT status, reason FROM h WHERE "check" = 'compactor'$$,
+    $$VALUES ('critical'::text, 'never run: no compactor step since install (2 pending); schedule it with '
+                                'tally.schedule_compactor() or run `tally compact --loop`'::text)$$,
+    'compactor: never run while a delta waits 90 s is critical, and says it never ran'
+);
+UPDATE tally.delta SET written_at = now() - interval '59 seconds' WHERE key = 'k';
+SELECT is((SELECT status FROM h WHERE "check" = 'compactor'), 'warn', 'compactor: never run, oldest delta 59 s: warn');
+UPDATE tally.delta SET written_at = now() - interval '90 seconds' WHERE key = 'k';
+
 -- compactor: time since the last generation flip, while deltas are pending.
-UPDATE tally.write_gen SET flipped_at = now() - interval '5 seconds';
+UPDATE tally.write_gen SET flips = 1, flipped_at = now() - interval '5 seconds';
 SELECT results_eq(
     $$SELECT status, reason FROM h WHERE "check" = 'compactor'$$,
     $$VALUES ('ok'::text, 'running: last step 5.0 s ago'::text)$$,
@@ -166,6 +183,8 @@ SELECT results_eq(
               'a crash reset emptied the fast (unlogged) deltas; the next compactor run records it'::text)$$,
     'crash: the marker gone (reset not recorded yet) is critical'
 );
+SELECT is(tally.acknowledge_crash(), 0, 'acknowledge_crash: a reset not recorded yet is not acknowledged');
+SELECT is((SELECT status FROM h WHERE "check" = 'crash'), 'critical', 'crash: so it stays critical');
 -- The window lost: since the last fold that moved deltas before the server started.
 INSERT INTO tally.fold_runs (started_at, finished_at, deltas, outcome, shard, mode)
 VALUES (pg_postmaster_start_time() - interval '2 seconds', pg_postmaster_start_time() - interval '1 second', 3, 'ok',
@@ -183,17 +202,49 @@ SELECT results_eq(
 SELECT is((SELECT status FROM h WHERE "check" = 'crash'), 'critical', 'crash: a reset detected in the last 24 h stays critical');
 SELECT is(
     (SELECT reason FROM h WHERE "check" = 'crash'),
-    format('crash reset detected at %s: fast increments written since %s and not folded were lost',
+    format('crash reset detected at %s: fast increments written since %s and not folded were lost; '
+           'once reviewed, clear it with tally.acknowledge_crash()',
            now(), pg_postmaster_start_time() - interval '1 second'),
-    'crash: the reason gives when the reset was detected and since when fast increments were lost'
+    'crash: the reason gives when the reset was detected, since when fast increments were lost, and how to clear it'
 );
+SELECT is(tally.acknowledge_crash(), 1, 'acknowledge_crash acknowledges the recorded reset');
+SELECT results_eq(
+    $$SELECT status, reason FROM h WHERE "check" = 'crash'$$,
+    $$SELECT 'ok'::text, format('crash reset detected at %s, acknowledged by %s at %s', now(), session_user::text COLLATE "default", now())$$,
+    'crash: an acknowledged reset is ok, and says who acknowledged it'
+);
+SELECT is(tally.acknowledge_crash(), 0, 'acknowledge_crash: nothing left to acknowledge');
+UPDATE tally.crash_resets SET acknowledged_at = NULL, acknowledged_by = NULL;
 UPDATE tally.crash_resets SET detected_at = now() - interval '25 hours';
 SELECT results_eq(
     $$SELECT status, reason FROM h WHERE "check" = 'crash'$$,
     $$VALUES ('ok'::text, 'no crash reset in the last 24 hours'::text)$$,
     'crash: a reset over 24 h ago is ok again'
 );
-SELECT is((SELECT count(*) FROM h), 6::bigint, 'still exactly 6 checks');
+
+-- maintenance: the last run failed in part is warn; a missing event-id
+-- partition for today or tomorrow is critical.
+SELECT tally._record_fold(now(), 0, 1, 'failed', 'event_ids: 55000: broken', 'maintenance');
+SELECT results_eq(
+    $$SELECT status, reason FROM h WHERE "check" = 'maintenance'$$,
+    $$SELECT 'warn'::text, format('the last maintenance, at %s, failed in part: event_ids: 55000: broken',
+                                  (SELECT max(finished_at) FROM tally.fold_runs))$$,
+    'maintenance: a failed run is warn with its error'
+);
+SELECT is((SELECT status FROM h WHERE "check" = 'folds'), 'critical',
+          'a maintenance failure is not counted as an abandoned fold (folds stays as it was)');
+SELECT tally._record_fold(now(), 0, 1, 'ok', NULL, 'maintenance');
+SELECT is((SELECT status FROM h WHERE "check" = 'maintenance'), 'ok', 'maintenance: a later clean run is ok');
+DO $$ BEGIN
+    EXECUTE format('DROP TABLE tally.%I', 'event_ids_p' || to_char((now() AT TIME ZONE 'UTC')::date + 1, 'YYYYMMDD'));
+END $$;
+SELECT results_eq(
+    $$SELECT status, reason FROM h WHERE "check" = 'maintenance'$$,
+    $$SELECT 'critical'::text, format('the event-id partition of %s is missing: increments with an event id fail; '
+                                       'run tally.maintain()', (now() AT TIME ZONE 'UTC')::date + 1)$$,
+    'maintenance: tomorrow''s event-id partition missing is critical'
+);
+SELECT is((SELECT count(*) FROM h), 7::bigint, 'still exactly 7 checks');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -34,19 +34,24 @@ BEGIN
             v_skipped := v_skipped || v_day::text;
         END;
     END LOOP;
+    -- The day is read from the name only after the name matched, in this
+    -- loop and not in the query's WHERE: a plan may evaluate a filter on
+    -- rows other than the children (every relation of pg_class), and a
+    -- name that is not a date must never be cast.
     FOR v_part IN
-        SELECT i.inhrelid::regclass AS rel, c.relname
+        SELECT i.inhrelid::regclass AS rel, c.relname::text AS relname
         FROM pg_catalog.pg_inherits AS i
         JOIN pg_catalog.pg_class AS c ON c.oid = i.inhrelid
         WHERE i.inhparent = 'tally.event_ids'::regclass
-          AND to_date(right(c.relname, 8), 'YYYYMMDD') < v_from
         ORDER BY c.relname
     LOOP
+        CONTINUE WHEN v_part.relname !~ '^event_ids_p[0-9]{8}$';
+        CONTINUE WHEN to_date(right(v_part.relname, 8), 'YYYYMMDD') >= v_from;
         BEGIN
             EXECUTE format('DROP TABLE %s', v_part.rel);
             v_dropped := v_dropped + 1;
         EXCEPTION WHEN lock_not_available THEN
-            v_skipped := v_skipped || v_part.relname::text;
+            v_skipped := v_skipped || v_part.relname;
         END;
     END LOOP;
     -- Day boundaries for tally._claim_days: this transaction's own xid, newer

@@ -1,10 +1,13 @@
--- tally._quarantine_overflow: after a fold of shard p_shard failed with a
--- bigint overflow, find the (counter, key) pairs whose pending deltas there
--- would overflow the total, a minute, or a bucket of any granularity, and
--- move all their deltas in that shard to tally.quarantine, where
--- tally.health and tally.quarantined show them. Returns how many deltas
--- were set aside (0: the overflow was not theirs).
-CREATE OR REPLACE FUNCTION tally._quarantine_overflow(p_shard regclass)
+-- tally._quarantine_overflow: after folding the chunk p_chunk (row ids) of
+-- shard p_shard failed with a bigint overflow, find the (counter, key) pairs
+-- whose deltas in that chunk would overflow, on their own or added to what
+-- is folded already: the pair's sum (the total), a minute's sum, or a
+-- bucket's sum of any granularity. Move those deltas of the chunk to
+-- tally.quarantine, where tally.health and tally.quarantined show them.
+-- These are exactly the sums the fold computes, over exactly the rows it
+-- folds, so the next try of the chunk cannot overflow on them again.
+-- Returns how many deltas were set aside (0: the overflow was not theirs).
+CREATE OR REPLACE FUNCTION tally._quarantine_overflow(p_shard regclass, p_chunk tid[])
 RETURNS bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -16,38 +19,42 @@ DECLARE
     v_moved bigint;
 BEGIN
     SELECT string_agg(format(
-        'SELECT d.counter_id, d.key FROM %1$s AS d
-         LEFT JOIN tally.%2$I AS r
-             ON r.counter_id = d.counter_id AND r.key = d.key AND r.bucket = date_trunc(%3$L, d.at)
-         GROUP BY d.counter_id, d.key, date_trunc(%3$L, d.at), r.value
-         HAVING coalesce(r.value, 0) + sum(d.delta::numeric) NOT BETWEEN $1 AND $2',
-        p_shard, 'rollup_' || g.name, g.name), ' UNION ' ORDER BY g.ord)
+        'SELECT c.counter_id, c.key FROM chunk AS c
+         LEFT JOIN tally.%1$I AS r
+             ON r.counter_id = c.counter_id AND r.key = c.key AND r.bucket = date_trunc(%2$L, c.at)
+         GROUP BY c.counter_id, c.key, date_trunc(%2$L, c.at), r.value
+         HAVING sum(c.delta::numeric) NOT BETWEEN $1 AND $2
+             OR coalesce(r.value, 0) + sum(c.delta::numeric) NOT BETWEEN $1 AND $2',
+        'rollup_' || g.name, g.name), ' UNION ' ORDER BY g.ord)
     INTO v_buckets
     FROM tally.granularities AS g;
     EXECUTE format(
-        'WITH poison AS (
-             SELECT d.counter_id, d.key FROM %1$s AS d
-             LEFT JOIN tally.totals AS t ON t.counter_id = d.counter_id AND t.key = d.key
-             GROUP BY d.counter_id, d.key, t.value
-             HAVING coalesce(t.value, 0) + sum(d.delta::numeric) NOT BETWEEN $1 AND $2
+        'WITH chunk AS MATERIALIZED (
+             SELECT d.counter_id, d.key, d.delta, d.at FROM %1$s AS d WHERE d.ctid = ANY ($3)),
+         poison AS (
+             SELECT c.counter_id, c.key FROM chunk AS c
+             LEFT JOIN tally.totals AS t ON t.counter_id = c.counter_id AND t.key = c.key
+             GROUP BY c.counter_id, c.key, t.value
+             HAVING sum(c.delta::numeric) NOT BETWEEN $1 AND $2
+                 OR coalesce(t.value, 0) + sum(c.delta::numeric) NOT BETWEEN $1 AND $2
              UNION
-             SELECT d.counter_id, d.key FROM %1$s AS d
-             GROUP BY d.counter_id, d.key, date_trunc(''minute'', d.at)
-             HAVING sum(d.delta::numeric) NOT BETWEEN $1 AND $2
+             SELECT c.counter_id, c.key FROM chunk AS c
+             GROUP BY c.counter_id, c.key, date_trunc(''minute'', c.at)
+             HAVING sum(c.delta::numeric) NOT BETWEEN $1 AND $2
              UNION %2$s),
          moved AS (
              DELETE FROM %1$s AS d
-             WHERE (d.counter_id, d.key) IN (SELECT p.counter_id, p.key FROM poison AS p)
+             WHERE d.ctid = ANY ($3) AND (d.counter_id, d.key) IN (SELECT p.counter_id, p.key FROM poison AS p)
              RETURNING d.counter_id, d.key, d.delta, d.at, d.written_at)
          INSERT INTO tally.quarantine (counter_id, key, delta, at, written_at, reason)
          SELECT m.counter_id, m.key, m.delta, m.at, m.written_at,
                 ''folding this key would overflow bigint (its total, a minute or a bucket)''
          FROM moved AS m', p_shard, v_buckets)
-    USING -9223372036854775808::numeric, 9223372036854775807::numeric;
+    USING -9223372036854775808::numeric, 9223372036854775807::numeric, p_chunk;
     GET DIAGNOSTICS v_moved = ROW_COUNT;
     RETURN v_moved;
 END;
 $$;
 
-COMMENT ON FUNCTION tally._quarantine_overflow(regclass) IS
-'Internal: move the deltas of a shard whose fold would overflow bigint to tally.quarantine; returns how many.';
+COMMENT ON FUNCTION tally._quarantine_overflow(regclass, tid[]) IS
+'Internal: move the deltas of a fold chunk whose fold would overflow bigint to tally.quarantine; returns how many.';

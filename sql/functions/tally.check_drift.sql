@@ -5,18 +5,20 @@
 --   source:   the counter against its registered source of truth
 --             (tally.set_source), when there is one.
 -- Returns the findings and records them (tally.drift shows the latest run).
--- SECURITY INVOKER: the source query runs with the caller's privileges, and
--- only when the caller is the role that registered it.
+-- The source query runs with its registrant's privileges, never tally's
+-- (tally._source_value); everything it records it computed itself.
 CREATE OR REPLACE FUNCTION tally.check_drift(
     p_counter text, p_sample integer DEFAULT 100, p_keys text[] DEFAULT NULL
 )
 RETURNS TABLE (key text, kind text, detail text, expected bigint, actual bigint)
 LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     c_fn constant text := 'tally.check_drift';
     v_counter tally.counters := tally._counter(c_fn, p_counter);
-    v_source text;
+    v_source boolean;
     v_key text;
     v_row record;
     v_truth bigint;
@@ -34,7 +36,7 @@ BEGIN
         RAISE EXCEPTION '%: sample size % is out of range', c_fn, coalesce(p_sample::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value', HINT = 'check from 1 to 100000 keys per run';
     END IF;
-    v_source := tally._caller_source(c_fn, v_counter);
+    v_source := EXISTS (SELECT FROM tally.sources AS s WHERE s.counter_id = v_counter.id);
     FOR v_key IN
         SELECT k.k FROM pg_catalog.unnest(p_keys) AS k (k) WHERE p_keys IS NOT NULL
         UNION ALL
@@ -55,8 +57,8 @@ BEGIN
             v_findings := v_findings OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object(
                 'key', key, 'kind', kind, 'detail', detail, 'expected', expected, 'actual', actual);
         END LOOP;
-        IF v_source IS NOT NULL THEN
-            EXECUTE v_source INTO v_truth USING v_key;
+        IF v_source THEN
+            v_truth := tally._source_value(v_counter.id, v_key);
             v_value := tally.counter_value(p_counter, v_key);
             -- a source with no row for the key says nothing about it
             IF v_truth IS NOT NULL AND v_truth OPERATOR(pg_catalog.<>) v_value THEN
@@ -71,7 +73,7 @@ BEGIN
             END IF;
         END IF;
     END LOOP;
-    PERFORM tally._record_drift(v_counter.id, v_n, v_findings, v_source IS NOT NULL);
+    PERFORM tally._record_drift(v_counter.id, v_n, v_findings, v_source);
 END;
 $$;
 

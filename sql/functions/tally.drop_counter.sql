@@ -16,6 +16,7 @@ BEGIN
     FOR v_g IN SELECT g.name FROM tally.granularities AS g ORDER BY g.ord LOOP
         EXECUTE format('DELETE FROM tally.%I WHERE counter_id = $1', 'rollup_' || v_g) USING v_counter.id;
     END LOOP;
+    EXECUTE format('DROP FUNCTION IF EXISTS tally.%I(text)', 'source_' || v_counter.id);
     DELETE FROM tally.counters AS c WHERE c.id = v_counter.id;
 END;
 $$;

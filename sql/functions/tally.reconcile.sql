@@ -4,15 +4,18 @@
 --   source:   a counter that differs from its source of truth gets a
 --             correction delta (truth - counter), appended like an increment.
 -- Every change is recorded in tally.corrections, so history stays
--- explainable. SECURITY INVOKER for the same reason as tally.check_drift.
+-- explainable. The source query runs with its registrant's privileges, never
+-- tally's (tally._source_value).
 CREATE OR REPLACE FUNCTION tally.reconcile(p_counter text, p_keys text[])
 RETURNS TABLE (key text, granularity text, bucket timestamptz, delta bigint, reason text)
 LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     c_fn constant text := 'tally.reconcile';
     v_counter tally.counters := tally._counter(c_fn, p_counter);
-    v_source text;
+    v_source boolean;
     v_key text;
     v_row record;
     v_truth bigint;
@@ -22,7 +25,7 @@ BEGIN
         RAISE EXCEPTION '%: keys must be an array without NULLs', c_fn
             USING ERRCODE = 'null_value_not_allowed', HINT = 'pass the keys tally.drift or check_drift reported';
     END IF;
-    v_source := tally._caller_source(c_fn, v_counter);
+    v_source := EXISTS (SELECT FROM tally.sources AS s WHERE s.counter_id = v_counter.id);
     FOREACH v_key IN ARRAY p_keys LOOP
         PERFORM tally._check_key(c_fn, v_key);
         FOR v_row IN SELECT r.* FROM tally._repair_internal(v_counter.id, v_key) AS r LOOP
@@ -33,8 +36,8 @@ BEGIN
             reason := 'internal';
             RETURN NEXT;
         END LOOP;
-        IF v_source IS NOT NULL THEN
-            EXECUTE v_source INTO v_truth USING v_key;
+        IF v_source THEN
+            v_truth := tally._source_value(v_counter.id, v_key);
             v_value := tally.counter_value(p_counter, v_key);
             -- a source with no row for the key says nothing about it
             IF v_truth IS NOT NULL AND v_truth OPERATOR(pg_catalog.<>) v_value THEN

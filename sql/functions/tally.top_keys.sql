@@ -1,6 +1,8 @@
 -- tally.top_keys: the p_limit keys with the highest value in one bucket
 -- (the bucket containing p_bucket), or over all time with granularity 'all'
 -- (p_bucket is then ignored). Ties are broken by key. Includes pending deltas.
+-- A key whose pending deltas overflow bigint (poison the next fold sets
+-- aside) is left out with a WARNING: it never fails the read of the others.
 CREATE OR REPLACE FUNCTION tally.top_keys(
     p_counter text,
     p_granularity text,
@@ -25,15 +27,17 @@ BEGIN
     END IF;
     IF v_granularity = 'all' THEN
         RETURN QUERY
-        SELECT s.key, tally._as_bigint(c_fn, p_counter, s.key, sum(s.value)) AS value
+        SELECT s.key, sum(s.value)::bigint AS value
         FROM (
-            SELECT t.key, t.value FROM tally.totals AS t WHERE t.counter_id = v_counter.id
+            SELECT t.key, t.value::numeric FROM tally.totals AS t WHERE t.counter_id = v_counter.id
             UNION ALL
             SELECT d.key, d.delta FROM tally.delta AS d WHERE d.counter_id = v_counter.id
         ) AS s
         GROUP BY s.key
+        HAVING sum(s.value) BETWEEN -9223372036854775808 AND 9223372036854775807
         ORDER BY 2 DESC, 1
         LIMIT p_limit;
+        PERFORM tally._warn_overflow(c_fn, v_counter, 'all', NULL);
         RETURN;
     END IF;
     IF p_bucket IS NULL OR NOT isfinite(p_bucket) THEN
@@ -46,9 +50,9 @@ BEGIN
     END IF;
     RETURN QUERY EXECUTE format(
         $q$
-        SELECT s.key, tally._as_bigint('tally.top_keys', $4, s.key, sum(s.value))
+        SELECT s.key, sum(s.value)::bigint
         FROM (
-            SELECT r.key, r.value
+            SELECT r.key, r.value::numeric
             FROM tally.%1$I AS r
             WHERE r.counter_id = $1 AND r.bucket = date_trunc(%2$L, $2, 'UTC')
             UNION ALL
@@ -57,10 +61,12 @@ BEGIN
             WHERE d.counter_id = $1 AND date_trunc(%2$L, d.at, 'UTC') = date_trunc(%2$L, $2, 'UTC')
         ) AS s
         GROUP BY s.key
+        HAVING sum(s.value) BETWEEN -9223372036854775808 AND 9223372036854775807
         ORDER BY 2 DESC, 1
         LIMIT $3
         $q$, 'rollup_' || v_granularity, v_granularity)
-    USING v_counter.id, p_bucket, p_limit, p_counter;
+    USING v_counter.id, p_bucket, p_limit;
+    PERFORM tally._warn_overflow(c_fn, v_counter, v_granularity, p_bucket);
 END;
 $$;
 

@@ -1,15 +1,20 @@
 -- tally.retention_policies: for every counter and granularity it keeps, how
 -- long buckets are kept, where that comes from, and the oldest bucket kept now.
+-- (The same rule as tally._keep and tally._cutoff, written out here so that
+-- a reader of the view needs no EXECUTE on tally's internal functions.)
 CREATE OR REPLACE VIEW tally.retention_policies AS
 SELECT
     c.name AS counter,
     g.name AS granularity,
-    tally._keep(c.id, g.name) AS keep,
+    k.keep,
     CASE WHEN r.counter_id IS NULL THEN 'default' ELSE 'counter' END AS set_by,
-    tally._cutoff(c.id, g.name) AS oldest_bucket_kept
+    coalesce(date_trunc(g.name, now() - k.keep, 'UTC'), '-infinity'::timestamptz) AS oldest_bucket_kept
 FROM tally.counters AS c
 INNER JOIN tally.granularities AS g ON c.granularities @> ARRAY[g.name]
 LEFT JOIN tally.retention AS r ON c.id = r.counter_id AND g.name = r.granularity
+CROSS JOIN LATERAL (
+    SELECT CASE WHEN r.counter_id IS NOT NULL THEN r.keep ELSE g.default_retention END AS keep
+) AS k
 ORDER BY c.name, g.ord;
 
 COMMENT ON VIEW tally.retention_policies IS

@@ -1,0 +1,64 @@
+"""The compactor never stops: poison set aside per fold chunk, every compactor
+and maintenance failure recorded (fold_runs modes 'quarantine' and
+'maintenance'), crash resets acknowledged (tally.acknowledge_crash), and
+internal functions executable only by tally's own definer functions
+(tally.compact_step; tally.maintain, check_drift and reconcile as definers;
+a source of truth runs in a function owned by its registrant).
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-11-30
+"""
+
+from __future__ import annotations
+
+import tally_code
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    ex = tally_code.execute
+    ex("ALTER TABLE tally.fold_runs DROP CONSTRAINT fold_runs_mode_check")
+    ex(
+        "ALTER TABLE tally.fold_runs ADD CONSTRAINT fold_runs_mode_check"
+        " CHECK (mode IN ('truncate', 'delete', 'quarantine', 'maintenance'))"
+    )
+    ex("ALTER TABLE tally.crash_resets ADD COLUMN acknowledged_at timestamptz, ADD COLUMN acknowledged_by name")
+    grants = tally_code.granted()
+    tally_code.drop_code("0002")
+    tally_code.apply_code()
+    tally_code.regrant(grants)
+    # Sources registered before: their query now runs in a function owned by
+    # the role that registered it, with that role's default search_path.
+    ex(
+        """
+        SELECT tally._install_source(c, s.query, s.registered_by, coalesce((
+            SELECT substr(x.c, 13) FROM pg_catalog.pg_db_role_setting AS d, unnest(d.setconfig) AS x (c)
+            WHERE d.setrole IN (0, to_regrole(s.registered_by::text)) AND x.c LIKE 'search_path=%'
+            ORDER BY d.setrole DESC, d.setdatabase DESC LIMIT 1), '"$user", public'))
+        FROM tally.sources AS s JOIN tally.counters AS c ON c.id = s.counter_id
+        ORDER BY c.id
+        """
+    )
+
+
+def downgrade() -> None:
+    ex = tally_code.execute
+    grants = tally_code.granted()
+    for (fn,) in (
+        tally_code.raw()
+        .execute("SELECT format('tally.%I(text)', 'source_' || s.counter_id) FROM tally.sources AS s ORDER BY 1")
+        .fetchall()
+    ):
+        ex(f"DROP FUNCTION IF EXISTS {fn}")
+    tally_code.drop_code()
+    ex("DELETE FROM tally.fold_runs WHERE mode IN ('quarantine', 'maintenance')")
+    ex("ALTER TABLE tally.fold_runs DROP CONSTRAINT fold_runs_mode_check")
+    ex("ALTER TABLE tally.fold_runs ADD CONSTRAINT fold_runs_mode_check CHECK (mode IN ('truncate', 'delete'))")
+    ex("ALTER TABLE tally.crash_resets DROP COLUMN acknowledged_at, DROP COLUMN acknowledged_by")
+    tally_code.apply_code("0002")
+    tally_code.regrant(grants)
