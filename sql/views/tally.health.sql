@@ -157,7 +157,7 @@ SELECT
                 )
         WHEN (m.last_run).outcome = 'failed'
             THEN format('the last maintenance, at %s, failed in part: %s', (m.last_run).finished_at, (m.last_run).error)
-        WHEN m.last_run IS NULL THEN 'maintenance never run'
+        WHEN (m.last_run).id IS NULL THEN 'maintenance never run'
         ELSE format('last maintenance at %s: ok', (m.last_run).finished_at)
     END AS reason
 FROM maint AS m
@@ -183,7 +183,7 @@ SELECT
                     'once reviewed, clear it with tally.acknowledge_crash()',
                     c.recent_at, coalesce(c.lost_since::text, 'install')
                 )
-        WHEN c.acknowledged IS NOT NULL
+        WHEN (c.acknowledged).id IS NOT NULL
             THEN
                 format(
                     'crash reset detected at %s, acknowledged by %s at %s',

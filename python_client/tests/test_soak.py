@@ -1,0 +1,201 @@
+"""The compactor never stops (soak, 3 minutes in `make test`;
+TALLY_SOAK_SECONDS longer).
+
+pg_cron runs tally.compact_loop() every minute in this test's database (a
+job scheduled from pg_cron's database with cron.schedule_in_database, as
+tally.schedule_compactor's hint says for any other database), folding in
+chunks of CHUNK deltas. Meanwhile:
+- legitimate writers: singles and batches, positive and negative, a hot key
+  and 1,000 others, backfilled timestamps, fast and durable counters,
+  event ids and their replays; each keeps a ground truth;
+- a hostile writer: bigint-extreme deltas of poison keys on both sides of
+  fold chunk boundaries and in three shards at once;
+- ANALYZE of the catalogs and of tally's tables, every few seconds;
+- the idempotency window changed every 15 s.
+Throughout, tally.health must tell the truth (folds never abandoned,
+maintenance never failing, the compactor never critical once it started,
+quarantine warn exactly when something is set aside); at the end every
+legitimate increment is exact at every granularity, every poison delta is
+either folded or in quarantine (never lost, never both), nothing is pending,
+and no deadlock happened."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import random
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import soak_load
+import workers
+from conftest import CLUSTER
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from test_concurrency import keep_everything
+from truth import Truth, assert_matches
+
+SECONDS = float(os.environ.get("TALLY_SOAK_SECONDS", "180"))
+LEGIT_WRITERS = 6
+CHUNK = 1000
+DAYS_BACK = 30
+COUNTERS = ["soak_fast", "soak_durable"]
+
+
+def _cron_conn() -> psycopg.Connection:
+    with psycopg.connect(make_conninfo(**CLUSTER), autocommit=True) as admin:
+        cron_db = admin.execute("SELECT current_setting('cron.database_name')").fetchone()[0]
+    conn = psycopg.connect(make_conninfo(**{**CLUSTER, "dbname": cron_db}), autocommit=True)
+    conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
+    return conn
+
+
+def _health(conn: psycopg.Connection) -> tuple[dict[str, tuple[str, str]], int]:
+    """tally.health and the number of quarantined deltas, in one snapshot."""
+    rows = conn.execute(
+        """
+        SELECT h."check", h.status, h.reason, (SELECT count(*) FROM tally.quarantine)
+        FROM tally.health AS h
+        """
+    ).fetchall()
+    return {c: (s, r) for c, s, r, _ in rows}, rows[0][3]
+
+
+def test_soak_the_compactor_never_stops(dsn: str, conn: psycopg.Connection) -> None:
+    dbname = conninfo_to_dict(dsn)["dbname"]
+    for c in COUNTERS:
+        conn.execute("SELECT tally.create_counter(%s, p_durable => %s)", (c, c.endswith("durable")))
+    keep_everything(conn, COUNTERS)
+    conn.execute("SELECT tally.create_counter(%s, '{minute,day}')", (soak_load.HOSTILE_COUNTER,))
+    deadlocks_before = workers.deadlocks(conn)
+    job = f"tally-soak-{uuid.uuid4().hex[:8]}"
+    cron = _cron_conn()
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    procs: list = []
+    violations: list[str] = []
+    samples = 0
+    try:
+        cron.execute(
+            "SELECT cron.schedule_in_database(%s, '* * * * *', %s, %s)",
+            (job, f"CALL tally.compact_loop(55, 0.5, {CHUNK})", dbname),
+        )
+        procs = [
+            ctx.Process(target=soak_load.legit_writer, args=(dsn, seed, COUNTERS, SECONDS, DAYS_BACK, out))
+            for seed in range(LEGIT_WRITERS)
+        ]
+        procs.append(ctx.Process(target=soak_load.hostile_writer, args=(dsn, 1000, SECONDS, CHUNK, out)))
+        for p in procs:
+            p.start()
+
+        rnd = random.Random(11)
+        started = time.monotonic()
+        compactor_seen = None
+        next_window = started + 15
+        window = 7
+        while time.monotonic() < started + SECONDS:
+            conn.execute(
+                "ANALYZE pg_catalog.pg_class, pg_catalog.pg_inherits, pg_catalog.pg_attribute, tally.totals,"
+                " tally.delta, tally.event_ids, tally.rollup_minute"
+            )
+            if time.monotonic() >= next_window:
+                window = rnd.randint(1, 30)
+                conn.execute("SELECT tally.set_event_window(%s)", (window,))
+                next_window = time.monotonic() + 15
+            checks, quarantined = _health(conn)
+            samples += 1
+            if (
+                compactor_seen is None
+                and conn.execute(
+                    "SELECT count(*) FROM tally.fold_runs WHERE mode IN ('delete', 'truncate')"
+                ).fetchone()[0]
+            ):
+                compactor_seen = time.monotonic()
+            for check in ("folds", "maintenance", "crash", "drift"):
+                if checks[check][0] != "ok":
+                    violations.append(f"{check}: {checks[check]}")
+            if (checks["quarantine"][0] == "warn") != (quarantined > 0):
+                violations.append(f"quarantine says {checks['quarantine']} with {quarantined} set aside")
+            # once pg_cron has started the loop, folding never stops for long
+            if compactor_seen is not None and time.monotonic() > compactor_seen + 5:
+                for check in ("compactor", "lag"):
+                    if checks[check][0] == "critical":
+                        violations.append(f"{check}: {checks[check]}")
+            time.sleep(2)
+        assert compactor_seen is not None, "pg_cron never started tally.compact_loop"
+
+        truth = Truth()
+        sent: dict[str, list[int]] = {}
+        for _ in procs:
+            kind, ident, calls, errors, result = out.get(timeout=300)
+            assert not errors, f"{kind} writer {ident} failed:\n" + "\n".join(errors)
+            assert calls > 0, f"{kind} writer {ident} made no call"
+            if kind == "legit":
+                truth.merge(Truth.from_plain(result))
+            else:
+                sent, filler = result
+                truth.merge(Truth.from_plain(filler))
+        for p in procs:
+            p.join(timeout=60)
+
+        # the cron job folds the rest
+        deadline = time.monotonic() + 90
+        while conn.execute("SELECT count(*) FROM tally.delta").fetchone()[0] and time.monotonic() < deadline:
+            time.sleep(1)
+        assert conn.execute("SELECT count(*) FROM tally.delta").fetchone()[0] == 0, "pg_cron stopped folding"
+    finally:
+        cron.execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname = %s", (job,))
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND query LIKE 'CALL tally.compact_loop%%'"
+        )
+        cron.close()
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+
+    assert not violations, f"{len(violations)} times tally.health was wrong (of {samples}):\n" + "\n".join(
+        violations[:20]
+    )
+    # every legitimate increment, at every granularity
+    start = datetime.now(UTC) - timedelta(days=DAYS_BACK + 40)
+    compared = assert_matches(conn, truth, start, datetime.now(UTC) + timedelta(days=1))
+    assert compared > truth.increments > 10_000
+    # every poison delta is folded or set aside: never lost, never both
+    assert sent, "the hostile writer sent nothing"
+    rows = conn.execute(
+        """
+        SELECT p.key, coalesce(t.value, 0), coalesce(q.total, 0), coalesce(q.n, 0)
+        FROM unnest(%s::text[]) AS p (key)
+        CROSS JOIN (SELECT id FROM tally.counters WHERE name = %s) AS c
+        LEFT JOIN tally.totals AS t ON t.counter_id = c.id AND t.key = p.key
+        LEFT JOIN (
+            SELECT q.key, sum(q.delta) AS total, count(*) AS n FROM tally.quarantine AS q
+            WHERE q.counter_id = (SELECT id FROM tally.counters WHERE name = %s) GROUP BY q.key
+        ) AS q ON q.key = p.key
+        """,
+        (list(sent), soak_load.HOSTILE_COUNTER, soak_load.HOSTILE_COUNTER),
+    ).fetchall()
+    for key, folded, quarantined, n in rows:
+        total, count = sent[key]
+        assert folded + quarantined == total, (key, folded, quarantined, total)
+        assert 0 < n <= count, f"{key}: {n} of its {count} deltas set aside (they cannot all fold)"
+    checks, quarantined = _health(conn)
+    assert checks["quarantine"][0] == "warn" and quarantined > 0
+    assert {c: s for c, (s, _) in checks.items()} == {
+        "compactor": "ok",
+        "lag": "ok",
+        "folds": "ok",
+        "maintenance": "ok",
+        "drift": "ok",
+        "crash": "ok",
+        "quarantine": "warn",
+    }
+    # the window changes took: the partitions of the last window, today and three days ahead
+    assert [s for s, _ in conn.execute("SELECT * FROM tally.maintain()").fetchall() if s == "failed"] == []
+    days = conn.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = 'tally.event_ids'::regclass").fetchone()[0]
+    assert days == window + 4
+    stats = conn.execute("SELECT retried_deadlocks, abandoned FROM tally.fold_stats").fetchone()
+    assert stats == (0, 0)
+    assert workers.deadlocks(conn) == deadlocks_before
