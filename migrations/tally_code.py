@@ -138,7 +138,7 @@ class Tree:
             code[path.name] = path.read_text()
         for name in absent:
             if name not in code:
-                raise RuntimeError(f"tally: migrations/code/{rev}/{MANIFEST}: {name} is absent at {rev} but not at {nxt}")
+                raise RuntimeError(f"tally: migrations/code/{rev}/{MANIFEST}: {name} is absent at {rev} and {nxt}")
             del code[name]
         if code_digest(code) != digest:
             raise RuntimeError(
@@ -314,16 +314,29 @@ def drop_code(revision: str | None = None) -> None:
 def apply_code(revision: str | None = None) -> None:
     """(Re)create every function, procedure and view of the code of
     `revision` (None: of the revision calling), then apply its grants.sql if
-    it has one. Order: `apply_order()`."""
+    it has one. Order: `apply_order()`.
+
+    Temporary tables the code makes (grants.sql's `ON COMMIT DROP` list) are
+    dropped at the end: one alembic run is one transaction, and the next
+    revision's apply_code() would otherwise find them there.
+    """
     conn = raw()
     revision = revision or calling_revision()
     code = code_at(revision)
+    temp = (
+        "SELECT c.oid::regclass::text FROM pg_class AS c"
+        " WHERE c.relnamespace = pg_my_temp_schema() AND c.relkind IN ('r', 'p')"
+    )
+    before = {r[0] for r in conn.execute(temp)}
     for name in apply_order(code):
         try:
             with conn.transaction():
                 conn.execute(code[name])
         except psycopg.Error as exc:
             raise RuntimeError(f"tally: cannot apply {name} of revision {revision}: {exc}") from exc
+    made = sorted({r[0] for r in conn.execute(temp)} - before)
+    if made:
+        conn.execute(f"DROP TABLE {', '.join(made)}")
 
 
 ROLES = ("tally_writer", "tally_reader", "tally_admin")
@@ -453,9 +466,10 @@ def after_migrations(conn: psycopg.Connection) -> None:
     by before_migrations() or kept by 0001's DROP SCHEMA)."""
     if not _run["made_schema"]:
         return
-    if _has_version_table(conn) and conn.execute(
-        f"SELECT EXISTS (SELECT FROM {VERSION_SCHEMA}.{VERSION_TABLE})"
-    ).fetchone()[0]:
+    if (
+        _has_version_table(conn)
+        and conn.execute(f"SELECT EXISTS (SELECT FROM {VERSION_SCHEMA}.{VERSION_TABLE})").fetchone()[0]
+    ):
         return
     try:
         with conn.transaction():

@@ -71,7 +71,11 @@ def main() -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("revision", help="the revision that stops being the head (N)")
-    parser.add_argument("--ref", default="HEAD", help="a git ref holding N's code: N is its head (default HEAD)")
+    parser.add_argument(
+        "--ref",
+        default="HEAD",
+        help="a git ref holding N's code: where N is the head, or whose migrations/code/ holds N (default HEAD)",
+    )
     args = parser.parse_args()
     rev = args.revision
 
