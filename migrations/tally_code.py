@@ -445,6 +445,16 @@ def before_migrations(conn: psycopg.Connection) -> None:
         ]
         if len(rows) == 1:
             _create_version_table(conn, rows)
+            # What sql/grants.sql gave tally's roles on every table of
+            # schema tally ("ON ALL TABLES"), as a fresh install has it.
+            for privilege, grantee in conn.execute(
+                "SELECT a.privilege_type, a.grantee::regrole::text"
+                " FROM pg_class AS c, aclexplode(c.relacl) AS a"
+                " WHERE c.oid = to_regclass('tally.counters') AND a.grantee <> 0"
+                " AND a.grantee::regrole::text = ANY(%s) ORDER BY 1, 2",
+                (list(ROLES),),
+            ).fetchall():
+                conn.execute(f"GRANT {privilege} ON {VERSION_SCHEMA}.{VERSION_TABLE} TO {grantee}")
             conn.execute("DELETE FROM public.alembic_version WHERE version_num = %s", (rows[0],))
             note = "kept (it holds other rows)"
             if conn.execute("SELECT NOT EXISTS (SELECT FROM public.alembic_version)").fetchone()[0]:
