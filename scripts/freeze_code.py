@@ -38,7 +38,7 @@ import tally_code  # noqa: E402
 
 
 def unpack(ref: str, into: Path) -> str:
-    """Unpack the tree of `ref` into `into`; return its commit id."""
+    """Unpack the code and migrations of `ref` into `into`; return its commit id."""
     commit = subprocess.run(
         ["git", "-C", str(ROOT), "rev-parse", "--verify", f"{ref}^{{commit}}"],
         check=True,
@@ -47,7 +47,8 @@ def unpack(ref: str, into: Path) -> str:
     ).stdout.strip()
     data = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", commit], check=True, capture_output=True)
     with tarfile.open(fileobj=io.BytesIO(data.stdout)) as tar:
-        tar.extractall(into, filter="data")
+        wanted = [m for m in tar.getmembers() if m.name.split("/")[0] in ("sql", "plpython", "migrations")]
+        tar.extractall(into, members=wanted, filter="data")
     return commit
 
 
