@@ -181,12 +181,21 @@ def object_name(file_name: str) -> str:
     return file_name.removeprefix("tally.").removesuffix(".sql")
 
 
-# References to another object of tally in a file's text.
+# References to another object of tally in a file's code.
 REFERENCE = re.compile(r'\btally\.("?)([A-Za-z_][A-Za-z0-9_$]*)\1')
 # Objects PostgreSQL binds when they are created: views and SQL-language
 # routines (what they call must exist first). PL/pgSQL and PL/Python bodies
 # are bound when they run, in any order.
 BOUND = re.compile(r"\bCREATE\s+(?:OR\s+REPLACE\s+)?VIEW\b|\bLANGUAGE\s+sql\b|\bBEGIN\s+ATOMIC\b", re.IGNORECASE)
+# What is not code: comments, string literals (a hint naming another
+# function, a COMMENT ON text), and dollar-quote delimiters (a SQL body
+# between them is code).
+NOT_CODE = re.compile(r"--[^\n]*|/\*.*?\*/|[EeUu]?'(?:[^']|'')*'|\$[A-Za-z_]?[A-Za-z0-9_]*\$", re.DOTALL)
+
+
+def code_text(sql: str) -> str:
+    """`sql` without comments and string literals."""
+    return NOT_CODE.sub(" ", sql)
 
 
 def apply_order(code: dict[str, str]) -> list[str]:
@@ -197,7 +206,8 @@ def apply_order(code: dict[str, str]) -> list[str]:
     names = {object_name(f): f for f in code if f != GRANTS}
     needs: dict[str, set[str]] = {}
     for name, f in names.items():
-        refs = {m.group(2) for m in REFERENCE.finditer(code[f])} if BOUND.search(code[f]) else set()
+        text = code_text(code[f])
+        refs = {m.group(2) for m in REFERENCE.finditer(text)} if BOUND.search(text) else set()
         needs[name] = {r for r in refs if r in names and r != name}
     users: dict[str, list[str]] = {name: [] for name in names}
     for name, deps in needs.items():

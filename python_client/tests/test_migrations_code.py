@@ -217,6 +217,14 @@ def test_apply_order_follows_what_bound_objects_name() -> None:
         "tally.a_view.sql",
         "grants.sql",
     ]
+    # a name in a comment or a string literal is no reference
+    hinted = {
+        "tally.a_view.sql": "-- cleared by tally.b_fn\nCREATE VIEW tally.a_view AS SELECT 'tally.b_fn()' AS hint;\n",
+        "tally.b_fn.sql": "-- counts what tally.a_view shows\n"
+        "CREATE FUNCTION tally.b_fn() RETURNS bigint LANGUAGE sql RETURN (SELECT count(*) FROM tally.a_view);\n"
+        "COMMENT ON FUNCTION tally.b_fn() IS 'tally.a_view''s rows';\n",
+    }
+    assert tally_code.apply_order(hinted) == ["tally.a_view.sql", "tally.b_fn.sql"]
     code["tally.z_plpgsql.sql"] = "CREATE VIEW tally.z_plpgsql AS SELECT tally.a_view.x FROM tally.a_view;\n"
     with pytest.raises(RuntimeError, match=r"tally: the code of a_view, m_sql, z_plpgsql refers to itself in a circle"):
         tally_code.apply_order(code)
