@@ -35,7 +35,6 @@ MIGRATIONS = Path(__file__).resolve().parent
 ROOT = MIGRATIONS.parent
 SQL_DIR = ROOT / "sql"
 CODE_DIR = MIGRATIONS / "code"
-FROZEN_DIR = CODE_DIR  # the name older tooling used
 GRANTS = "grants.sql"
 MANIFEST = "manifest"
 INCLUDE = re.compile(r"^#include (\S+)\s*$", re.MULTILINE)
@@ -78,7 +77,8 @@ class Tree:
 
     def code_files(self) -> dict[str, Path]:
         """The head's code files by name: every `tally.*.sql` under sql/, at
-        any depth, and sql/grants.sql."""
+        any depth (an index such as sql/index.sql is not an object), and
+        sql/grants.sql."""
         files: dict[str, Path] = {}
         for path in sorted(self.sql.rglob("tally.*.sql")):
             if path.name in files:
@@ -247,6 +247,11 @@ def calling_revision() -> str:
     raise RuntimeError("tally: apply_code()/drop_code() without a revision is for revisions only")
 
 
+def code_files() -> dict[str, Path]:
+    """The head's code files by name (`Tree.code_files`)."""
+    return WORKTREE.code_files()
+
+
 def code_at(revision: str | None = None) -> dict[str, str]:
     """The code of `revision` (None: of the revision calling)."""
     return WORKTREE.code_at(revision or calling_revision())
@@ -280,10 +285,6 @@ def execute(sql: str) -> None:
         _run["made_schema"] = True
         return
     conn.execute(sql)
-
-
-def execute_file(path: Path) -> None:
-    execute(WORKTREE.render(path))
 
 
 def drop_code(revision: str | None = None) -> None:

@@ -310,8 +310,9 @@ def test_a_new_revision_is_one_command(databases: Databases, tmp_path: Path) -> 
     """In a copy of the repository, a new revision after the head changes
     counter_value, drops set_event_window (and its grant), adds a view and
     the function it calls (the view sorts first by name), and sql/ is
-    regrouped into folders. `scripts/freeze_code.py <head> --ref HEAD` is all
-    it takes: the old head keeps installing the code it shipped with, whether
+    regrouped into folders with an index. `scripts/freeze_code.py <head>
+    --ref HEAD` is all it takes: the old head keeps installing the code it
+    shipped with, whether
     upgraded to (its apply_code() is its own code, not the new head's) or
     downgraded to from the new revision."""
     repo = tmp_path / "repo"
@@ -332,6 +333,7 @@ def test_a_new_revision_is_one_command(databases: Databases, tmp_path: Path) -> 
     (sql / "read" / "tally.aa_answer.sql").write_text(
         "CREATE VIEW tally.aa_answer AS SELECT tally.zz_answer() AS answer;\n"
     )
+    (sql / "index.sql").write_text("-- the order of the stages\n\\ir read/tally.counter_value.sql\n")
     (repo / "migrations" / "versions" / f"{NEW}_code_only.py").write_text(NEW_REVISION)
 
     done = subprocess.run(
