@@ -237,7 +237,8 @@ WORKTREE = Tree(ROOT)
 
 def calling_revision() -> str:
     """The revision whose upgrade() or downgrade() is running: the `revision`
-    global of the nearest caller that is a module of migrations/versions/."""
+    global of the nearest caller whose module is a revision (it defines
+    revision, down_revision, upgrade and downgrade)."""
     frame = sys._getframe(1)
     while frame is not None:
         g = frame.f_globals
