@@ -1,10 +1,17 @@
-"""alembic environment for tally: runs migrations over psycopg 3 against TALLY_DSN."""
+"""alembic environment for tally: runs migrations over psycopg 3 against TALLY_DSN.
+
+tally's revision is kept in its own version table, tally.alembic_version,
+never in the application's public.alembic_version; tally_code's
+before_migrations() / after_migrations() make and remove schema tally around
+it (why, and how revision 0001 meets it: tally_code, "the version table").
+"""
 
 from __future__ import annotations
 
 import os
 
 import psycopg
+import tally_code
 from alembic import context
 from sqlalchemy import create_engine, pool
 
@@ -15,9 +22,17 @@ def run_migrations_online() -> None:
         raise SystemExit("tally migrations: set TALLY_DSN to the target database (libpq string or URL)")
     engine = create_engine("postgresql+psycopg://", poolclass=pool.NullPool, creator=lambda: psycopg.connect(dsn))
     with engine.connect() as connection:
-        context.configure(connection=connection, transactional_ddl=True)
+        context.configure(
+            connection=connection,
+            transactional_ddl=True,
+            version_table=tally_code.VERSION_TABLE,
+            version_table_schema=tally_code.VERSION_SCHEMA,
+        )
         with context.begin_transaction():
+            raw = connection.connection.driver_connection
+            tally_code.before_migrations(raw)
             context.run_migrations()
+            tally_code.after_migrations(raw)
 
 
 if context.is_offline_mode():

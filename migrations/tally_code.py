@@ -1,32 +1,49 @@
-"""Helpers shared by tally's alembic revisions.
+"""Helpers shared by tally's alembic revisions and env.py.
 
 State (tables, partitions, data) lives in the numbered revisions; code
-(functions, procedures, views) lives in sql/ and plpython/ and is (re)applied
-by `apply_code()`, so the files in the repository are the source of truth.
+(functions, procedures, views, grants) lives once, in sql/ and plpython/, and
+is (re)applied by `apply_code()`.
 
-Only the head revision applies sql/ as it is. When a revision stops being the
-head, its code is frozen first (`scripts/freeze_code.py REV` renders sql/ and
-the plpython/ files it includes into migrations/code/REV/), and the revision
-applies that frozen copy: upgrading or downgrading through it then installs
-exactly the code it shipped with.
+Code: one object per file, `tally.<name>.sql` anywhere under sql/ (its
+identity is the file name, not the folder), plus `sql/grants.sql`. sql/ holds
+the code of the head revision. An older revision K is described by a reverse
+delta, migrations/code/K/: the objects whose version at K differs from their
+version at the next revision, as applied (`#include plpython/x.py` expanded),
+and a manifest naming the objects the next revision added (absent at K) and the
+sha256 of K's whole code. `code_at(K)` starts from sql/ and overlays the
+deltas from the head down to K; the digest proves the result is K's code as it
+shipped (scripts/freeze_code.py writes a delta when a revision is added).
+
+Version table: tally keeps its own, tally.alembic_version, so it installs
+into a database whose application uses alembic in public.alembic_version.
+See `before_migrations()`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import heapq
 import re
 import sys
+from functools import cache
 from pathlib import Path
 
+import psycopg
 from alembic import op
 
-ROOT = Path(__file__).resolve().parent.parent
+MIGRATIONS = Path(__file__).resolve().parent
+ROOT = MIGRATIONS.parent
 SQL_DIR = ROOT / "sql"
-FROZEN_DIR = Path(__file__).resolve().parent / "code"
+CODE_DIR = MIGRATIONS / "code"
+GRANTS = "grants.sql"
+MANIFEST = "manifest"
 INCLUDE = re.compile(r"^#include (\S+)\s*$", re.MULTILINE)
 
-# Code kinds in the order they are applied: functions may reference each other
-# late-bound (PL/pgSQL, PL/Python), views need the functions they call.
-CODE_DIRS = ("functions", "procedures", "views")
+VERSION_SCHEMA = "tally"
+VERSION_TABLE = "alembic_version"
+# Revisions that were installed with the version table in public (before
+# tally kept its own): carried over by before_migrations().
+LEGACY_REVISIONS = ("0001", "0002")
 
 
 def raw():
@@ -39,52 +56,241 @@ def raw():
     return op.get_bind().connection.driver_connection
 
 
-def render(path: Path) -> str:
-    """A SQL file's text with `#include plpython/x.py` lines replaced by that file."""
-    text = path.read_text()
-    return INCLUDE.sub(lambda m: (ROOT / m.group(1)).read_text().rstrip("\n"), text)
+# ---------------------------------------------------------------- the code
 
 
-def execute(sql: str) -> None:
-    raw().execute(sql)
+class Tree:
+    """A checkout of the repository (the working tree, or a git ref unpacked
+    by scripts/freeze_code.py): its head code, revisions and deltas."""
+
+    def __init__(self, root: Path = ROOT) -> None:
+        self.root = root
+        self.sql = root / "sql"
+        self.migrations = root / "migrations"
+        self.code_dir = self.migrations / "code"
+
+    def render(self, path: Path) -> str:
+        """A file's text with `#include plpython/x.py` lines replaced by that
+        file, ending in exactly one newline."""
+        text = INCLUDE.sub(lambda m: (self.root / m.group(1)).read_text().rstrip("\n"), path.read_text())
+        return text.rstrip("\n") + "\n"
+
+    def code_files(self) -> dict[str, Path]:
+        """The head's code files by name: every `tally.*.sql` under sql/, at
+        any depth (an index such as sql/index.sql is not an object), and
+        sql/grants.sql."""
+        files: dict[str, Path] = {}
+        for path in sorted(self.sql.rglob("tally.*.sql")):
+            if path.name in files:
+                raise RuntimeError(
+                    f"tally: {path.relative_to(self.root)} and {files[path.name].relative_to(self.root)}"
+                    " define the same object; an object lives in one file"
+                )
+            files[path.name] = path
+        if (self.sql / GRANTS).is_file():
+            files[GRANTS] = self.sql / GRANTS
+        return files
+
+    def head_code(self) -> dict[str, str]:
+        return {name: self.render(path) for name, path in self.code_files().items()}
+
+    @cache  # noqa: B019 (a Tree lives as long as the process or the tool's run)
+    def revisions(self) -> tuple[str, ...]:
+        """Revision ids from the first to the head, from alembic's script directory."""
+        from alembic.script import ScriptDirectory
+
+        if str(self.migrations) not in sys.path:
+            sys.path.insert(0, str(self.migrations))
+        script = ScriptDirectory(str(self.migrations))
+        heads = script.get_heads()
+        if len(heads) != 1:
+            raise RuntimeError(f"tally: migrations have {len(heads)} heads ({', '.join(heads)}); history is linear")
+        return tuple(reversed([s.revision for s in script.walk_revisions()]))
+
+    def head(self) -> str:
+        return self.revisions()[-1]
+
+    def code_at(self, revision: str) -> dict[str, str]:
+        """The code of `revision` as it shipped: {file name: text}."""
+        revs = self.revisions()
+        if revision not in revs:
+            raise RuntimeError(f"tally: no revision {revision!r} (revisions: {', '.join(revs)})")
+        code = self.head_code()
+        at = revs.index(revision)
+        for k in range(len(revs) - 2, at - 1, -1):
+            rev, nxt = revs[k], revs[k + 1]
+            code = self.step_down(code, rev, nxt)
+        return code
+
+    def step_down(self, code: dict[str, str], rev: str, nxt: str) -> dict[str, str]:
+        """The code of `rev`, from the code of `nxt` (the revision after it)
+        and the delta migrations/code/<rev>/."""
+        d = self.code_dir / rev
+        manifest = d / MANIFEST
+        if not manifest.is_file():
+            raise RuntimeError(
+                f"tally: migrations/code/{rev}/{MANIFEST} is missing: revision {nxt} was added without"
+                f" keeping the code of {rev}; run scripts/freeze_code.py {rev} --ref <a commit where {rev} is the head>"
+            )
+        absent, digest = read_manifest(manifest)
+        code = dict(code)
+        for path in d.glob("*.sql"):
+            code[path.name] = path.read_text()
+        for name in absent:
+            if name not in code:
+                raise RuntimeError(f"tally: migrations/code/{rev}/{MANIFEST}: {name} is absent at {rev} and {nxt}")
+            del code[name]
+        if code_digest(code) != digest:
+            raise RuntimeError(
+                f"tally: the code of revision {rev} does not reconstruct (sha256 differs from"
+                f" migrations/code/{rev}/{MANIFEST}): the code of {nxt} changed after that delta was written."
+                f" A change to released code needs a new revision; while {nxt} is unreleased, run"
+                f" scripts/freeze_code.py {rev} --ref <a commit holding the code of {rev}>"
+            )
+        return code
 
 
-def execute_file(path: Path) -> None:
-    execute(render(path))
+def read_manifest(path: Path) -> tuple[list[str], str]:
+    """(names absent at the revision, sha256 of its code) from a manifest."""
+    absent: list[str] = []
+    digest = None
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        word, _, value = line.partition(" ")
+        if word == "absent":
+            absent.append(value.strip())
+        elif word == "sha256":
+            digest = value.strip()
+        else:
+            raise RuntimeError(f"tally: {path}: unknown line {line!r}")
+    if digest is None:
+        raise RuntimeError(f"tally: {path}: no sha256 line")
+    return absent, digest
 
 
-def _calling_revision(revision: str | None) -> str | None:
-    """`revision`, or when None the revision module calling apply_code() /
-    drop_code(): a revision that is no longer the head has a frozen copy."""
-    if revision is not None:
-        return revision
-    frame = sys._getframe(2)
-    calling = frame.f_globals.get("revision")
-    if isinstance(calling, str) and (FROZEN_DIR / calling).is_dir():
-        return calling
-    return None
+def code_digest(code: dict[str, str]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(code):
+        h.update(name.encode() + b"\0" + code[name].encode() + b"\0")
+    return h.hexdigest()
 
 
-def code_files(base: Path = SQL_DIR) -> list[Path]:
-    files: list[Path] = []
-    for kind in CODE_DIRS:
-        d = base / kind
-        if d.is_dir():
-            files.extend(sorted(d.glob("*.sql")))
-    return files
+def object_name(file_name: str) -> str:
+    return file_name.removeprefix("tally.").removesuffix(".sql")
+
+
+# References to another object of tally in a file's code.
+REFERENCE = re.compile(r'\btally\.("?)([A-Za-z_][A-Za-z0-9_$]*)\1')
+# Objects PostgreSQL binds when they are created: views and SQL-language
+# routines (what they call must exist first). PL/pgSQL and PL/Python bodies
+# are bound when they run, in any order.
+BOUND = re.compile(r"\bCREATE\s+(?:OR\s+REPLACE\s+)?VIEW\b|\bLANGUAGE\s+sql\b|\bBEGIN\s+ATOMIC\b", re.IGNORECASE)
+# What is not code: comments, string literals (a hint naming another
+# function, a COMMENT ON text), and dollar-quote delimiters (a SQL body
+# between them is code).
+NOT_CODE = re.compile(r"--[^\n]*|/\*.*?\*/|[EeUu]?'(?:[^']|'')*'|\$[A-Za-z_]?[A-Za-z0-9_]*\$", re.DOTALL)
+
+
+def code_text(sql: str) -> str:
+    """`sql` without comments and string literals."""
+    return NOT_CODE.sub(" ", sql)
+
+
+def apply_order(code: dict[str, str]) -> list[str]:
+    """The files of `code` in an order PostgreSQL accepts: an object bound at
+    creation comes after every object of tally its text names; otherwise by
+    name; grants last. Derived from the text, so no revision keeps a list and
+    nothing is retried."""
+    names = {object_name(f): f for f in code if f != GRANTS}
+    needs: dict[str, set[str]] = {}
+    for name, f in names.items():
+        text = code_text(code[f])
+        refs = {m.group(2) for m in REFERENCE.finditer(text)} if BOUND.search(text) else set()
+        needs[name] = {r for r in refs if r in names and r != name}
+    users: dict[str, list[str]] = {name: [] for name in names}
+    for name, deps in needs.items():
+        for dep in deps:
+            users[dep].append(name)
+    waiting = {name: len(deps) for name, deps in needs.items()}
+    ready = [name for name, n in waiting.items() if n == 0]
+    heapq.heapify(ready)
+    order: list[str] = []
+    while ready:
+        name = heapq.heappop(ready)
+        order.append(names[name])
+        for user in users[name]:
+            waiting[user] -= 1
+            if waiting[user] == 0:
+                heapq.heappush(ready, user)
+    if len(order) < len(names):
+        stuck = sorted(n for n, w in waiting.items() if w)
+        raise RuntimeError(f"tally: the code of {', '.join(stuck)} refers to itself in a circle; no order applies it")
+    if GRANTS in code:
+        order.append(GRANTS)
+    return order
+
+
+WORKTREE = Tree(ROOT)
+
+
+def calling_revision() -> str:
+    """The revision whose upgrade() or downgrade() is running: the `revision`
+    global of the nearest caller whose module is a revision (it defines
+    revision, down_revision, upgrade and downgrade)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        g = frame.f_globals
+        if isinstance(g.get("revision"), str) and "down_revision" in g and "upgrade" in g and "downgrade" in g:
+            return g["revision"]
+        frame = frame.f_back
+    raise RuntimeError("tally: apply_code()/drop_code() without a revision is for revisions only")
+
+
+def code_files() -> dict[str, Path]:
+    """The head's code files by name (`Tree.code_files`)."""
+    return WORKTREE.code_files()
+
+
+def code_at(revision: str | None = None) -> dict[str, str]:
+    """The code of `revision` (None: of the revision calling)."""
+    return WORKTREE.code_at(revision or calling_revision())
 
 
 def code_names(revision: str | None = None) -> list[str]:
-    """Names of the views and routines a revision's code defines (one object
-    per file, named `tally.<name>.sql`): sql/ for the head, else the frozen
-    copy of `revision`."""
-    base = FROZEN_DIR / revision if revision else SQL_DIR
-    return sorted({path.name.removeprefix("tally.").removesuffix(".sql") for path in code_files(base)})
+    """Names of the views and routines the code of `revision` (None: of the
+    revision calling) defines."""
+    return sorted(object_name(f) for f in code_at(revision) if f != GRANTS)
+
+
+def execute(sql: str) -> None:
+    """Run `sql` verbatim in the migration's transaction.
+
+    Two statements of revision 0001 meet tally's version table, which lives
+    in schema tally (see before_migrations()): `CREATE SCHEMA tally` finds
+    the schema env.py made to hold that table, and `DROP SCHEMA tally
+    CASCADE` would drop the table whose row alembic deletes right after.
+    So the first is skipped when env.py made the schema in this run, and
+    after the second the table is made again with its rows; env.py drops
+    the emptied table and the schema when the run ends at base.
+    """
+    stmt = " ".join(sql.split()).rstrip(";").upper()
+    conn = raw()
+    if stmt == f"CREATE SCHEMA {VERSION_SCHEMA.upper()}" and _run["made_schema"]:
+        return
+    if stmt == f"DROP SCHEMA {VERSION_SCHEMA.upper()} CASCADE" and _has_version_table(conn):
+        rows = [r[0] for r in conn.execute(f"SELECT version_num FROM {VERSION_SCHEMA}.{VERSION_TABLE}")]
+        conn.execute(sql)
+        _create_version_table(conn, rows)
+        _run["made_schema"] = True
+        return
+    conn.execute(sql)
 
 
 def drop_code(revision: str | None = None) -> None:
     """Drop the views, functions and procedures the code of `revision` (None:
-    sql/ at the head) created in schema tally; state stays.
+    of the revision calling) created in schema tally; state stays.
 
     Objects an operator added to schema tally are left alone. All in one
     statement per kind and without CASCADE: tally's objects may depend on
@@ -92,7 +298,7 @@ def drop_code(revision: str | None = None) -> None:
     stops the migration instead of being dropped silently.
     """
     conn = raw()
-    names = code_names(_calling_revision(revision))
+    names = code_names(revision or calling_revision())
     views = [
         r[0]
         for r in conn.execute(
@@ -102,7 +308,7 @@ def drop_code(revision: str | None = None) -> None:
         ).fetchall()
     ]
     if views:
-        execute(f"DROP VIEW {', '.join(views)}")
+        conn.execute(f"DROP VIEW {', '.join(views)}")
     for kind, code in (("FUNCTION", "f"), ("PROCEDURE", "p")):
         routines = [
             r[0]
@@ -114,7 +320,35 @@ def drop_code(revision: str | None = None) -> None:
             ).fetchall()
         ]
         if routines:
-            execute(f"DROP {kind} {', '.join(routines)}")
+            conn.execute(f"DROP {kind} {', '.join(routines)}")
+
+
+def apply_code(revision: str | None = None) -> None:
+    """(Re)create every function, procedure and view of the code of
+    `revision` (None: of the revision calling), then apply its grants.sql if
+    it has one. Order: `apply_order()`.
+
+    Temporary tables the code makes (grants.sql's `ON COMMIT DROP` list) are
+    dropped at the end: one alembic run is one transaction, and the next
+    revision's apply_code() would otherwise find them there.
+    """
+    conn = raw()
+    revision = revision or calling_revision()
+    code = code_at(revision)
+    temp = (
+        "SELECT c.oid::regclass::text FROM pg_class AS c"
+        " WHERE c.relnamespace = pg_my_temp_schema() AND c.relkind IN ('r', 'p')"
+    )
+    before = {r[0] for r in conn.execute(temp)}
+    for name in apply_order(code):
+        try:
+            with conn.transaction():
+                conn.execute(code[name])
+        except psycopg.Error as exc:
+            raise RuntimeError(f"tally: cannot apply {name} of revision {revision}: {exc}") from exc
+    made = sorted({r[0] for r in conn.execute(temp)} - before)
+    if made:
+        conn.execute(f"DROP TABLE {', '.join(made)}")
 
 
 ROLES = ("tally_writer", "tally_reader", "tally_admin")
@@ -167,30 +401,101 @@ def regrant(grants: list[tuple[str, str, str]]) -> None:
             execute(f"GRANT EXECUTE ON {what} {sig} TO {grantee}")
 
 
-def apply_code(revision: str | None = None) -> None:
-    """(Re)create every function, procedure and view from sql/, or from the
-    frozen copy of `revision` under migrations/code/.
+# ------------------------------------------------------- the version table
+#
+# Why tally.alembic_version: an application that uses alembic keeps its own
+# revision in public.alembic_version; sharing that table made alembic refuse
+# one of the two histories. tally's history lives in its own schema, so both
+# stay independent and `downgrade base` can leave nothing behind.
+#
+# The schema must exist before alembic creates the table in it, i.e. before
+# revision 0001 (which creates the schema) runs, and 0001's downgrade drops
+# the schema before alembic deletes the last row. Revisions are never
+# edited, so env.py and `execute()` bridge this: before_migrations() makes
+# the schema when it is missing, 0001's CREATE SCHEMA then finds it, its DROP
+# SCHEMA ... CASCADE keeps the table (made again with its rows), and
+# after_migrations() drops the emptied table and the schema it made.
 
-    SQL-language bodies and views are bound when created, so a file may need
-    another one first: files that fail are retried (each under a savepoint)
-    until a pass makes no progress, which raises the first remaining error.
+_run = {"made_schema": False}
+
+
+def _has_version_table(conn: psycopg.Connection) -> bool:
+    return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{VERSION_SCHEMA}.{VERSION_TABLE}",)).fetchone()[0]
+
+
+def _create_version_table(conn: psycopg.Connection, rows: list[str]) -> None:
+    """alembic's own shape of the version table (String(32), `<table>_pkc`)."""
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {VERSION_SCHEMA}")
+    conn.execute(
+        f"CREATE TABLE {VERSION_SCHEMA}.{VERSION_TABLE} (version_num VARCHAR(32) NOT NULL,"
+        f" CONSTRAINT {VERSION_TABLE}_pkc PRIMARY KEY (version_num))"
+    )
+    for row in rows:
+        conn.execute(f"INSERT INTO {VERSION_SCHEMA}.{VERSION_TABLE} (version_num) VALUES (%s)", (row,))
+
+
+def before_migrations(conn: psycopg.Connection) -> None:
+    """Run by env.py in the migration's transaction, before alembic reads
+    the version table.
+
+    An install made while tally's revision lived in public.alembic_version
+    (schema tally present, no tally.alembic_version, a row '0001' or '0002'
+    there) is carried over: the row moves to tally.alembic_version, and
+    public.alembic_version is dropped only if it is then empty (every other
+    row, an application's, stays untouched). A database without schema
+    tally gets it, to hold the version table.
     """
-    conn = raw()
-    revision = _calling_revision(revision)
-    base = FROZEN_DIR / revision if revision else SQL_DIR
-    pending = code_files(base)
-    while pending:
-        failed: list[tuple[Path, Exception]] = []
-        for path in pending:
-            try:
-                with conn.transaction():
-                    execute_file(path)
-            except Exception as exc:  # retried below; re-raised if stuck
-                failed.append((path, exc))
-        if len(failed) == len(pending):
-            path, exc = failed[0]
-            raise RuntimeError(f"tally: cannot apply {path.relative_to(ROOT)}: {exc}") from exc
-        pending = [p for p, _ in failed]
-    grants = base / "grants.sql"
-    if grants.exists():
-        execute_file(grants)
+    _run["made_schema"] = False
+    schema = conn.execute("SELECT to_regnamespace(%s) IS NOT NULL", (VERSION_SCHEMA,)).fetchone()[0]
+    legacy = conn.execute("SELECT to_regclass('public.alembic_version') IS NOT NULL").fetchone()[0]
+    if schema and legacy and not _has_version_table(conn):
+        rows = [
+            r[0]
+            for r in conn.execute(
+                "SELECT version_num FROM public.alembic_version WHERE version_num = ANY(%s)", (list(LEGACY_REVISIONS),)
+            )
+        ]
+        if len(rows) == 1:
+            _create_version_table(conn, rows)
+            # What sql/grants.sql gave tally's roles on every table of
+            # schema tally ("ON ALL TABLES"), as a fresh install has it.
+            for privilege, grantee in conn.execute(
+                "SELECT a.privilege_type, a.grantee::regrole::text"
+                " FROM pg_class AS c, aclexplode(c.relacl) AS a"
+                " WHERE c.oid = to_regclass('tally.counters') AND a.grantee <> 0"
+                " AND a.grantee::regrole::text = ANY(%s) ORDER BY 1, 2",
+                (list(ROLES),),
+            ).fetchall():
+                conn.execute(f"GRANT {privilege} ON {VERSION_SCHEMA}.{VERSION_TABLE} TO {grantee}")
+            conn.execute("DELETE FROM public.alembic_version WHERE version_num = %s", (rows[0],))
+            note = "kept (it holds other rows)"
+            if conn.execute("SELECT NOT EXISTS (SELECT FROM public.alembic_version)").fetchone()[0]:
+                conn.execute("DROP TABLE public.alembic_version")
+                note = "dropped (now empty)"
+            print(
+                f"tally: moved revision {rows[0]} from public.alembic_version to"
+                f" {VERSION_SCHEMA}.{VERSION_TABLE}; public.alembic_version {note}",
+                file=sys.stderr,
+            )
+    if not schema:
+        conn.execute(f"CREATE SCHEMA {VERSION_SCHEMA}")
+        _run["made_schema"] = True
+
+
+def after_migrations(conn: psycopg.Connection) -> None:
+    """Run by env.py at the end of the migration's transaction: at base,
+    drop the emptied version table and the schema that only held it (made
+    by before_migrations() or kept by 0001's DROP SCHEMA)."""
+    if not _run["made_schema"]:
+        return
+    if (
+        _has_version_table(conn)
+        and conn.execute(f"SELECT EXISTS (SELECT FROM {VERSION_SCHEMA}.{VERSION_TABLE})").fetchone()[0]
+    ):
+        return
+    try:
+        with conn.transaction():
+            conn.execute(f"DROP TABLE IF EXISTS {VERSION_SCHEMA}.{VERSION_TABLE}")
+            conn.execute(f"DROP SCHEMA {VERSION_SCHEMA}")
+    except psycopg.errors.DependentObjectsStillExist:
+        pass  # something else lives in schema tally: it stays, and so does the table

@@ -62,3 +62,9 @@ def downgrade() -> None:
     ex("ALTER TABLE tally.crash_resets DROP COLUMN acknowledged_at, DROP COLUMN acknowledged_by")
     tally_code.apply_code("0002")
     tally_code.regrant(grants)
+    # 0002 creates the event-id partitions after its grants ran: they carry no
+    # grant of tally_admin's there (reads go through the parent).
+    for (part,) in tally_code.raw().execute(
+        "SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = 'tally.event_ids'::regclass ORDER BY 1"
+    ).fetchall():
+        ex(f"REVOKE ALL ON {part} FROM tally_admin")
