@@ -168,6 +168,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seconds(minimum: float, strict: bool = True):
+    """An argparse type: a number of seconds above (or at least) `minimum`."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+        if value < minimum or (strict and value == minimum) or value != value:
+            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {minimum:g}, got {text}")
+        return value
+
+    return parse
+
+
 def _log_options(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("-v", "--verbose", action="store_true", help="log debug lines too")
@@ -185,19 +200,24 @@ def main(argv: list[str] | None = None) -> int:
 
     c = sub.add_parser("compact", help="fold pending deltas (CALL tally.compact()); --loop: run as a service")
     c.add_argument("--loop", action="store_true", help="keep folding, as a service (for databases without pg_cron)")
-    c.add_argument("--interval", type=float, default=1.0, help="seconds between folds in --loop (default 1)")
-    c.add_argument("--duration", type=float, default=0, help="stop --loop after this many seconds (default: never)")
+    c.add_argument("--interval", type=_seconds(0), default=1.0, help="seconds between folds in --loop (default 1)")
+    c.add_argument(
+        "--duration",
+        type=_seconds(0, strict=False),
+        default=0,
+        help="stop --loop after this many seconds (default: never)",
+    )
     c.add_argument("--max-deltas", type=int, default=100_000, help="deltas per fold transaction")
     c.add_argument(
         "--maintain-every",
-        type=float,
+        type=_seconds(0),
         default=3600.0,
         metavar="SECONDS",
         help="--loop runs tally.maintain() at start and then this often (default 3600)",
     )
     c.add_argument(
         "--stop-timeout",
-        type=float,
+        type=_seconds(0, strict=False),
         default=10.0,
         metavar="SECONDS",
         help="on SIGTERM/SIGINT, let a call in flight finish this long before abandoning it (default 10)",

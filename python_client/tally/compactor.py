@@ -218,10 +218,10 @@ class CompactorService:
                         )
                     else:
                         log.info(
-                            "reconnected to database %s after %d failed attempts in %.1f s (backend pid %d)",
+                            "reconnected to database %s after %.1f s and %d failures (backend pid %d)",
                             info.dbname,
-                            failures,
                             time.monotonic() - down_since,
+                            failures,
                             info.backend_pid,
                         )
                 if time.monotonic() >= next_maintain:
