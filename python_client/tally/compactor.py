@@ -148,12 +148,16 @@ class CompactorService:
         if not str(params.get("host", "/")).startswith("/"):  # TCP
             extra = {k: v for k, v in KEEPALIVES.items() if k not in params}
         conn = psycopg.connect(self.dsn, autocommit=True, **extra)
-        conn.execute("SET application_name = 'tally compactor'")
-        # A CALL is one statement: a drain of a backlog must not be cancelled
-        # midway by a statement_timeout meant for applications.
-        conn.execute("SET statement_timeout = 0")
-        # Notice a client gone (a stop after stop_timeout) within a second.
-        conn.execute("SET client_connection_check_interval = '1s'")
+        try:
+            conn.execute("SET application_name = 'tally compactor'")
+            # A CALL is one statement: a drain of a backlog must not be
+            # cancelled midway by a statement_timeout meant for applications.
+            conn.execute("SET statement_timeout = 0")
+            # Notice a client gone (a stop after stop_timeout) within a second.
+            conn.execute("SET client_connection_check_interval = '1s'")
+        except psycopg.Error:
+            conn.close()
+            raise
         return conn
 
     def _call(self, sql: str, params: tuple = ()) -> list[tuple]:
@@ -201,8 +205,11 @@ class CompactorService:
         failures = 0  # consecutive, of any kind
         fatal = 0  # consecutive, not transient
         down_since: float | None = None
+        ever_connected = False
         code = 0
         while not self.stopping:
+            if deadline is not None and time.monotonic() >= deadline:
+                break
             what = "cannot connect"
             try:
                 if self.conn is None:
@@ -218,12 +225,14 @@ class CompactorService:
                         )
                     else:
                         log.info(
-                            "reconnected to database %s after %.1f s and %d failures (backend pid %d)",
+                            "%s to database %s after %.1f s and %d failures (backend pid %d)",
+                            "reconnected" if ever_connected else "connected",
                             info.dbname,
                             time.monotonic() - down_since,
                             failures,
                             info.backend_pid,
                         )
+                    ever_connected = True
                 if time.monotonic() >= next_maintain:
                     what = "maintenance failed"
                     try:
@@ -289,7 +298,7 @@ class CompactorService:
         if self.stopping:
             log.info("stopped on %s", self.stopping)
         elif code == 0:
-            log.info("stopped: --duration reached")
+            log.info("stopped: --duration of %g s reached", self.duration)
         return code
 
 
