@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 REPO = Path(__file__).resolve().parents[2]
 TALLY = str(REPO / ".venv" / "bin" / "tally")
@@ -157,7 +157,7 @@ def test_a_stop_signal_ends_the_sleep_at_once_with_exit_0(dsn: str, service, sig
     time.sleep(0.5)  # in the 30 s sleep between folds
     code, took = s.stop(sig)
     assert code == 0, s.log
-    assert took < 1.5, took
+    assert took < 3, took
     assert f"stopped on {signal.Signals(sig).name}" in s.log
     assert "Traceback" not in s.log
     wait_until(lambda: compactor_pids(dsn) == [], 5, "the compactor's backend to end")
@@ -334,3 +334,26 @@ def test_a_missing_tally_schema_is_not_transient_exit_1(dsn: str, service) -> No
         re.M,
     ), s.log
     assert len(re.findall(r"compact failed: SQLSTATE 3F000", s.log)) == 5
+
+
+def test_a_failed_call_is_transient(dsn: str, conn: psycopg.Connection, service, login_role) -> None:
+    """A CALL that fails after tally.compact's own retries (here: the fold
+    lock held elsewhere past the login's lock_timeout, 55P03) is logged and
+    retried on the same connection; once the lock is free, folding goes on."""
+    admin = login_role("tally_admin")
+    role = conninfo_to_dict(admin)["user"]
+    conn.execute(sql.SQL("ALTER ROLE {} SET lock_timeout = '100ms'").format(sql.Identifier(role)))
+    conn.execute("SELECT tally.create_counter('svc')")
+    increment(dsn, "svc", "k", 7)
+    conn.execute("SELECT pg_advisory_lock(tally._fold_lock_key())")
+    s = service("--interval", "0.2", dsn_=admin)
+    try:
+        s.wait_log(r"WARNING tally.compactor: compact failed: SQLSTATE 55P03: .*; retrying in", count=2)
+        assert folded_total(dsn, "svc", "k") is None
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(tally._fold_lock_key())")
+    wait_until(lambda: folded_total(dsn, "svc", "k") == 7, 30, "the fold once the lock is free", s)
+    log = s.log
+    assert "connection lost" not in log and "reconnected" not in log  # the same connection throughout
+    assert len(re.findall(r"connected to database", log)) == 1
+    assert s.stop()[0] == 0, s.log
