@@ -225,11 +225,12 @@ class CompactorService:
                         )
                     else:
                         log.info(
-                            "%s to database %s after %.1f s and %d failures (backend pid %d)",
+                            "%s to database %s after %.1f s and %d failure%s (backend pid %d)",
                             "reconnected" if ever_connected else "connected",
                             info.dbname,
                             time.monotonic() - down_since,
                             failures,
+                            "" if failures == 1 else "s",
                             info.backend_pid,
                         )
                     ever_connected = True
