@@ -25,8 +25,8 @@ REVOKE ALL ON ALL ROUTINES IN SCHEMA tally FROM tally_writer, tally_reader, tall
 GRANT USAGE ON SCHEMA tally TO tally_writer, tally_reader, tally_admin;
 
 GRANT SELECT ON
-tally.compactor_lag, tally.compactor_runs, tally.deadlocks, tally.drift, tally.health,
-tally.quarantined, tally.retention_policies
+tally.compactor_lag, tally.compactor_runs, tally.counter_status, tally.crash_reset_log, tally.deadlocks,
+tally.drift, tally.health, tally.quarantined, tally.retention_policies
 TO tally_reader;
 GRANT SELECT ON ALL TABLES IN SCHEMA tally TO tally_admin;
 

@@ -144,7 +144,7 @@ SELECT lives_ok(
 SELECT lives_ok($$SELECT * FROM tally.top_keys('priv', 'all', NULL)$$, 'reader: top_keys');
 SELECT lives_ok(
     $$SELECT * FROM tally.health, tally.compactor_lag, tally.compactor_runs, tally.deadlocks, tally.drift,
-      tally.quarantined, tally.retention_policies$$,
+      tally.quarantined, tally.retention_policies, tally.counter_status, tally.crash_reset_log$$,
     'reader: every view'
 );
 SELECT throws_ok($$SELECT tally.increment_counter('priv', 'k')$$, '42501', NULL, 'reader: increment refused');

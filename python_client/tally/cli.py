@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
@@ -34,15 +35,36 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _logging(args: argparse.Namespace) -> None:
+    """Log to stderr with UTC timestamps; -v adds debug lines, -q keeps
+    warnings and errors only."""
+    handler = logging.StreamHandler(sys.stderr)
+    formatter = logging.Formatter("%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    root = logging.getLogger("tally")
+    root.handlers[:] = [handler]
+    root.propagate = False
+    root.setLevel(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
+
+
 def cmd_compact(args: argparse.Namespace) -> int:
+    if args.loop:
+        from tally.compactor import CompactorService
+
+        _logging(args)
+        return CompactorService(
+            _dsn(args),
+            interval=args.interval,
+            max_deltas=args.max_deltas,
+            maintain_every=args.maintain_every,
+            duration=args.duration,
+            stop_timeout=args.stop_timeout,
+        ).run()
     with psycopg.connect(_dsn(args), autocommit=True) as conn:
         conn.execute("SET application_name = 'tally compactor'")
-        deadline = time.monotonic() + args.duration if args.duration else None
-        while True:
-            conn.execute("CALL tally.compact(%s::integer)", (args.max_deltas,))
-            if not args.loop or (deadline is not None and time.monotonic() >= deadline):
-                return 0
-            time.sleep(args.interval)
+        conn.execute("CALL tally.compact(%s::integer)", (args.max_deltas,))
+    return 0
 
 
 def _table(headers: list[str], rows: list[tuple], right: set[int] | None = None) -> str:
@@ -70,19 +92,8 @@ def _age(seconds: float | None) -> str | None:
 def cmd_status(args: argparse.Namespace) -> int:
     with psycopg.connect(_dsn(args), autocommit=True) as conn:
         counters = conn.execute(
-            """
-            SELECT c.name,
-                   CASE WHEN c.durable THEN 'durable' ELSE 'fast' END,
-                   array_to_string(c.granularities, ','),
-                   coalesce(p.pending, 0),
-                   extract(epoch FROM now() - p.oldest)::float8
-            FROM tally.counters AS c
-            LEFT JOIN (
-                SELECT d.counter_id, count(*) AS pending, min(d.written_at) AS oldest
-                FROM tally.delta AS d GROUP BY d.counter_id
-            ) AS p ON p.counter_id = c.id
-            ORDER BY c.name
-            """
+            "SELECT counter, durability, array_to_string(granularities, ','), pending_deltas,"
+            " extract(epoch FROM oldest_pending_age)::float8 FROM tally.counter_status ORDER BY counter"
         ).fetchall()
         print("Counters")
         print(
@@ -97,8 +108,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             " max(last_fold_at), count(*) FILTER (WHERE pending_deltas > 0) FROM tally.compactor_lag"
         ).fetchone()
         runs = conn.execute(
-            "SELECT count(*), coalesce(sum(deltas), 0) FROM tally.fold_runs"
-            " WHERE outcome = 'ok' AND finished_at > now() - interval '1 hour'"
+            "SELECT count(*), coalesce(sum(deltas), 0) FROM tally.compactor_runs"
+            " WHERE outcome = 'ok' AND started_at + duration > now() - interval '1 hour'"
         ).fetchone()
         print("\nCompactor lag")
         print(
@@ -125,13 +136,17 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
-    from tally.metrics import collect, serve
+    from tally.metrics import describe, scrape, serve
 
+    _logging(args)
     if args.serve:
         serve(_dsn(args), args.host, args.serve)
         return 0
-    with psycopg.connect(_dsn(args), autocommit=True) as conn:
-        sys.stdout.write(collect(conn))
+    text, error = scrape(_dsn(args))
+    sys.stdout.write(text)
+    if error is not None:
+        print(f"tally: tally_up 0: {describe(error)}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -153,6 +168,27 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seconds(minimum: float, strict: bool = True):
+    """An argparse type: a number of seconds above (or at least) `minimum`."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+        if value < minimum or (strict and value == minimum) or value != value:
+            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {minimum:g}, got {text}")
+        return value
+
+    return parse
+
+
+def _log_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("-v", "--verbose", action="store_true", help="log debug lines too")
+    g.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="tally", description="Exact counters and rollups inside PostgreSQL")
     p.add_argument("--dsn", help="libpq connection string or URL (default: $TALLY_DSN)")
@@ -162,11 +198,31 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("revision", nargs="?", default="head", help="head (default), base, or a revision")
     m.set_defaults(fn=cmd_migrate)
 
-    c = sub.add_parser("compact", help="fold pending deltas (CALL tally.compact())")
-    c.add_argument("--loop", action="store_true", help="keep folding (for databases without pg_cron)")
-    c.add_argument("--interval", type=float, default=1.0, help="seconds between folds in --loop")
-    c.add_argument("--duration", type=float, default=0, help="stop --loop after this many seconds")
+    c = sub.add_parser("compact", help="fold pending deltas (CALL tally.compact()); --loop: run as a service")
+    c.add_argument("--loop", action="store_true", help="keep folding, as a service (for databases without pg_cron)")
+    c.add_argument("--interval", type=_seconds(0), default=1.0, help="seconds between folds in --loop (default 1)")
+    c.add_argument(
+        "--duration",
+        type=_seconds(0, strict=False),
+        default=0,
+        help="stop --loop after this many seconds (default: never)",
+    )
     c.add_argument("--max-deltas", type=int, default=100_000, help="deltas per fold transaction")
+    c.add_argument(
+        "--maintain-every",
+        type=_seconds(0),
+        default=3600.0,
+        metavar="SECONDS",
+        help="--loop runs tally.maintain() at start and then this often (default 3600)",
+    )
+    c.add_argument(
+        "--stop-timeout",
+        type=_seconds(0, strict=False),
+        default=10.0,
+        metavar="SECONDS",
+        help="on SIGTERM/SIGINT, let a call in flight finish this long before abandoning it (default 10)",
+    )
+    _log_options(c)
     c.set_defaults(fn=cmd_compact)
 
     s = sub.add_parser("status", help="counters, compactor lag and health (exit 2 if a check is critical)")
@@ -175,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     mt = sub.add_parser("metrics", help="tally's views as Prometheus metrics (print, or --serve PORT)")
     mt.add_argument("--serve", type=int, metavar="PORT", help="serve /metrics over HTTP on this port")
     mt.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
+    _log_options(mt)
     mt.set_defaults(fn=cmd_metrics)
 
     d = sub.add_parser("demo", help="drive a short realistic load and show the results")

@@ -3,6 +3,7 @@ compactor, a crash reset; and the same as Prometheus metrics."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import threading
 import time
@@ -182,12 +183,18 @@ def test_metrics_parse_as_prometheus_text(dsn: str, conn: psycopg.Connection) ->
     assert families["tally_folds_abandoned"].samples[0].value == 0
     assert sum(s.value for s in families["tally_pending_deltas"].samples) == 1
     assert families["tally_counters"].samples[0].value == 1
-    assert families["tally_drift_inconsistent_keys"].samples[0].labels == {"counter": "m"}
+    database = conn.execute("SELECT current_database()").fetchone()[0]
+    assert families["tally_drift_inconsistent_keys"].samples[0].labels == {"database": database, "counter": "m"}
+    assert [(s.labels, s.value) for s in families["tally_up"].samples] == [({"database": database}, 1.0)]
+    assert all(s.labels["database"] == database for f in families.values() for s in f.samples)
 
 
 def test_metrics_served_over_http(dsn: str) -> None:
+    with socket.socket() as s:  # a free port
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
     proc = subprocess.Popen(
-        [str(REPO / ".venv" / "bin" / "tally"), "--dsn", dsn, "metrics", "--serve", "19187"],
+        [str(REPO / ".venv" / "bin" / "tally"), "--dsn", dsn, "metrics", "--serve", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -195,7 +202,7 @@ def test_metrics_served_over_http(dsn: str) -> None:
         deadline = time.monotonic() + 20
         while True:
             try:
-                with urllib.request.urlopen("http://127.0.0.1:19187/metrics", timeout=5) as resp:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
                     body = resp.read().decode()
                     assert resp.headers["Content-Type"].startswith("text/plain")
                 break
