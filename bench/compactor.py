@@ -11,8 +11,8 @@
    retention: buckets older than 7 days (minute) / 90 days (hour) are
    skipped, day/week/month and the total get everything.
 
-Usage: python bench/compactor.py --dsn "..." [--seconds 30] [--backfill 2000000]
-Writes bench/results/compactor.json.
+Usage: python bench/compactor.py --dsn "..." [--seconds 30] [--fold-deltas 2000000]
+[--backfill 2000000] [--out DIR]. Writes compactor.json (default: bench/results/).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import statistics
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import psycopg
 from lib import RESULTS, Compactor, PgBench, pct, sample_lag
@@ -160,12 +161,15 @@ def backfill_while_live(dsn: str, n: int, live_rate: int = 5_000) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--dsn", default=os.environ.get("TALLY_DSN"))
+    ap = argparse.ArgumentParser(prog="bench/compactor.py", description="the compactor study (make bench-compactor)")
+    ap.add_argument("--dsn", default=os.environ.get("TALLY_DSN"), help="a migrated database (default: $TALLY_DSN)")
     ap.add_argument("--seconds", type=int, default=30)
     ap.add_argument("--fold-deltas", type=int, default=2_000_000)
     ap.add_argument("--backfill", type=int, default=2_000_000)
+    ap.add_argument("--out", type=Path, default=RESULTS, help=f"directory for compactor.json (default: {RESULTS})")
     args = ap.parse_args()
+    if not args.dsn:
+        ap.error("pass --dsn or set TALLY_DSN")
     print("tally compactor benchmark")
     results = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -177,9 +181,9 @@ def main() -> None:
         "lag": lag_under_ingest(args.dsn, args.seconds),
         "backfill": backfill_while_live(args.dsn, args.backfill),
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "compactor.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"written {RESULTS / 'compactor.json'}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "compactor.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(f"written {args.out / 'compactor.json'}")
 
 
 if __name__ == "__main__":
