@@ -12,7 +12,7 @@ PSQL = /usr/bin/psql -X -v ON_ERROR_STOP=1
 TEST_DB ?= tally_test
 LINT_DB ?= tally_lint
 
-.PHONY: help deps db dsn db-stop migrate demo lint pgtap pytest test bench bench-compactor soak clean
+.PHONY: help deps db dsn db-stop migrate demo lint pgtap pytest test wheel test-wheel bench bench-compactor soak clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -61,9 +61,16 @@ pytest: db ## pytest: concurrency, faults, bloat, retention, scheduling, migrati
 
 test: lint pgtap pytest ## Everything CI runs: lint, pgTAP, pytest
 
+wheel: deps ## Build the client's wheel (with the migrations in tally/_schema/) into dist/
+	$(VENV)/bin/pip wheel -q --no-deps -w dist ./python_client
+	@ls dist/tally-*.whl
+
+test-wheel: db ## The wheel in a clean venv outside the checkout: tally --help, migrate, status, metrics, compact
+	TALLY_ADMIN_DSN="$$($(DB) dsn postgres)" $(VENV)/bin/pytest -q -s python_client/tests/test_wheel.py
+
 bench: db ## tally vs UPDATE, upserts, raw INSERT, Redis; batch, fold, lag, reads (bench/results/latest.*)
 	$(call fresh_db,tally_bench)
-	$(VENV)/bin/tally --dsn "$$($(DB) dsn tally_bench)" bench
+	$(PY) -u bench/run.py --dsn "$$($(DB) dsn tally_bench)"
 
 bench-compactor: db ## The longer compactor study: fold rates, lag, backfill while live (compactor.json)
 	$(call fresh_db,tally_bench)

@@ -1,4 +1,4 @@
-"""Compactor benchmarks (issue: the compactor in production).
+"""The compactor study (`make bench-compactor`).
 
 1. fold rate: deltas folded per second, 1,000 keys, every granularity;
    timestamps in the last minute (live), the last hour (late), the last
@@ -11,8 +11,8 @@
    retention: buckets older than 7 days (minute) / 90 days (hour) are
    skipped, day/week/month and the total get everything.
 
-Usage: python bench/compactor.py --dsn "..." [--seconds 30] [--backfill 2000000]
-Writes bench/results/compactor.json.
+Usage: python bench/compactor.py --dsn "..." [--seconds 30] [--fold-deltas 2000000]
+[--backfill 2000000] [--out DIR]. Writes compactor.json (default: bench/results/).
 """
 
 from __future__ import annotations
@@ -22,23 +22,16 @@ import json
 import os
 import random
 import statistics
-import subprocess
-import tempfile
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
+from lib import RESULTS, Compactor, PgBench, pct, sample_lag
 
-RESULTS = Path(__file__).resolve().parent / "results"
-PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
-
-
-def p(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(q * len(s)))] if s else 0.0
+# increment_counter on one of 1,000 keys: one pgbench transaction
+LIVE = "\\set k random(1, 1000)\nSELECT tally.increment_counter('{counter}', :k::text);\n"
 
 
 def fresh_counter(conn: psycopg.Connection, name: str, durable: bool = False) -> None:
@@ -85,76 +78,17 @@ def fold_rate(dsn: str, n: int, spread: timedelta, label: str) -> dict:
     return r
 
 
-class Compactor:
-    """tally.compact_loop in a background connection, restarted until stopped."""
-
-    def __init__(self, dsn: str, interval: float = 0.5) -> None:
-        self.dsn, self.interval, self.stop, self.errors = dsn, interval, threading.Event(), []
-        self.thread = threading.Thread(target=self.run, daemon=True)
-
-    def run(self) -> None:
-        try:
-            with psycopg.connect(self.dsn, autocommit=True) as c:
-                while not self.stop.is_set():
-                    c.execute("CALL tally.compact_loop(5, %s)", (self.interval,))
-        except Exception as exc:  # reported by the caller
-            self.errors.append(exc)
-
-    def __enter__(self) -> Compactor:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        self.thread.join(timeout=60)
-
-
-def pgbench(dsn: str, clients: int, seconds: int, counter: str, rate: int | None = None) -> subprocess.Popen:
-    """pgbench: each increment_counter call its own transaction; `rate` caps the total rate (-R)."""
-    params = conninfo_to_dict(dsn)
-    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
-        f.write(f"\\set k random(1, 1000)\nSELECT tally.increment_counter('{counter}', :k::text);\n")
-    os.chmod(f.name, 0o644)
-    args = [PGBENCH, "-n", "-c", str(clients), "-j", "2", "-T", str(seconds), "-f", f.name]
-    if rate:
-        args += ["-R", str(rate)]
-    args += ["-h", params["host"], "-p", str(params.get("port", 5432)), "-U", params.get("user", "postgres")]
-    return subprocess.Popen([*args, params["dbname"]], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def tps_of(proc: subprocess.Popen) -> float:
-    out, err = proc.communicate()
-    assert proc.returncode == 0, err
-    return float(next(line.split()[2] for line in out.splitlines() if line.startswith("tps")))
-
-
-def sample_lag(dsn: str, until, every: float = 0.25) -> list[float]:
-    lags = []
-    with psycopg.connect(dsn, autocommit=True) as probe:
-        while not until():
-            lags.append(
-                float(
-                    probe.execute(
-                        "SELECT coalesce(extract(epoch FROM max(oldest_pending_age)), 0) FROM tally.compactor_lag"
-                    ).fetchone()[0]
-                )
-            )
-            time.sleep(every)
-    return lags
-
-
 def lag_under_ingest(dsn: str, seconds: int) -> dict:
     with psycopg.connect(dsn, autocommit=True) as conn:
         fresh_counter(conn, "bench_live")
-    with Compactor(dsn) as comp:
-        bench = pgbench(dsn, 16, seconds, "bench_live")
+    with PgBench(dsn) as pg, Compactor(dsn, seconds=5, interval=0.5):
+        bench = pg.start("live", LIVE.format(counter="bench_live"), 16, seconds, protocol="simple")
         lags = sample_lag(dsn, lambda: bench.poll() is not None)
-        tps = tps_of(bench)
-    assert not comp.errors, comp.errors
+        tps, _ = pg.result(bench)
     r = {
         "ingest_per_s": round(tps),
         "lag_p50_s": round(statistics.median(lags), 3),
-        "lag_p99_s": round(p(lags, 0.99), 3),
+        "lag_p99_s": round(pct(lags, 0.99), 3),
         "lag_max_s": round(max(lags), 3),
         "seconds": seconds,
     }
@@ -191,8 +125,8 @@ def backfill_while_live(dsn: str, n: int, live_rate: int = 5_000) -> dict:
                 )
                 time.sleep(0.25)
 
-    with Compactor(dsn) as comp:
-        bench = pgbench(dsn, 8, 3600, "bench_live", rate=live_rate)
+    with PgBench(dsn) as pg, Compactor(dsn, seconds=5, interval=0.5):
+        bench = pg.start("live", LIVE.format(counter="bench_live"), 8, 3600, rate=live_rate, protocol="simple")
         probe = threading.Thread(target=sampler)
         probe.start()
         time.sleep(3)
@@ -206,9 +140,7 @@ def backfill_while_live(dsn: str, n: int, live_rate: int = 5_000) -> dict:
         done = time.monotonic() - t0
         done_event.set()
         probe.join()
-        bench.terminate()
-        bench.communicate()
-    assert not comp.errors, comp.errors
+        pg.stop(bench)
     r = {
         "backfill_increments": n,
         "backfill_insert_per_s": round(insert_rate),
@@ -216,7 +148,7 @@ def backfill_while_live(dsn: str, n: int, live_rate: int = 5_000) -> dict:
         "backfill_end_to_end_per_s": round(n / done),
         "live_rate_per_s": live_rate,
         "live_lag_p50_s": round(statistics.median(lags), 3),
-        "live_lag_p99_s": round(p(lags, 0.99), 3),
+        "live_lag_p99_s": round(pct(lags, 0.99), 3),
         "live_lag_max_s": round(max(lags), 3),
     }
     print(
@@ -229,12 +161,15 @@ def backfill_while_live(dsn: str, n: int, live_rate: int = 5_000) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--dsn", default=os.environ.get("TALLY_DSN"))
+    ap = argparse.ArgumentParser(prog="bench/compactor.py", description="the compactor study (make bench-compactor)")
+    ap.add_argument("--dsn", default=os.environ.get("TALLY_DSN"), help="a migrated database (default: $TALLY_DSN)")
     ap.add_argument("--seconds", type=int, default=30)
     ap.add_argument("--fold-deltas", type=int, default=2_000_000)
     ap.add_argument("--backfill", type=int, default=2_000_000)
+    ap.add_argument("--out", type=Path, default=RESULTS, help=f"directory for compactor.json (default: {RESULTS})")
     args = ap.parse_args()
+    if not args.dsn:
+        ap.error("pass --dsn or set TALLY_DSN")
     print("tally compactor benchmark")
     results = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -246,9 +181,9 @@ def main() -> None:
         "lag": lag_under_ingest(args.dsn, args.seconds),
         "backfill": backfill_while_live(args.dsn, args.backfill),
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "compactor.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"written {RESULTS / 'compactor.json'}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "compactor.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(f"written {args.out / 'compactor.json'}")
 
 
 if __name__ == "__main__":

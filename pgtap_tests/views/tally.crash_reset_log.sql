@@ -14,7 +14,8 @@ SELECT results_eq(
       ORDER BY a.attnum$$,
     $$VALUES ('id'::text, 'bigint'::text), ('detected_at', 'timestamp with time zone'),
              ('server_started_at', 'timestamp with time zone'), ('lost_since', 'timestamp with time zone'),
-             ('lost_window', 'interval')$$,
+             ('lost_window', 'interval'), ('acknowledged_at', 'timestamp with time zone'),
+             ('acknowledged_by', 'name')$$,
     'tally.crash_reset_log columns and types'
 );
 

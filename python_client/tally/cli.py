@@ -1,4 +1,4 @@
-"""The ``tally`` command line: migrate, status, compact, metrics, demo, bench."""
+"""The ``tally`` command line: migrate, status, compact, metrics, demo."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from pathlib import Path
 
 import psycopg
 
-REPO = Path(__file__).resolve().parents[2]
+PACKAGE = Path(__file__).resolve().parent
+# The source checkout, when the package runs from one (an editable install).
+REPO = PACKAGE.parents[1]
 
 
 def _dsn(args: argparse.Namespace) -> str:
@@ -21,12 +23,31 @@ def _dsn(args: argparse.Namespace) -> str:
     return dsn
 
 
+def alembic_ini() -> Path:
+    """The migrations' alembic.ini: shipped in the package (tally/_schema/, built
+    from the repository's alembic.ini, migrations/, sql/ and plpython/), else
+    the source checkout's (an editable install)."""
+    for ini in (PACKAGE / "_schema" / "alembic.ini", REPO / "alembic.ini"):
+        if ini.is_file():
+            return ini
+    sys.exit(
+        f"tally migrate: no alembic.ini in {PACKAGE / '_schema'} nor in {REPO}\n"
+        "hint: reinstall tally from its wheel or its source tree (pip install ./python_client)"
+    )
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from alembic import command
-    from alembic.config import Config
+    try:
+        from alembic import command
+        from alembic.config import Config
+    except ImportError:
+        sys.exit(
+            "tally migrate: alembic is not installed\n"
+            "hint: pip install 'tally[migrate]' (alembic and SQLAlchemy), then run it again"
+        )
 
     os.environ["TALLY_DSN"] = _dsn(args)
-    cfg = Config(str(REPO / "alembic.ini"))
+    cfg = Config(str(alembic_ini()))
     if args.revision.startswith("-") or args.revision == "base":
         command.downgrade(cfg, args.revision)
     else:
@@ -156,18 +177,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(_dsn(args), seconds=args.seconds, writers=args.writers)
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    from tally.bench import run
-
-    res = run(_dsn(args), out_dir=Path(args.out) if args.out else None, quick=args.quick, keep=args.keep)
-    exact = all(r.get("exact", True) for r in res["single"]) and res["batch"]["exact"] and res["lag"]["exact"]
-    exact = exact and all(h["exact"] for h in res["history"])
-    if not exact:
-        print("tally bench: some case stored a different count than it committed (see latest.json)", file=sys.stderr)
-        return 1
-    return 0
-
-
 def _seconds(minimum: float, strict: bool = True):
     """An argparse type: a number of seconds above (or at least) `minimum`."""
 
@@ -238,12 +247,6 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--seconds", type=float, default=15)
     d.add_argument("--writers", type=int, default=4)
     d.set_defaults(fn=cmd_demo)
-
-    b = sub.add_parser("bench", help="benchmark tally beside UPDATE, upserts, a raw INSERT and Redis (make bench)")
-    b.add_argument("--quick", action="store_true", help="a small, fast run (a smoke test; numbers mean little)")
-    b.add_argument("--out", help="directory for latest.json and latest.png (default: bench/results/)")
-    b.add_argument("--keep", action="store_true", help="keep the bench counters and tables afterwards")
-    b.set_defaults(fn=cmd_bench)
 
     args = p.parse_args(argv)
     try:

@@ -1,4 +1,4 @@
-"""A small progress bar on stderr for the CLI's long work (bench, demo).
+"""A small progress bar on stderr for long work (`tally demo`; the benchmarks in bench/ use it too).
 
 On a terminal it redraws one line in place; when stderr is not a terminal
 (a log file, CI) it prints one line when the work ends, so logs stay clean.
@@ -6,7 +6,6 @@ On a terminal it redraws one line in place; when stderr is not a terminal
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 from typing import TextIO
@@ -67,11 +66,3 @@ class Progress:
         line = self._line() + (" (failed)" if failed else "")
         self.stream.write(("\r" + line + "\x1b[K\n") if self._tty else (line + "\n"))
         self.stream.flush()
-
-
-def wait_timed(proc: subprocess.Popen, seconds: float, label: str) -> None:
-    """Show a time-based bar while ``proc`` runs for about ``seconds``."""
-    with Progress(seconds, label) as bar:
-        while proc.poll() is None:
-            bar.update(time.monotonic() - bar.started)
-            time.sleep(0.1)

@@ -1,10 +1,9 @@
 """The `tally` command line, run as a subprocess against a fresh migrated
-database: status, compact, bench --quick; and its progress bar."""
+database: status, compact, migrate; and its progress bar."""
 
 from __future__ import annotations
 
 import io
-import json
 import subprocess
 from pathlib import Path
 
@@ -68,40 +67,6 @@ def test_errors_are_one_line_with_the_hint(dsn: str) -> None:
     r = tally(dsn, "status")
     assert r.returncode == 1
     assert r.stderr.startswith("tally: ") and "Traceback" not in r.stderr
-
-
-def test_bench_quick_runs_every_case_and_cleans_up(dsn: str, conn: psycopg.Connection, tmp_path: Path) -> None:
-    conn.execute("SELECT tally.create_counter('bench_mine_not_the_benchs')")
-    r = tally(dsn, "bench", "--quick", "--out", str(tmp_path), timeout=600)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    res = json.loads((tmp_path / "latest.json").read_text())
-    cases = {c["case"]: c for c in res["single"]}
-    assert set(cases) == {
-        "naive_update",
-        "upsert",
-        "advisory_upsert",
-        "tally_fast",
-        "tally_durable",
-        "tally_event_id",
-        "raw_unlogged_insert",
-        "redis_incr",
-        "redis_incr_aof",
-    }
-    for c in cases.values():
-        assert c["tps"] > 0 and c["exact"], c
-    assert res["batch"]["increments_per_s"] > 0 and res["batch"]["exact"]
-    assert [f["case"] for f in res["fold_rate"]] == ["live (last minute)", "backfill (last year)"]
-    assert res["lag"]["exact"]
-    assert [h["events"] for h in res["history"]] == [1_000, 10_000]
-    assert all(h["counter_value"] == h["count_star"] == h["events"] for h in res["history"])
-    assert res["environment"]["cores"] and res["environment"]["postgres"].startswith("15")
-    assert {t["target"] for t in res["targets"]} and res["ratios"]["fast_vs_naive"] > 0
-    assert (tmp_path / "latest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "÷ naive" in r.stdout
-    # only what the bench created is gone
-    names = [n for (n,) in conn.execute("SELECT name FROM tally.counters ORDER BY name")]
-    assert names == ["bench_mine_not_the_benchs"]
-    assert conn.execute("SELECT to_regnamespace('tally_bench_tables')").fetchone()[0] is None
 
 
 class _Tty(io.StringIO):

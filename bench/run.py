@@ -1,4 +1,4 @@
-"""``tally bench``: tally beside the usual ways of counting, in one run.
+"""tally beside the usual ways of counting, in one run (`make bench`).
 
 Single increments, each its own transaction, 16 clients (pgbench), one hot key:
   naive hot-row UPDATE, INSERT ... ON CONFLICT DO UPDATE, advisory lock +
@@ -12,21 +12,21 @@ tally.counter_value latency with 10^5, 10^6 and 10^7 folded events beside
 SELECT count(*) over a plain event table of the same size.
 
 Writes latest.json and latest.png into the output directory (default
-bench/results/ of the source tree).
+bench/results/). Exits 1 if a case stored a different count than it committed.
+
+Usage: python bench/run.py --dsn "..." [--quick] [--out DIR] [--keep]
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
 import platform
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -35,14 +35,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
+from lib import (
+    PGBENCH,
+    REDIS_SERVER,
+    RESULTS,
+    Compactor,
+    PgBench,
+    pct,
+    redis_benchmark,
+    redis_cli,
+    redis_installed,
+    redis_server,
+    sample_lag,
+    say,
+)
+from tally.progress import Progress
 
-from tally.progress import Progress, wait_timed
-
-PGBENCH = os.environ.get("TALLY_PGBENCH", "/usr/lib/postgresql/15/bin/pgbench")
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-REDIS_BENCHMARK = shutil.which("redis-benchmark") or "/usr/bin/redis-benchmark"
-DEFAULT_OUT = Path(__file__).resolve().parents[2] / "bench" / "results"
 SCHEMA = "tally_bench_tables"  # the baselines' own tables, dropped at the end
 BATCH = 1_000  # increments per increment_counters call in the batch case
 COUNTERS = (  # the counters the bench creates (and drops at the end)
@@ -94,58 +102,6 @@ QUICK = Plan(
     value_calls=50,
     count_budget_s=0.5,
 )
-
-
-def pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(q * len(s)))] if s else 0.0
-
-
-def _say(msg: str) -> None:
-    print(msg, flush=True)
-
-
-# -- pgbench -----------------------------------------------------------------
-class PgBench:
-    """Runs a pgbench script against the database of ``dsn``."""
-
-    def __init__(self, dsn: str) -> None:
-        p = conninfo_to_dict(dsn)
-        self.conn_args = ["-h", str(p.get("host", "localhost")), "-p", str(p.get("port", 5432))]
-        self.conn_args += ["-U", str(p.get("user", "postgres")), str(p["dbname"])]
-        self.statements = False  # pg_stat_statements available: track nested statements too
-        self.tmp = Path(tempfile.mkdtemp(prefix="tally-bench-"))
-        os.chmod(self.tmp, 0o755)
-
-    def start(self, name: str, script: str, clients: int, seconds: float, rate: int | None = None) -> subprocess.Popen:
-        f = self.tmp / f"{name}.sql"
-        f.write_text(script)
-        args = [PGBENCH, "-n", "-M", "prepared", "-c", str(clients), "-j", str(min(clients, 2))]
-        args += ["-T", str(int(seconds)), "-f", str(f)]
-        if rate:
-            args += ["-R", str(rate)]
-        env = {**os.environ, "PGOPTIONS": "-c pg_stat_statements.track=all"} if self.statements else None
-        return subprocess.Popen(
-            [*args, *self.conn_args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-        )
-
-    @staticmethod
-    def result(proc: subprocess.Popen) -> tuple[float, int]:
-        """(tps, transactions processed) of a finished run; raises if pgbench failed."""
-        out, err = proc.communicate()
-        if proc.returncode != 0:
-            raise RuntimeError(f"pgbench failed ({proc.returncode}): {err.strip()[-2000:]}")
-        tps = next(float(line.split()[2]) for line in out.splitlines() if line.startswith("tps ="))
-        done = next(int(line.split(":")[1]) for line in out.splitlines() if "actually processed" in line)
-        return tps, done
-
-    def run(self, name: str, script: str, clients: int, seconds: float, label: str) -> tuple[float, int]:
-        proc = self.start(name, script, clients, seconds)
-        wait_timed(proc, seconds, label)
-        return self.result(proc)
-
-    def close(self) -> None:
-        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 # -- the single-increment cases ------------------------------------------------
@@ -302,69 +258,23 @@ def run_single(dsn: str, conn: psycopg.Connection, pg: PgBench, plan: Plan) -> l
                 },
             }
         )
-        _say(f"  {case.label:<36} {tps:>10,.0f} increments/s  (stored {stored:,} of {done:,} committed)")
+        say(f"  {case.label:<36} {tps:>10,.0f} increments/s  (stored {stored:,} of {done:,} committed)")
     conn.execute("CALL tally.compact()")
     return out
 
 
 # -- Redis ------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _redis_benchmark(port: int, clients: int, requests: int) -> float:
-    out = subprocess.run(
-        [
-            REDIS_BENCHMARK,
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "-c",
-            str(clients),
-            "-n",
-            str(requests),
-            "-t",
-            "incr",
-            "-P",
-            "1",
-            "--csv",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    row = next(line for line in out.splitlines() if line.startswith('"INCR"'))
-    return float(row.split(",")[1].strip('"'))
-
-
 def run_redis(label: str, key: str, plan: Plan, aof: bool) -> dict:
     """INCR on one key through redis-benchmark against a throwaway redis-server."""
-    if not (os.access(REDIS_SERVER, os.X_OK) and os.access(REDIS_BENCHMARK, os.X_OK)):
-        _say(f"  {label:<36} skipped: redis-server / redis-benchmark not installed")
+    if not redis_installed():
+        say(f"  {label:<36} skipped: redis-server / redis-benchmark not installed")
         return {"case": key, "label": label, "skipped": "redis-server not installed"}
-    port = _free_port()
-    workdir = tempfile.mkdtemp(prefix="tally-redis-")
-    args = [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", workdir]
-    args += ["--appendonly", "yes", "--appendfsync", "everysec"] if aof else ["--appendonly", "no"]
-    server = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError(f"redis-server did not start on port {port}") from None
-                time.sleep(0.05)
+    with redis_server(aof) as port:
         # calibrate, then size the measured run to last about redis_seconds
-        rate = _redis_benchmark(port, plan.clients, 20_000)
+        rate = redis_benchmark(port, plan.clients, 20_000)
         requests = max(20_000, int(rate * plan.redis_seconds))
         result: list[float] = []
-        t = threading.Thread(target=lambda: result.append(_redis_benchmark(port, plan.clients, requests)))
+        t = threading.Thread(target=lambda: result.append(redis_benchmark(port, plan.clients, requests)))
         t.start()
         with Progress(requests / rate, label) as bar:
             while t.is_alive():
@@ -373,13 +283,9 @@ def run_redis(label: str, key: str, plan: Plan, aof: bool) -> dict:
         t.join()
         if not result:
             raise RuntimeError("redis-benchmark failed")
-        stored = int(_redis_cli(port, "GET", "counter:__rand_int__"))
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        shutil.rmtree(workdir, ignore_errors=True)
+        stored = int(redis_cli(port, "GET", "counter:__rand_int__"))
     ops = result[0]
-    _say(f"  {label:<36} {ops:>10,.0f} increments/s  (stored {stored:,})")
+    say(f"  {label:<36} {ops:>10,.0f} increments/s  (stored {stored:,})")
     return {
         "case": key,
         "label": label,
@@ -390,18 +296,6 @@ def run_redis(label: str, key: str, plan: Plan, aof: bool) -> dict:
         "clients": plan.clients,
         "appendonly": "everysec" if aof else "no",
     }
-
-
-def _redis_cli(port: int, *cmd: str) -> str:
-    """A tiny RESP client (redis-cli may not be installed with the server)."""
-    payload = f"*{len(cmd)}\r\n" + "".join(f"${len(c.encode())}\r\n{c}\r\n" for c in cmd)
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(payload.encode())
-        data = b""
-        while not data.endswith(b"\r\n") or (data.startswith(b"$") and data.count(b"\r\n") < 2):
-            data += s.recv(4096)
-    lines = data.decode().split("\r\n")
-    return lines[1] if lines[0].startswith("$") else lines[0].lstrip("+:")
 
 
 # -- batch, fold, lag ----------------------------------------------------------------
@@ -435,7 +329,7 @@ def run_batch(conn: psycopg.Connection, pg: PgBench, plan: Plan) -> dict:
         "clients": plan.batch_clients,
         "seconds": plan.seconds,
     }
-    _say(f"  {label:<36} {tps * BATCH:>10,.0f} increments/s  ({tps:,.1f} calls/s)")
+    say(f"  {label:<36} {tps * BATCH:>10,.0f} increments/s  ({tps:,.1f} calls/s)")
     return r
 
 
@@ -488,7 +382,7 @@ def run_fold(conn: psycopg.Connection, plan: Plan) -> list[dict]:
         out.append(
             {"case": case, "deltas": n, "keys": 1_000, "seconds": round(secs, 3), "deltas_per_s": round(n / secs)}
         )
-        _say(f"  fold rate, {case:<25} {n:>10,} deltas in {secs:6.2f} s = {n / secs:>10,.0f} deltas/s")
+        say(f"  fold rate, {case:<25} {n:>10,} deltas in {secs:6.2f} s = {n / secs:>10,.0f} deltas/s")
     return out
 
 
@@ -496,38 +390,11 @@ def run_lag(dsn: str, conn: psycopg.Connection, pg: PgBench, plan: Plan) -> dict
     """Maximum single-row ingest (pgbench, 1,000 keys) with tally.compact_loop folding meanwhile."""
     conn.execute("SELECT tally.create_counter('bench_live')")
     conn.execute("CALL tally.compact()")
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def compactor() -> None:
-        try:
-            with psycopg.connect(dsn, autocommit=True) as c:
-                while not stop.is_set():
-                    c.execute("CALL tally.compact_loop(2, 0.5)")
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-
-    comp = threading.Thread(target=compactor, daemon=True)
-    comp.start()
     script = "\\set k random(1, 1000)\nSELECT tally.increment_counter('bench_live', :k::text);\n"
-    proc = pg.start("lag", script, plan.clients, plan.lag_seconds)
-    lags: list[float] = []
-    with psycopg.connect(dsn, autocommit=True) as probe, Progress(plan.lag_seconds, "lag under max ingest") as bar:
-        while proc.poll() is None:
-            lags.append(
-                float(
-                    probe.execute(
-                        "SELECT coalesce(extract(epoch FROM max(oldest_pending_age)), 0) FROM tally.compactor_lag"
-                    ).fetchone()[0]
-                )
-            )
-            bar.update(time.monotonic() - bar.started)
-            time.sleep(0.25)
-    tps, done = pg.result(proc)
-    stop.set()
-    comp.join(timeout=120)
-    if errors:
-        raise errors[0]
+    with Compactor(dsn, seconds=2, interval=0.5), Progress(plan.lag_seconds, "lag under max ingest") as bar:
+        proc = pg.start("lag", script, plan.clients, plan.lag_seconds)
+        lags = sample_lag(dsn, lambda: proc.poll() is not None, tick=lambda: bar.update(time.monotonic() - bar.started))
+        tps, done = pg.result(proc)
     _fold_all(conn, "lag: fold the rest")
     stored = int(
         conn.execute(
@@ -547,7 +414,7 @@ def run_lag(dsn: str, conn: psycopg.Connection, pg: PgBench, plan: Plan) -> dict
         "seconds": plan.lag_seconds,
         "clients": plan.clients,
     }
-    _say(
+    say(
         f"  lag under max ingest: {tps:,.0f} increments/s with the compactor running; lag p50 "
         f"{r['lag_p50_s']:.2f} s, p99 {r['lag_p99_s']:.2f} s, max {r['lag_max_s']:.2f} s"
     )
@@ -630,7 +497,7 @@ def run_history(conn: psycopg.Connection, plan: Plan) -> list[dict]:
             "counter_value_explain": plan_lines,
         }
         out.append(r)
-        _say(
+        say(
             f"  history {size:>11,}: counter_value p50 {r['counter_value_ms']['p50']:.3f} ms"
             f" p99 {r['counter_value_ms']['p99']:.3f} ms | count(*) p50 {r['count_star_ms']['p50']:,.1f} ms"
             f" p99 {r['count_star_ms']['p99']:,.1f} ms"
@@ -729,29 +596,29 @@ def print_table(res: dict) -> None:
     def x(a: float, b: float | None) -> str:
         return f"{a / b:.2f}" if b else "-"
 
-    _say("")
-    _say(
+    say("")
+    say(
         f"{'one increment per transaction, ' + str(res['environment']['plan']['clients']) + ' clients':<40}"
         f" {'incr/s':>10} {'÷ naive':>8} {'÷ raw':>8} {'÷ Redis':>8}  exact"
     )
     for r in single:
-        _say(
+        say(
             f"{r['label']:<40} {r['tps']:>10,} {x(r['tps'], naive):>8} {x(r['tps'], raw):>8}"
             f" {x(r['tps'], redis):>8}  {'yes' if r['exact'] else 'NO'}"
         )
     b = res["batch"]
-    _say(
+    say(
         f"{b['label']:<40} {b['increments_per_s']:>10,} {x(b['increments_per_s'], naive):>8}"
         f" {x(b['increments_per_s'], raw):>8} {x(b['increments_per_s'], redis):>8}  {'yes' if b['exact'] else 'NO'}"
     )
-    _say("")
-    _say(f"{'history (events)':<18} {'counter_value p50/p99 ms':>26} {'count(*) p50/p99 ms':>24}")
+    say("")
+    say(f"{'history (events)':<18} {'counter_value p50/p99 ms':>26} {'count(*) p50/p99 ms':>24}")
     for h in res["history"]:
         v, c = h["counter_value_ms"], h["count_star_ms"]
-        _say(f"{h['events']:<18,} {v['p50']:>12.3f} / {v['p99']:<11.3f} {c['p50']:>11,.1f} / {c['p99']:<10,.1f}")
-    _say("")
+        say(f"{h['events']:<18,} {v['p50']:>12.3f} / {v['p99']:<11.3f} {c['p50']:>11,.1f} / {c['p99']:<10,.1f}")
+    say("")
     for t in res["targets"]:
-        _say(f"  [{'met ' if t['met'] else 'MISS'}] {t['target']}: {t['measured']}")
+        say(f"  [{'met ' if t['met'] else 'MISS'}] {t['target']}: {t['measured']}")
 
 
 def draw_chart(res: dict, path: Path) -> bool:
@@ -761,7 +628,7 @@ def draw_chart(res: dict, path: Path) -> bool:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        _say("  (matplotlib not installed: no chart)")
+        say("  (matplotlib not installed: no chart)")
         return False
     single = [r for r in res["single"] if "tps" in r]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5.2), gridspec_kw={"width_ratios": [1.25, 1]})
@@ -811,14 +678,14 @@ def draw_chart(res: dict, path: Path) -> bool:
 
 # -- the run ----------------------------------------------------------------------------------------
 def _step(title: str, fn: Callable[[], object]) -> object:
-    _say(f"\n{title}")
+    say(f"\n{title}")
     return fn()
 
 
 def run(dsn: str, out_dir: Path | None = None, quick: bool = False, keep: bool = False) -> dict:
     """Run every case against the database of ``dsn`` (migrated); returns the results."""
     plan = QUICK if quick else FULL
-    out_dir = out_dir or DEFAULT_OUT
+    out_dir = out_dir or RESULTS
     out_dir.mkdir(parents=True, exist_ok=True)
     t_start = time.monotonic()
     pg = PgBench(dsn)
@@ -827,7 +694,7 @@ def run(dsn: str, out_dir: Path | None = None, quick: bool = False, keep: bool =
         _cleanup(conn)
         conn.execute(f"CREATE SCHEMA {SCHEMA}")
         res: dict = {"environment": environment(conn, plan)}
-        _say(
+        say(
             f"tally bench{' --quick' if quick else ''}: {plan.clients} clients, {plan.seconds} s per case,"
             f" {res['environment']['cores']} cores, PostgreSQL {res['environment']['postgres']}"
         )
@@ -853,8 +720,8 @@ def run(dsn: str, out_dir: Path | None = None, quick: bool = False, keep: bool =
     print_table(res)
     (out_dir / "latest.json").write_text(json.dumps(res, indent=2) + "\n")
     drew = draw_chart(res, out_dir / "latest.png")
-    _say(f"\nwritten {out_dir / 'latest.json'}" + (f" and {out_dir / 'latest.png'}" if drew else ""))
-    _say(f"bench took {res['seconds']:.0f} s")
+    say(f"\nwritten {out_dir / 'latest.json'}" + (f" and {out_dir / 'latest.png'}" if drew else ""))
+    say(f"bench took {res['seconds']:.0f} s")
     return res
 
 
@@ -885,5 +752,29 @@ def _cleanup(conn: psycopg.Connection) -> None:
         conn.execute("SELECT tally.drop_counter(%s::text)", (name,))
 
 
-if __name__ == "__main__":  # pragma: no cover
-    run(sys.argv[1], quick="--quick" in sys.argv)
+def exact(res: dict) -> bool:
+    """Every case stored exactly the count it committed."""
+    single = all(r.get("exact", True) for r in res["single"])
+    return single and res["batch"]["exact"] and res["lag"]["exact"] and all(h["exact"] for h in res["history"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="bench/run.py", description="tally beside UPDATE, upserts, a raw INSERT and Redis (make bench)"
+    )
+    ap.add_argument("--dsn", default=os.environ.get("TALLY_DSN"), help="a migrated database (default: $TALLY_DSN)")
+    ap.add_argument("--quick", action="store_true", help="a small, fast run (a smoke test; numbers mean little)")
+    ap.add_argument("--out", type=Path, help=f"directory for latest.json and latest.png (default: {RESULTS})")
+    ap.add_argument("--keep", action="store_true", help="keep the bench counters and tables afterwards")
+    args = ap.parse_args(argv)
+    if not args.dsn:
+        ap.error("pass --dsn or set TALLY_DSN")
+    res = run(args.dsn, out_dir=args.out, quick=args.quick, keep=args.keep)
+    if not exact(res):
+        print("tally bench: some case stored a different count than it committed (see latest.json)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
