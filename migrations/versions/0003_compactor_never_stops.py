@@ -64,7 +64,11 @@ def downgrade() -> None:
     tally_code.regrant(grants)
     # 0002 creates the event-id partitions after its grants ran: they carry no
     # grant of tally_admin's there (reads go through the parent).
-    for (part,) in tally_code.raw().execute(
-        "SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = 'tally.event_ids'::regclass ORDER BY 1"
-    ).fetchall():
+    for (part,) in (
+        tally_code.raw()
+        .execute(
+            "SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = 'tally.event_ids'::regclass ORDER BY 1"
+        )
+        .fetchall()
+    ):
         ex(f"REVOKE ALL ON {part} FROM tally_admin")

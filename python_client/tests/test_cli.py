@@ -30,7 +30,7 @@ def test_status_shows_counters_lag_and_health(dsn: str, conn: psycopg.Connection
     followers = next(line.split() for line in lines if line.startswith("followers"))
     assert followers[:4] == ["followers", "durable", "day", "0"]
     assert "Compactor lag" in r.stdout and "Health" in r.stdout
-    for check in ("compactor", "lag", "folds", "drift", "crash", "quarantine"):
+    for check in ("compactor", "lag", "folds", "maintenance", "drift", "crash", "quarantine"):
         assert any(line.split()[:1] == [check] for line in lines), check
     assert "oldest pending increment" in r.stdout and "(3 pending)" in r.stdout
 

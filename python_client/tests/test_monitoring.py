@@ -25,7 +25,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 REPO = Path(__file__).resolve().parents[2]
 TALLY = str(REPO / ".venv" / "bin" / "tally")
 EXPORTER_YAML = REPO / "monitoring" / "postgres_exporter.yaml"
-CHECKS = {"compactor", "lag", "folds", "drift", "crash", "quarantine"}
+CHECKS = {"compactor", "lag", "folds", "maintenance", "drift", "crash", "quarantine"}
 
 
 def tally(dsn: str, *args: str) -> subprocess.CompletedProcess:

@@ -175,6 +175,7 @@ def test_metrics_parse_as_prometheus_text(dsn: str, conn: psycopg.Connection) ->
         "compactor",
         "lag",
         "folds",
+        "maintenance",
         "drift",
         "crash",
         "quarantine",

@@ -77,4 +77,5 @@ END;
 $$;
 
 COMMENT ON FUNCTION tally._fold_chunk(regclass, integer, integer, timestamptz) IS
-'Internal: fold one chunk of a delta shard into totals and rollups; set aside (quarantine) the pairs of the chunk that would overflow.';
+'Internal: fold one chunk of a delta shard into totals and rollups; '
+'set aside (quarantine) the pairs of the chunk that would overflow.';

@@ -76,4 +76,5 @@ END;
 $$;
 
 COMMENT ON FUNCTION tally._fold_step(integer, bigint, integer, interval) IS
-'Internal: one compactor step under the fold lock: fold a chunk of an inactive delta shard, reclaim drained ones by TRUNCATE, or flip.';
+'Internal: one compactor step under the fold lock: fold a chunk of an inactive delta shard, '
+'reclaim drained ones by TRUNCATE, or flip.';

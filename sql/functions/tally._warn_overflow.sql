@@ -15,9 +15,10 @@ SET search_path = pg_catalog, pg_temp
 SET timezone = 'UTC'
 AS $$
 DECLARE
-    v_bad record;
+    v_key text;
+    v_value numeric;
 BEGIN
-    FOR v_bad IN EXECUTE format(
+    FOR v_key, v_value IN EXECUTE format(
         $q$
         SELECT p.key, p.pending + coalesce((
             SELECT f.value FROM %1$s AS f
@@ -35,9 +36,9 @@ BEGIN
              ELSE format('AND date_trunc(%1$L, d.at) = date_trunc(%1$L, $2)', p_granularity) END)
     USING p_counter.id, p_bucket
     LOOP
-        CONTINUE WHEN v_bad.value BETWEEN -9223372036854775808 AND 9223372036854775807;
+        CONTINUE WHEN v_value BETWEEN -9223372036854775808 AND 9223372036854775807;
         RAISE WARNING '%: key "%" of counter "%" left out: its value (%) is out of the bigint range',
-            p_fn, v_bad.key, p_counter.name, v_bad.value
+            p_fn, v_key, p_counter.name, v_value
             USING HINT = 'its pending deltas overflow; the next fold sets them aside (see tally.quarantined)';
     END LOOP;
 END;

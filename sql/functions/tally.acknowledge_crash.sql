@@ -16,6 +16,7 @@ BEGIN ATOMIC
         WHERE cr.acknowledged_at IS NULL
         RETURNING cr.id
     )
+
     SELECT count(*)::integer FROM acked;
 END;
 

@@ -21,7 +21,9 @@ WITH lag AS (
 gen AS (
     SELECT
         extract(EPOCH FROM now() - w.flipped_at) AS since_flip_s,
-        w.flips = 0 AND NOT EXISTS (SELECT FROM tally.fold_runs AS r WHERE r.mode IS DISTINCT FROM 'maintenance')
+        w.flips = 0 AND NOT EXISTS (
+            SELECT FROM tally.fold_runs AS r
+            WHERE r.mode IS DISTINCT FROM 'maintenance')
             AS never_run
     FROM tally.write_gen AS w
 ),
@@ -40,7 +42,8 @@ maint AS (
     SELECT
         (
             SELECT r FROM tally.fold_runs AS r
-            WHERE r.mode = 'maintenance' ORDER BY r.id DESC LIMIT 1
+            WHERE r.mode = 'maintenance'
+            ORDER BY r.id DESC LIMIT 1
         ) AS last_run,
         (
             SELECT array_agg(d.day ORDER BY d.day)
