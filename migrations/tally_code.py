@@ -37,6 +37,8 @@ SQL_DIR = ROOT / "sql"
 CODE_DIR = MIGRATIONS / "code"
 GRANTS = "grants.sql"
 MANIFEST = "manifest"
+INDEX = "index.sql"
+INDEX_LINE = re.compile(r"^\\ir\s+(\S+)\s*$", re.MULTILINE)
 INCLUDE = re.compile(r"^#include (\S+)\s*$", re.MULTILINE)
 
 VERSION_SCHEMA = "tally"
@@ -93,6 +95,32 @@ class Tree:
 
     def head_code(self) -> dict[str, str]:
         return {name: self.render(path) for name, path in self.code_files().items()}
+
+    def index(self) -> list[str] | None:
+        """The head's apply order from sql/index.sql (its `\\ir stage/file.sql`
+        lines), checked against the files: each code file listed exactly once,
+        in an order PostgreSQL accepts (see `check_order`). None without an
+        index (a tree from before it existed)."""
+        path = self.sql / INDEX
+        if not path.is_file():
+            return None
+        listed: list[str] = []
+        for m in INDEX_LINE.finditer(path.read_text()):
+            rel = m.group(1)
+            if not (self.sql / rel).is_file():
+                raise RuntimeError(f"tally: sql/{INDEX} lists {rel}, which does not exist")
+            listed.append(Path(rel).name)
+        files = self.code_files()
+        twice = sorted({n for n in listed if listed.count(n) > 1})
+        missing = sorted(set(files) - set(listed))
+        if twice or missing:
+            raise RuntimeError(
+                f"tally: sql/{INDEX} must list every code file once:"
+                + (f" listed twice: {', '.join(twice)};" if twice else "")
+                + (f" not listed: {', '.join(missing)}" if missing else "")
+            )
+        check_order(self.head_code(), listed)
+        return listed
 
     @cache  # noqa: B019 (a Tree lives as long as the process or the tool's run)
     def revisions(self) -> tuple[str, ...]:
@@ -198,17 +226,43 @@ def code_text(sql: str) -> str:
     return NOT_CODE.sub(" ", sql)
 
 
-def apply_order(code: dict[str, str]) -> list[str]:
-    """The files of `code` in an order PostgreSQL accepts: an object bound at
-    creation comes after every object of tally its text names; otherwise by
-    name; grants last. Derived from the text, so no revision keeps a list and
-    nothing is retried."""
+def _needs(code: dict[str, str]) -> tuple[dict[str, str], dict[str, set[str]]]:
+    """{object name: file} and, per object, the objects of tally it needs to
+    exist before it is created (views and SQL-language routines are bound
+    when created; other bodies when they run)."""
     names = {object_name(f): f for f in code if f != GRANTS}
     needs: dict[str, set[str]] = {}
     for name, f in names.items():
         text = code_text(code[f])
         refs = {m.group(2) for m in REFERENCE.finditer(text)} if BOUND.search(text) else set()
         needs[name] = {r for r in refs if r in names and r != name}
+    return names, needs
+
+
+def check_order(code: dict[str, str], order: list[str]) -> None:
+    """Refuse an apply order (sql/index.sql) in which an object bound at
+    creation comes before an object it names."""
+    _, needs = _needs(code)
+    seen: set[str] = set()
+    for f in order:
+        name = object_name(f)
+        early = sorted(needs.get(name, set()) - seen)
+        if early:
+            raise RuntimeError(f"tally: sql/{INDEX} applies {f} before {', '.join(early)}, which it names")
+        seen.add(name)
+
+
+def apply_order(code: dict[str, str]) -> list[str]:
+    """The files of `code` in the order they are applied, grants last: the
+    order of sql/index.sql for the head's code (the files it lists are exactly
+    the code's objects); for an older revision's code (other objects, a time
+    before the index), an order derived from the text: an object bound at
+    creation comes after every object of tally it names, otherwise by name.
+    Nothing is retried."""
+    indexed = WORKTREE.index()
+    if indexed is not None and set(indexed) == set(code):
+        return [f for f in indexed if f != GRANTS] + ([GRANTS] if GRANTS in code else [])
+    names, needs = _needs(code)
     users: dict[str, list[str]] = {name: [] for name in names}
     for name, deps in needs.items():
         for dep in deps:

@@ -3,7 +3,9 @@ and maintenance failure recorded (fold_runs modes 'quarantine' and
 'maintenance'), crash resets acknowledged (tally.acknowledge_crash), and
 internal functions executable only by tally's own definer functions
 (tally.compact_step; tally.maintain, check_drift and reconcile as definers;
-a source of truth runs in a function owned by its registrant).
+a source of truth runs in a function owned by its registrant); the shard
+layout recorded once in tally.shards (shard, gen, durable, slot), checked
+against tally._shard_no().
 
 Revision ID: 0003
 Revises: 0002
@@ -28,10 +30,40 @@ def upgrade() -> None:
         " CHECK (mode IN ('truncate', 'delete', 'quarantine', 'maintenance'))"
     )
     ex("ALTER TABLE tally.crash_resets ADD COLUMN acknowledged_at timestamptz, ADD COLUMN acknowledged_by name")
+    ex(
+        "ALTER TABLE tally.shards ADD COLUMN shard smallint, ADD COLUMN gen smallint, ADD COLUMN durable boolean,"
+        " ADD COLUMN slot smallint"
+    )
     grants = tally_code.granted()
     tally_code.drop_code("0002")
     tally_code.apply_code()
     tally_code.regrant(grants)
+    # The shard layout, once: each partition's (gen, durable, slot) are those
+    # whose tally._shard_no() is its list bound; a partition's persistence
+    # must say the same (UNLOGGED: fast). The compactor reads these columns.
+    ex(
+        r"""
+        UPDATE tally.shards AS s
+        SET shard = b.shard, gen = l.gen, durable = l.durable, slot = l.slot
+        FROM (
+            SELECT c.oid AS rel, c.relpersistence,
+                   (regexp_match(pg_get_expr(c.relpartbound, c.oid), '^FOR VALUES IN \(''?(\d+)''?\)$'))[1]::smallint
+                       AS shard
+            FROM pg_inherits AS i JOIN pg_class AS c ON c.oid = i.inhrelid
+            WHERE i.inhparent = 'tally.delta'::regclass
+        ) AS b
+        JOIN (
+            SELECT g::smallint AS gen, d AS durable, sl::smallint AS slot, tally._shard_no(g::smallint, d, sl) AS shard
+            FROM generate_series(0, 1) AS g, (VALUES (false), (true)) AS v (d), generate_series(0, 3) AS sl
+        ) AS l ON l.shard = b.shard AND l.durable = (b.relpersistence = 'p')
+        WHERE s.shard_table = b.rel::regclass
+        """
+    )
+    ex(
+        "ALTER TABLE tally.shards ALTER COLUMN shard SET NOT NULL, ALTER COLUMN gen SET NOT NULL,"
+        " ALTER COLUMN durable SET NOT NULL, ALTER COLUMN slot SET NOT NULL,"
+        " ADD CONSTRAINT shards_shard_key UNIQUE (shard), ADD CONSTRAINT shards_layout_key UNIQUE (gen, durable, slot)"
+    )
     # Sources registered before: their query now runs in a function owned by
     # the role that registered it, with that role's default search_path.
     ex(
@@ -60,6 +92,7 @@ def downgrade() -> None:
     ex("ALTER TABLE tally.fold_runs DROP CONSTRAINT fold_runs_mode_check")
     ex("ALTER TABLE tally.fold_runs ADD CONSTRAINT fold_runs_mode_check CHECK (mode IN ('truncate', 'delete'))")
     ex("ALTER TABLE tally.crash_resets DROP COLUMN acknowledged_at, DROP COLUMN acknowledged_by")
+    ex("ALTER TABLE tally.shards DROP COLUMN shard, DROP COLUMN gen, DROP COLUMN durable, DROP COLUMN slot")
     tally_code.apply_code("0002")
     tally_code.regrant(grants)
     # 0002 creates the event-id partitions after its grants ran: they carry no

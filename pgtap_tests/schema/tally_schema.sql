@@ -7,7 +7,7 @@
 -- views, the known functions, and the pinned search_path of every SECURITY
 -- DEFINER function.
 BEGIN;
-SELECT plan(173);
+SELECT plan(174);
 
 SELECT has_schema('tally', 'schema tally exists');
 
@@ -145,8 +145,18 @@ SELECT is(
 
 -- Per delta shard: the transaction that last drained it, and when it was TRUNCATEd.
 SELECT columns_are(
-    'tally', 'shards', ARRAY['shard_table', 'drained_xid', 'drained_at', 'resume_at', 'truncated_at'],
+    'tally', 'shards',
+    ARRAY['shard_table', 'drained_xid', 'drained_at', 'resume_at', 'truncated_at', 'shard', 'gen', 'durable', 'slot'],
     'tally.shards has the expected columns'
+);
+SELECT is_empty(
+    $$SELECT s.shard_table FROM tally.shards AS s
+      JOIN pg_catalog.pg_class AS c ON c.oid = s.shard_table
+      WHERE s.shard IS DISTINCT FROM tally._shard_no(s.gen, s.durable, s.slot)
+         OR s.durable IS DISTINCT FROM (c.relpersistence = 'p')
+         OR pg_catalog.pg_get_expr(c.relpartbound, c.oid) IS DISTINCT FROM format('FOR VALUES IN (''%s'')', s.shard)$$,
+    'the shard layout is recorded once: each shard''s number is tally._shard_no(gen, durable, slot), its list bound, '
+    'and it is UNLOGGED exactly when it holds fast counters'
 );
 SELECT col_is_pk('tally', 'shards', 'shard_table', 'shards is keyed by shard_table');
 SELECT col_type_is('tally', 'shards', 'shard_table', 'regclass', 'shards.shard_table is regclass');

@@ -19,7 +19,7 @@ DECLARE
 BEGIN
     FOR v_rel IN
         SELECT s.shard_table FROM tally.shards AS s
-        WHERE s.shard_table::text LIKE format('tally.delta\_g%s\_%%', p_gen)
+        WHERE s.gen = p_gen
           AND tally._invisible_to_all(s.drained_xid)
         ORDER BY s.shard_table::text
     LOOP

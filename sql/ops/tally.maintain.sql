@@ -58,6 +58,10 @@ BEGIN
             WHERE pc.parent_table LIKE 'tally.rollup\_%' ORDER BY pc.parent_table
         LOOP
             BEGIN
+                -- pg_partman needs ACCESS EXCLUSIVE on the table to create or
+                -- drop a partition; take it here, within the 200 ms: pg_partman
+                -- itself reports a lock timeout as a plain error (P0001).
+                EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', v_parent::regclass);
                 v_before := (SELECT count(*) FROM pg_catalog.pg_inherits AS i WHERE i.inhparent = v_parent::regclass);
                 PERFORM partman.run_maintenance(p_parent_table => v_parent, p_analyze => false, p_jobmon => false);
                 v_after := (SELECT count(*) FROM pg_catalog.pg_inherits AS i WHERE i.inhparent = v_parent::regclass);

@@ -45,7 +45,7 @@ BEGIN
     -- backfill's backlog)
     FOR v_rel IN
         SELECT s.shard_table FROM tally.shards AS s
-        WHERE s.shard_table::text LIKE format('tally.delta\_g%s\_%%', 1 - v_gen.gen)
+        WHERE s.gen = 1 - v_gen.gen
         ORDER BY pg_relation_size(s.shard_table), s.shard_table::text
     LOOP
         EXECUTE format('SELECT EXISTS (SELECT FROM %s)', v_rel) INTO v_found;

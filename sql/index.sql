@@ -1,0 +1,113 @@
+-- tally's code, in the order it is applied: one object per file, grouped by
+-- the stage of the data flow it serves. The migrations apply exactly this
+-- list, in this order (migrations/tally_code.py), then grants.sql; a file
+-- under sql/ that is not listed here, or a listed file that is missing, stops
+-- the migration. Tables, partitions and other state are made by the
+-- numbered revisions in migrations/versions/.
+--
+-- An object whose body PostgreSQL binds when it is created (a view, a
+-- LANGUAGE sql function) comes after what it names; PL/pgSQL and PL/Python
+-- bodies are bound when they run.
+
+-- 1. Counters: what is counted. A counter has a name, the granularities it
+--    keeps and a durability; everything else refers to it by id.
+\ir counters/tally._counter.sql
+\ir counters/tally._granularity.sql
+\ir counters/tally.create_counter.sql
+\ir counters/tally.drop_counter.sql
+
+-- 2. Write: the hot path. increment_counter / increment_counters validate,
+--    look the counter and the active generation up, and append delta rows to
+--    this backend's shard (tally._shard): no shared row is updated, so writers
+--    never wait on each other. With an event id the increment is claimed in
+--    the idempotency store first (tally._claim_events) and applied once.
+\ir write/tally._valid_key.sql
+\ir write/tally._valid_at.sql
+\ir write/tally._valid_event_id.sql
+\ir write/tally._check_key.sql
+\ir write/tally._check_at.sql
+\ir write/tally._check_event_id.sql
+\ir write/tally._check_increment.sql
+\ir write/tally._shard_no.sql
+\ir write/tally._shard.sql
+\ir write/tally._claim_days.sql
+\ir write/tally._claim_events.sql
+\ir write/tally.increment_counter.sql
+\ir write/tally.increment_counters.sql
+\ir write/tally.set_event_window.sql
+
+-- 3. Fold: the compactor. compact / compact_loop (PL/Python) run steps
+--    (compact_step), each one transaction under the fold lock: fold a chunk of
+--    an inactive shard into totals and rollups (_fold_chunk, _apply_batch,
+--    sorted upserts), set poison aside (_quarantine_overflow), TRUNCATE drained
+--    shards nobody can see into (_reclaim_shards), flip the generations.
+\ir fold/tally._fold_lock_key.sql
+\ir fold/tally._flips.sql
+\ir fold/tally._invisible_to_all.sql
+\ir fold/tally._ensure_partitions.sql
+\ir fold/tally._apply_batch.sql
+\ir fold/tally._quarantine_overflow.sql
+\ir fold/tally._fold_chunk.sql
+\ir fold/tally._reclaim_shards.sql
+\ir fold/tally._fold_step.sql
+\ir fold/tally._detect_crash_reset.sql
+\ir fold/tally._record_fold.sql
+\ir fold/tally.compact_step.sql
+\ir fold/tally._fold.sql
+\ir fold/tally.compact.sql
+\ir fold/tally.compact_loop.sql
+
+-- 4. Read: folded values plus the pending deltas of the key, in one
+--    statement (one snapshot): counter_value, counter_series, top_keys.
+\ir read/tally._overflow.sql
+\ir read/tally._as_bigint.sql
+\ir read/tally._check_range.sql
+\ir read/tally._pending.sql
+\ir read/tally._warn_overflow.sql
+\ir read/tally.counter_value.sql
+\ir read/tally.counter_series.sql
+\ir read/tally.top_keys.sql
+
+-- 5. Retention: how long each granularity's buckets are kept, per counter;
+--    pg_partman drops a partition once no counter keeps any bucket in it.
+\ir retention/tally._keep.sql
+\ir retention/tally._cutoff.sql
+\ir retention/tally._note_coverage.sql
+\ir retention/tally._sync_retention.sql
+\ir retention/tally.set_retention.sql
+\ir retention/tally.reset_retention.sql
+\ir retention/tally.retention_policies.sql
+
+-- 6. Drift: whether a counter's buckets add up, and whether it agrees with
+--    its source of truth (run with its registrant's privileges); reconcile
+--    repairs and records every correction.
+\ir drift/tally._install_source.sql
+\ir drift/tally._source_value.sql
+\ir drift/tally._sample_keys.sql
+\ir drift/tally._internal_drift.sql
+\ir drift/tally._repair_internal.sql
+\ir drift/tally._record_drift.sql
+\ir drift/tally._correct.sql
+\ir drift/tally.set_source.sql
+\ir drift/tally.check_drift.sql
+\ir drift/tally.reconcile.sql
+\ir drift/tally.drift.sql
+
+-- 7. Operations: maintenance (partitions ahead, retention, the idempotency
+--    store's days), pg_cron scheduling, crash acknowledgement, and the views
+--    tally.health and its inputs.
+\ir ops/tally._event_partitions.sql
+\ir ops/tally.maintain.sql
+\ir ops/tally.schedule_compactor.sql
+\ir ops/tally.unschedule_compactor.sql
+\ir ops/tally.acknowledge_crash.sql
+\ir ops/tally.compactor_lag.sql
+\ir ops/tally.compactor_runs.sql
+\ir ops/tally.deadlocks.sql
+\ir ops/tally.quarantined.sql
+\ir ops/tally.counter_status.sql
+\ir ops/tally.crash_reset_log.sql
+\ir ops/tally.health.sql
+
+-- Privileges, last: nothing for PUBLIC, EXECUTE by routine name to the roles.
+\ir grants.sql
