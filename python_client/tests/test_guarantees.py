@@ -204,6 +204,62 @@ def minute_partition_to_drop(conn: psycopg.Connection) -> str:
     return part
 
 
+def test_maintain_skips_a_locked_rollup_within_200_ms_and_blocks_no_one(dsn: str, conn: psycopg.Connection) -> None:
+    """A reader holds tally.rollup_minute (ACCESS SHARE, an open transaction)
+    while maintain() needs it exclusively to drop a partition: maintain
+    skips it after its 200 ms lock_timeout instead of queueing, and returns
+    in under a second. Meanwhile writers (lock_timeout 20 ms) write, and a
+    fold that starts while maintain() runs finishes right after it. Once the
+    reader is gone, the next maintain() drops the partition."""
+    part = minute_partition_to_drop(conn)
+    conn.execute("SELECT tally.increment_counter('mt', 'k', 1)")
+    with (
+        psycopg.connect(dsn, autocommit=True) as reader,
+        psycopg.connect(dsn, autocommit=True) as m,
+        psycopg.connect(dsn, autocommit=True) as writer,
+        psycopg.connect(dsn, autocommit=True) as folder,
+    ):
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM tally.rollup_minute").fetchone()
+        m.execute("SET application_name = 'g_maintain'")
+        result: dict[str, tuple] = {}
+
+        def timed(name: str, conn: psycopg.Connection, sql: str) -> None:
+            t0 = time.monotonic()
+            try:
+                cur = conn.execute(sql)
+                rows = cur.fetchall() if cur.description else []
+                result[name] = (rows, time.monotonic() - t0)
+            except psycopg.Error as exc:
+                result[name] = (f"SQLSTATE {exc.sqlstate}: {exc}".splitlines()[0], time.monotonic() - t0)
+
+        mt = threading.Thread(target=timed, args=("maintain", m, "SELECT step, detail FROM tally.maintain()"))
+        mt.start()
+        wait_for_lock_wait(conn, "g_maintain")  # maintain() now waits on the reader, holding the fold lock
+        ft = threading.Thread(target=timed, args=("fold", folder, "CALL tally.compact()"))
+        ft.start()
+        writer.execute("SET lock_timeout = '20ms'")
+        for _ in range(20):
+            writer.execute("SELECT tally.increment_counter('mt', 'k', 1)")
+        mt.join(timeout=10)
+        ft.join(timeout=10)
+        reader.execute("COMMIT")
+    (rows, elapsed), (fold_rows, fold_elapsed) = result["maintain"], result["fold"]
+    assert isinstance(rows, list), f"maintain() failed instead of skipping the locked table: {rows}"
+    assert fold_rows == [], f"the fold failed: {fold_rows}"
+    assert ("skipped", "tally.rollup_minute: could not lock it within 200 ms; next run") in rows, rows
+    assert elapsed < 1.0, f"maintain() took {elapsed:.2f}s with a table locked"
+    assert fold_elapsed < 1.0, f"a fold waited {fold_elapsed:.2f}s behind maintain()"
+    assert conn.execute("SELECT to_regclass(%s) IS NOT NULL", (part,)).fetchone()[0]
+
+    steps = conn.execute("SELECT step, detail FROM tally.maintain()").fetchall()
+    assert ("partitions", "tally.rollup_minute") in [(s, d.split(":")[0]) for s, d in steps], steps
+    assert not any(s == "skipped" for s, _ in steps), steps
+    assert conn.execute("SELECT to_regclass(%s) IS NULL", (part,)).fetchone()[0]
+    conn.execute("CALL tally.compact()")
+    assert value(conn, "mt", "k") == 5 + 1 + 20
+
+
 def test_writers_go_on_while_maintain_is_held_open(dsn: str, conn: psycopg.Connection) -> None:
     """maintain() inside a transaction still open (it dropped a partition and
     holds its locks): increments (lock_timeout 20 ms) do not wait for it."""
