@@ -61,11 +61,41 @@ def writer(dsn: str, seed: int, counters: list[str], iterations: int, days_back:
     out.put(("writer", seed, calls, errors, truth.to_plain()))
 
 
-def _connect_retry(dsn: str, deadline: float) -> psycopg.Connection:
+# What a connection the test killed itself reports: the backend was
+# terminated (pg_terminate_backend, a fast shutdown: admin_shutdown), the
+# server crashed or is going down (crash_shutdown), or is starting up again
+# (cannot_connect_now); class 08 is a connection failure. A killed backend
+# may also vanish without a word (SIGKILL): no SQLSTATE at all.
+KILLED = {"57P01", "57P02", "57P03"}
+
+
+def killed(exc: BaseException, conn: psycopg.Connection | None) -> bool:
+    """True only when `exc` is the loss of `conn` itself (None: a connection
+    attempt). Everything else psycopg also calls OperationalError — deadlock
+    40P01, serialization failure 40001, lock timeout 55P03, statement timeout
+    or cancel 57014 — is not: the connection is alive, and the test fails."""
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = exc.sqlstate
+    if state is not None and state not in KILLED and not state.startswith("08"):
+        return False
+    return conn is None or conn.closed or conn.broken
+
+
+def unexpected(exc: BaseException) -> AssertionError:
+    """The error a worker fails with when `exc` is not a kill it may retry."""
+    return AssertionError(f"not a killed connection, SQLSTATE {getattr(exc, 'sqlstate', None)}: {exc!r}")
+
+
+def connect_retry(dsn: str, deadline: float) -> psycopg.Connection:
+    """Connect, retrying while the server is down or starting up (until
+    `deadline`); any other connection error fails at once."""
     while True:
         try:
             return psycopg.connect(dsn, autocommit=True, connect_timeout=5)
-        except psycopg.OperationalError:
+        except psycopg.OperationalError as exc:
+            if not killed(exc, None):
+                raise unexpected(exc) from exc
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
@@ -81,7 +111,7 @@ def acked_writer(dsn: str, seed: int, counters: list[str], iterations: int, days
     errors: list[str] = []
     lost_connections = 0
     deadline = time.monotonic() + 600
-    conn = _connect_retry(dsn, deadline)
+    conn = connect_retry(dsn, deadline)
     try:
         for seq in range(iterations):
             applied = None
@@ -89,10 +119,12 @@ def acked_writer(dsn: str, seed: int, counters: list[str], iterations: int, days
                 with conn.transaction():
                     applied = _apply(conn, rnd, counters, days_back)
                     conn.execute("INSERT INTO acks (writer, seq) VALUES (%s, %s)", (seed, seq))
-            except psycopg.OperationalError:
+            except psycopg.OperationalError as exc:
+                if not killed(exc, conn):
+                    raise unexpected(exc) from exc
                 lost_connections += 1
                 conn.close()
-                conn = _connect_retry(dsn, deadline)
+                conn = connect_retry(dsn, deadline)
                 committed = conn.execute(
                     "SELECT EXISTS (SELECT FROM acks WHERE writer = %s AND seq = %s)", (seed, seq)
                 ).fetchone()[0]
@@ -110,13 +142,14 @@ def acked_writer(dsn: str, seed: int, counters: list[str], iterations: int, days
 
 
 def compactor(dsn: str, ident: int, stop, out, max_deltas: int = 20_000, reconnect: bool = False) -> None:
-    """Loop CALL tally.compact() until told to stop. With reconnect, a lost
-    connection (terminated backend, restart) is counted and survived."""
+    """Loop CALL tally.compact() until told to stop. With reconnect, a
+    connection the test killed (terminated backend, restart) is counted and
+    survived; any other error (a deadlock, a timeout) stops it with an error."""
     errors: list[str] = []
     calls = 0
     lost = 0
     deadline = time.monotonic() + 600
-    conn = _connect_retry(dsn, deadline)
+    conn = connect_retry(dsn, deadline)
     name = f"tally test compactor {ident}"
     try:
         conn.execute("SELECT set_config('application_name', %s, false)", (name,))
@@ -125,12 +158,12 @@ def compactor(dsn: str, ident: int, stop, out, max_deltas: int = 20_000, reconne
                 conn.execute("CALL tally.compact(%s::integer)", (max_deltas,))
                 calls += 1
                 time.sleep(0.02)
-            except psycopg.OperationalError:
-                if not reconnect:
-                    raise
+            except psycopg.OperationalError as exc:
+                if not reconnect or not killed(exc, conn):
+                    raise unexpected(exc) from exc
                 lost += 1
                 conn.close()
-                conn = _connect_retry(dsn, deadline)
+                conn = connect_retry(dsn, deadline)
                 conn.execute("SELECT set_config('application_name', %s, false)", (name,))
     except Exception:
         errors.append(traceback.format_exc())
@@ -139,6 +172,25 @@ def compactor(dsn: str, ident: int, stop, out, max_deltas: int = 20_000, reconne
     out.put(("compactor", ident, calls, errors, lost))
 
 
-def deadlocks(conn) -> int:
+def deadlocks(conn: psycopg.Connection, timeout: float = 30.0) -> int:
+    """pg_stat_database.deadlocks of this database, read only once every
+    count is in: a backend keeps its statistics to itself until it flushes
+    them, at most once a second while idle and always at exit. So flush this
+    session's own, wait (up to `timeout` s) until every other client backend
+    of the database has ended or been idle for 2 s, then drop this session's
+    statistics snapshot and read. `conn` must be in autocommit mode."""
+    conn.execute("SELECT pg_stat_force_next_flush()")
+    deadline = time.monotonic() + timeout
+    while True:
+        busy = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+            " AND (state IS DISTINCT FROM 'idle' OR clock_timestamp() - state_change < interval '2 s')"
+        ).fetchone()[0]
+        if busy == 0:
+            break
+        assert time.monotonic() < deadline, f"{busy} sessions still busy: deadlock counts not flushed"
+        time.sleep(0.1)
+    conn.execute("SELECT pg_stat_clear_snapshot()")
     (n,) = conn.execute("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()").fetchone()
     return int(n)

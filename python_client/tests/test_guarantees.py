@@ -1,0 +1,371 @@
+"""The README's promises, each held to with real sessions racing: writes never
+wait on each other nor on a fold; a fold step that meets a deadlock, a lock
+timeout or a statement timeout is rolled back, recorded and retried;
+tally.maintain() skips what it cannot lock instead of queueing; a
+statement_timeout ends compact_loop in time; maintain() drops the event-id
+partitions past the window and only those."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+import workers
+
+
+def value(conn: psycopg.Connection, counter: str, key: str) -> int:
+    return conn.execute("SELECT tally.counter_value(%s, %s)", (counter, key)).fetchone()[0]
+
+
+def runs(conn: psycopg.Connection, after: int) -> list[tuple]:
+    """(outcome, SQLSTATE) of each fold_runs row after id `after` that is not a plain 'ok'."""
+    return conn.execute(
+        "SELECT outcome, left(error, 5) FROM tally.fold_runs WHERE id > %s AND outcome <> 'ok' ORDER BY id", (after,)
+    ).fetchall()
+
+
+def last_run(conn: psycopg.Connection) -> int:
+    return conn.execute("SELECT coalesce(max(id), 0) FROM tally.fold_runs").fetchone()[0]
+
+
+def fold_stats(conn: psycopg.Connection) -> tuple:
+    return conn.execute("SELECT retried_deadlocks, retried_other, abandoned FROM tally.fold_stats").fetchone()
+
+
+def wait_for_lock_wait(conn: psycopg.Connection, application_name: str, timeout: float = 10) -> None:
+    """Until the session named `application_name` waits on a heavyweight lock."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND wait_event_type = 'Lock'",
+            (application_name,),
+        ).fetchone()[0]:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{application_name} never waited on a lock")
+
+
+def test_writes_never_wait_on_open_writers_nor_on_an_open_fold(dsn: str, conn: psycopg.Connection) -> None:
+    """Open transactions hold: a single increment of the hot key on each
+    counter, a batch on both, and a fold (superuser, `BEGIN; SELECT
+    tally._fold()`) that has upserted the hot key's total and buckets. A
+    writer with lock_timeout = 20 ms then increments the same key of the same
+    counters, singly and in batches: a single lock wait fails it with 55P03."""
+    conn.execute("SELECT tally.create_counter('g_fast')")
+    conn.execute("SELECT tally.create_counter('g_durable', p_durable => true)")
+    for counter in ("g_fast", "g_durable"):
+        conn.execute("SELECT tally.increment_counter(%s, 'hot', 1000)", (counter,))
+    batch = "SELECT tally.increment_counters('{g_fast,g_durable,g_fast}', '{hot,hot,hot}', '{1,1,1}')"
+    with (
+        psycopg.connect(dsn, autocommit=True) as single,
+        psycopg.connect(dsn, autocommit=True) as batcher,
+        psycopg.connect(dsn, autocommit=True) as folder,
+        psycopg.connect(dsn, autocommit=True) as writer,
+    ):
+        single.execute("BEGIN")
+        single.execute("SELECT tally.increment_counter('g_fast', 'hot', 100)")
+        single.execute("SELECT tally.increment_counter('g_durable', 'hot', 100)")
+        batcher.execute("BEGIN")
+        batcher.execute(batch)
+        folder.execute("BEGIN")
+        # the fold holds the fold lock, the rows of the hot key's total and
+        # buckets, and has drained the shards the 1000s were in
+        assert folder.execute("SELECT tally._fold()").fetchone()[0] == 2
+        held = folder.execute(
+            "SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory' AND granted"
+        ).fetchone()[0]
+        assert held == 1
+
+        writer.execute("SET lock_timeout = '20ms'")
+        t0 = time.monotonic()
+        for _ in range(50):
+            assert writer.execute("SELECT tally.increment_counter('g_fast', 'hot')").fetchone()[0] is True
+            assert writer.execute("SELECT tally.increment_counter('g_durable', 'hot')").fetchone()[0] is True
+            assert writer.execute(batch).fetchone()[0] == 3
+        elapsed = time.monotonic() - t0
+        # a durable increment is one fsync'd commit: 150 commits, no waits
+        assert elapsed < 10, f"150 increments took {elapsed:.1f}s"
+        # the open transactions still count only once they commit
+        single.execute("ROLLBACK")
+        batcher.execute("COMMIT")
+        folder.execute("ROLLBACK")
+    conn.execute("CALL tally.compact()")
+    assert value(conn, "g_fast", "hot") == 1000 + 50 * 3 + 2
+    assert value(conn, "g_durable", "hot") == 1000 + 50 * 2 + 1
+
+
+def test_a_deadlock_against_a_fold_step_is_retried_and_recorded(dsn: str, conn: psycopg.Connection) -> None:
+    """A session holds the total of key 'b' and then wants key 'a', while a
+    fold has upserted 'a' (sorted) and waits for 'b': a real deadlock. The
+    fold detects it (deadlock_timeout 1 s; the session's is 60 s), its step is
+    rolled back and recorded as 'retried' with 40P01, and the retry folds
+    everything exactly once."""
+    conn.execute("SELECT tally.create_counter('dl', '{}')")
+    cid = conn.execute("SELECT id FROM tally.counters WHERE name = 'dl'").fetchone()[0]
+    for key in ("a", "b"):
+        conn.execute("SELECT tally.increment_counter('dl', %s, 1)", (key,))
+    conn.execute("CALL tally.compact()")  # the totals rows of 'a' and 'b' exist
+    for key in ("a", "b"):
+        conn.execute("SELECT tally.increment_counter('dl', %s, 10)", (key,))
+    deadlocks_before = workers.deadlocks(conn)
+    stats_before = fold_stats(conn)
+    after = last_run(conn)
+    errors: list[BaseException] = []
+
+    def fold() -> None:
+        try:
+            with psycopg.connect(dsn, autocommit=True) as c:
+                c.execute("SET application_name = 'g_folder'")
+                c.execute("SET deadlock_timeout = '1s'")
+                c.execute("CALL tally.compact()")
+        except BaseException as exc:
+            errors.append(exc)
+
+    with psycopg.connect(dsn, autocommit=True) as rival:
+        rival.execute("SET deadlock_timeout = '60s'")  # the fold, not this session, detects the cycle
+        rival.execute("BEGIN")
+        rival.execute("UPDATE tally.totals SET value = value WHERE counter_id = %s AND key = 'b'", (cid,))
+        t = threading.Thread(target=fold)
+        t.start()
+        wait_for_lock_wait(conn, "g_folder")  # holds 'a', waits for 'b'
+        rival.execute("UPDATE tally.totals SET value = value WHERE counter_id = %s AND key = 'a'", (cid,))
+        rival.execute("COMMIT")  # got 'a': the fold's step was rolled back
+        t.join(timeout=60)
+    assert not t.is_alive() and errors == [], errors
+    assert runs(conn, after) == [("retried", "40P01")]
+    d, other, abandoned = fold_stats(conn)
+    assert (d - stats_before[0], other - stats_before[1], abandoned - stats_before[2]) == (1, 0, 0)
+    assert conn.execute("SELECT tally._pending()").fetchone()[0] == 0
+    assert (value(conn, "dl", "a"), value(conn, "dl", "b")) == (11, 11)
+    assert workers.deadlocks(conn) == deadlocks_before + 1
+
+
+def test_a_lock_timeout_in_every_attempt_is_retried_then_abandoned(dsn: str, conn: psycopg.Connection) -> None:
+    """lock_timeout (55P03) in each of p_max_attempts = 3 attempts: two
+    'retried', one 'failed', the CALL raises 55P03 and the deltas stay
+    pending; the next compact() folds them exactly."""
+    conn.execute("SELECT tally.create_counter('lt')")
+    conn.execute("SELECT tally.increment_counter('lt', 'k', 5)")
+    stats_before = fold_stats(conn)
+    after = last_run(conn)
+    with psycopg.connect(dsn, autocommit=True) as blocker, psycopg.connect(dsn, autocommit=True) as c:
+        blocker.execute("BEGIN")
+        blocker.execute("LOCK TABLE tally.totals IN SHARE MODE")
+        c.execute("SET lock_timeout = '50ms'")
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            c.execute("CALL tally.compact(100000, 3)")
+        blocker.execute("ROLLBACK")
+    assert runs(conn, after) == [("retried", "55P03"), ("retried", "55P03"), ("failed", "55P03")]
+    d, other, abandoned = fold_stats(conn)
+    assert (d - stats_before[0], other - stats_before[1], abandoned - stats_before[2]) == (0, 2, 1)
+    assert conn.execute("SELECT tally._pending()").fetchone()[0] == 1
+    conn.execute("CALL tally.compact()")
+    assert value(conn, "lt", "k") == 5
+    assert conn.execute("SELECT tally._pending()").fetchone()[0] == 0
+
+
+def test_a_statement_timeout_inside_a_fold_is_retried_once(dsn: str, conn: psycopg.Connection) -> None:
+    """statement_timeout (57014) bounds the CALL, one statement: it fires once,
+    inside the attempt waiting on a lock; that attempt is rolled back and
+    recorded, the retry waits for the lock and folds."""
+    conn.execute("SELECT tally.create_counter('st')")
+    conn.execute("SELECT tally.increment_counter('st', 'k', 7)")
+    stats_before = fold_stats(conn)
+    after = last_run(conn)
+    with psycopg.connect(dsn, autocommit=True) as blocker, psycopg.connect(dsn, autocommit=True) as c:
+        blocker.execute("BEGIN")
+        blocker.execute("LOCK TABLE tally.totals IN SHARE MODE")
+        unblock = threading.Timer(1.5, blocker.execute, args=("ROLLBACK",))
+        unblock.start()
+        c.execute("SET statement_timeout = '300ms'")
+        c.execute("CALL tally.compact()")
+        unblock.join()
+    assert runs(conn, after) == [("retried", "57014")]
+    d, other, abandoned = fold_stats(conn)
+    assert (d - stats_before[0], other - stats_before[1], abandoned - stats_before[2]) == (0, 1, 0)
+    assert conn.execute("SELECT tally._pending()").fetchone()[0] == 0
+    assert value(conn, "st", "k") == 7
+
+
+def minute_partition_to_drop(conn: psycopg.Connection) -> str:
+    """A counter keeping minutes forever with a bucket 20 days ago, then
+    shortened to 10 days: maintain() has a rollup_minute partition to drop."""
+    conn.execute("SELECT tally.create_counter('mt', '{minute}')")
+    conn.execute("SELECT tally.set_retention('mt', 'minute', NULL)")
+    at = datetime.now(UTC) - timedelta(days=20)
+    conn.execute("SELECT tally.increment_counter('mt', 'k', 5, %s)", (at,))
+    conn.execute("CALL tally.compact()")
+    conn.execute("SELECT tally.set_retention('mt', 'minute', '10 days')")
+    part = f"tally.rollup_minute_p{at:%Y_%m_%d}"
+    assert conn.execute("SELECT to_regclass(%s) IS NOT NULL", (part,)).fetchone()[0]
+    return part
+
+
+def test_maintain_skips_a_locked_rollup_within_200_ms_and_blocks_no_one(dsn: str, conn: psycopg.Connection) -> None:
+    """A reader holds tally.rollup_minute (ACCESS SHARE, an open transaction)
+    while maintain() needs it exclusively to drop a partition: maintain
+    skips it after its 200 ms lock_timeout instead of queueing, and returns
+    in under a second. Meanwhile writers (lock_timeout 20 ms) write, and a
+    fold that starts while maintain() runs finishes right after it. Once the
+    reader is gone, the next maintain() drops the partition."""
+    part = minute_partition_to_drop(conn)
+    conn.execute("SELECT tally.increment_counter('mt', 'k', 1)")
+    with (
+        psycopg.connect(dsn, autocommit=True) as reader,
+        psycopg.connect(dsn, autocommit=True) as m,
+        psycopg.connect(dsn, autocommit=True) as writer,
+        psycopg.connect(dsn, autocommit=True) as folder,
+    ):
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM tally.rollup_minute").fetchone()
+        m.execute("SET application_name = 'g_maintain'")
+        result: dict[str, tuple] = {}
+
+        def timed(name: str, conn: psycopg.Connection, sql: str) -> None:
+            t0 = time.monotonic()
+            try:
+                cur = conn.execute(sql)
+                rows = cur.fetchall() if cur.description else []
+                result[name] = (rows, time.monotonic() - t0)
+            except psycopg.Error as exc:
+                result[name] = (f"SQLSTATE {exc.sqlstate}: {exc}".splitlines()[0], time.monotonic() - t0)
+
+        mt = threading.Thread(target=timed, args=("maintain", m, "SELECT step, detail FROM tally.maintain()"))
+        mt.start()
+        wait_for_lock_wait(conn, "g_maintain")  # maintain() now waits on the reader, holding the fold lock
+        ft = threading.Thread(target=timed, args=("fold", folder, "CALL tally.compact()"))
+        ft.start()
+        writer.execute("SET lock_timeout = '20ms'")
+        for _ in range(20):
+            writer.execute("SELECT tally.increment_counter('mt', 'k', 1)")
+        mt.join(timeout=10)
+        ft.join(timeout=10)
+        reader.execute("COMMIT")
+    (rows, elapsed), (fold_rows, fold_elapsed) = result["maintain"], result["fold"]
+    assert isinstance(rows, list), f"maintain() failed instead of skipping the locked table: {rows}"
+    assert fold_rows == [], f"the fold failed: {fold_rows}"
+    assert ("skipped", "tally.rollup_minute: could not lock it within 200 ms; next run") in rows, rows
+    assert elapsed < 1.0, f"maintain() took {elapsed:.2f}s with a table locked"
+    assert fold_elapsed < 1.0, f"a fold waited {fold_elapsed:.2f}s behind maintain()"
+    assert conn.execute("SELECT to_regclass(%s) IS NOT NULL", (part,)).fetchone()[0]
+
+    steps = conn.execute("SELECT step, detail FROM tally.maintain()").fetchall()
+    assert ("partitions", "tally.rollup_minute") in [(s, d.split(":")[0]) for s, d in steps], steps
+    assert not any(s == "skipped" for s, _ in steps), steps
+    assert conn.execute("SELECT to_regclass(%s) IS NULL", (part,)).fetchone()[0]
+    conn.execute("CALL tally.compact()")
+    assert value(conn, "mt", "k") == 5 + 1 + 20
+
+
+def test_writers_go_on_while_maintain_is_held_open(dsn: str, conn: psycopg.Connection) -> None:
+    """maintain() inside a transaction still open (it dropped a partition and
+    holds its locks): increments (lock_timeout 20 ms) do not wait for it."""
+    minute_partition_to_drop(conn)
+    with psycopg.connect(dsn, autocommit=True) as m, psycopg.connect(dsn, autocommit=True) as writer:
+        m.execute("BEGIN")
+        steps = m.execute("SELECT step, detail FROM tally.maintain()").fetchall()
+        dropped = [d for s, d in steps if s == "partitions" and d.startswith("tally.rollup_minute:")]
+        assert len(dropped) == 1 and dropped[0].endswith("(-1)"), steps  # one partition dropped
+        writer.execute("SET lock_timeout = '20ms'")
+        for _ in range(20):
+            assert writer.execute("SELECT tally.increment_counter('mt', 'k', 1)").fetchone()[0] is True
+        m.execute("COMMIT")
+    conn.execute("CALL tally.compact()")
+    assert value(conn, "mt", "k") == 25
+
+
+def test_compact_loop_ends_before_statement_timeout(dsn: str, conn: psycopg.Connection) -> None:
+    """statement_timeout = 3 s, compact_loop(30, 0.2): the loop shortens
+    itself to end one second before the timeout, returns normally, and has
+    folded what was written while it ran."""
+    conn.execute("SELECT tally.create_counter('cl')")
+    conn.execute("SELECT tally.increment_counter('cl', 'k', 3)")
+    stop = threading.Event()
+    written = [0]
+
+    def write() -> None:
+        with psycopg.connect(dsn, autocommit=True) as w:
+            while not stop.is_set():
+                w.execute("SELECT tally.increment_counter('cl', 'k', 1)")
+                written[0] += 1
+                time.sleep(0.05)
+
+    with psycopg.connect(dsn, autocommit=True) as c:
+        t = threading.Thread(target=write)
+        t.start()
+        after = last_run(conn)
+        c.execute("SET statement_timeout = '3s'")
+        t0 = time.monotonic()
+        c.execute("CALL tally.compact_loop(30, 0.2)")
+        elapsed = time.monotonic() - t0
+        stop.set()
+        t.join()
+    assert 1.9 < elapsed < 3.0, f"compact_loop returned after {elapsed:.2f}s"
+    assert runs(conn, after) == []
+    folded = conn.execute(
+        "SELECT coalesce(sum(deltas), 0) FROM tally.fold_runs WHERE id > %s AND mode = 'delete'", (after,)
+    ).fetchone()[0]
+    assert folded >= 1 + 10, folded  # the 3 and the increments of its first 1.5 s at least
+    conn.execute("CALL tally.compact()")
+    assert value(conn, "cl", "k") == 3 + written[0]
+
+
+def event_partitions(conn: psycopg.Connection) -> list[str]:
+    return [
+        r[0]
+        for r in conn.execute(
+            "SELECT c.relname::text FROM pg_inherits AS i JOIN pg_class AS c ON c.oid = i.inhrelid"
+            " WHERE i.inhparent = 'tally.event_ids'::regclass ORDER BY 1"
+        )
+    ]
+
+
+def test_maintain_drops_event_id_partitions_past_the_window_and_keeps_the_rest(
+    dsn: str, conn: psycopg.Connection
+) -> None:
+    """With a 7-day window, the partitions of days 8, 9 and 20 days ago (left
+    from before: the window was longer, or the days passed) are dropped by
+    maintain(), the window's own 7 days back to 3 ahead are kept, and an id
+    claimed 7 days ago is still a replay; one claimed 8 days ago is not
+    remembered any more."""
+    conn.execute("SELECT tally.create_counter('ev', p_durable => true)")
+    cid = conn.execute("SELECT id FROM tally.counters WHERE name = 'ev'").fetchone()[0]
+    conn.execute("SELECT tally.set_event_window(7)")
+    today = conn.execute("SELECT (now() AT TIME ZONE 'UTC')::date").fetchone()[0]
+
+    def name(days_ago: int) -> str:
+        return f"event_ids_p{today - timedelta(days=days_ago):%Y%m%d}"
+
+    window = [name(d) for d in range(7, -4, -1)]
+    assert event_partitions(conn) == sorted(window)
+    for days_ago in (8, 9, 20):
+        day = today - timedelta(days=days_ago)
+        conn.execute(
+            f"CREATE TABLE tally.{name(days_ago)} PARTITION OF tally.event_ids"
+            f" FOR VALUES FROM ('{day}') TO ('{day + timedelta(days=1)}')"
+        )
+    for days_ago, event in ((7, "seven"), (8, "eight")):
+        conn.execute(
+            "INSERT INTO tally.event_ids (counter_id, event_id, seen_on) VALUES (%s, %s, %s)",
+            (cid, event, today - timedelta(days=days_ago)),
+        )
+    assert conn.execute("SELECT tally.increment_counter('ev', 'k', 1, now(), 'today')").fetchone()[0] is True
+
+    steps = conn.execute("SELECT step, detail FROM tally.maintain()").fetchall()
+    assert (
+        "event_ids",
+        f"window from {today - timedelta(days=7)}: 0 partitions created, 3 dropped",
+    ) in steps, steps
+    assert event_partitions(conn) == sorted(window)
+    # inside the window: replays; the day past it is forgotten
+    assert conn.execute("SELECT tally.increment_counter('ev', 'k', 1, now(), 'today')").fetchone()[0] is False
+    assert conn.execute("SELECT tally.increment_counter('ev', 'k', 1, now(), 'seven')").fetchone()[0] is False
+    assert conn.execute("SELECT tally.increment_counter('ev', 'k', 1, now(), 'eight')").fetchone()[0] is True
+    conn.execute("CALL tally.compact()")
+    assert value(conn, "ev", "k") == 2
+    # a second run has nothing to do
+    steps = conn.execute("SELECT step, detail FROM tally.maintain()").fetchall()
+    assert ("event_ids", f"window from {today - timedelta(days=7)}: 0 partitions created, 0 dropped") in steps
