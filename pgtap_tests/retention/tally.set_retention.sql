@@ -294,7 +294,7 @@ SELECT results_eq(
     'its row is still stored, and the total is unchanged'
 );
 
--- 7. BUG (sql/functions/tally._cutoff.sql): _cutoff computes p_now - keep in
+-- 7. BUG (sql/retention/tally._cutoff.sql): _cutoff computes p_now - keep in
 -- the session time zone (it has no SET timezone = 'UTC'), while folds run in
 -- UTC: across a DST change, a session in America/New_York gets a cutoff one
 -- hour off from the fold's, and reads there differ from reads in UTC.
