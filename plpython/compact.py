@@ -10,6 +10,15 @@ an exponential backoff with jitter, up to p_max_attempts; a step that still
 fails comes back as 'failed'. compact() then raises it; compact_loop() keeps
 going: a compactor that runs as a service never stops on a failed step (the
 failure shows in tally.health), only when its time is up or it is cancelled.
+
+Parallel folds: with p_slices > 1 a call folds slice p_slice only
+(tally._slice), beside calls folding the other slices. A round ends when the
+generations flipped twice since it began (by whichever compactor) and the
+inactive one is empty: every delta committed before the round is folded.
+While only other slices' deltas are left the step reports 'waiting' and the
+call pauses; when that lasts HELP_AFTER seconds (a slice's compactor is not
+running) it folds a chunk of any slice itself, alone, so nothing is left
+behind by a missing compactor.
 """
 
 import random
@@ -23,6 +32,10 @@ MAX_GEN_AGE = "2 seconds"
 # query_canceled: an operator's pg_cancel_backend() (or statement_timeout)
 # that persisted through every attempt stops the loop instead of retrying it.
 STOP = "57014"
+# A slice compactor waiting for the other slices pauses this long between
+# steps, and folds any slice itself once it has waited HELP_AFTER seconds.
+WAIT = 0.05
+HELP_AFTER = 5.0
 
 
 class StepFailed(Exception):
@@ -38,13 +51,24 @@ def _check(plpy, name, value, minimum, hint):
         plpy.error(f"tally.{name} must be at least {minimum}, got {value!r}", hint=hint, sqlstate="22023")
 
 
-def _step(plpy, plans, max_deltas, max_attempts):
+def _check_slice(plpy, name, slice_, slices):
+    if slices is None or slices < 1 or slice_ is None or slice_ < 0 or slice_ >= slices:
+        plpy.error(
+            f"tally.{name}: slice {slice_!r} of {slices!r} is not a slice",
+            hint="p_slices: how many compactors fold at once (1, the default: every key);"
+            " p_slice: this one's, from 0 to p_slices - 1",
+            sqlstate="22023",
+        )
+
+
+def _step(plpy, plans, max_deltas, max_attempts, flip_until=None, slice_=0, slices=1):
     """One compactor step, retried while it reports a transient failure;
     returns its row, or raises StepFailed."""
     attempt = 0
     while True:
         attempt += 1
-        row = plpy.execute(plans["step"], [max_deltas, attempt, max_attempts, MAX_GEN_AGE])[0]
+        args = [max_deltas, flip_until, attempt, max_attempts, MAX_GEN_AGE, slice_, slices]
+        row = plpy.execute(plans["step"], args)[0]
         plpy.commit()
         if row["action"] == "failed":
             raise StepFailed(row)
@@ -58,9 +82,10 @@ def _plans(plpy):
     return {
         "step": plpy.prepare(
             "SELECT s.action, s.folded, s.flips, s.sqlstate, s.error"
-            " FROM tally.compact_step($1, NULL, $2, $3, $4::pg_catalog.interval) AS s",
-            ["integer", "integer", "integer", "text"],
+            " FROM tally.compact_step($1, $2, $3, $4, $5::pg_catalog.interval, $6, $7) AS s",
+            ["integer", "bigint", "integer", "integer", "text", "integer", "integer"],
         ),
+        "flips": plpy.prepare("SELECT w.flips FROM tally.write_gen AS w"),
         "maintain": plpy.prepare("SELECT m.step, m.detail FROM tally.maintain() AS m"),
         "sleep": plpy.prepare("SELECT pg_catalog.pg_sleep($1)", ["float8"]),
         "search_path": plpy.prepare("SELECT pg_catalog.current_setting('search_path') AS v"),
@@ -90,6 +115,35 @@ def _drain(plpy, plans, max_deltas, max_attempts):
     return folded
 
 
+def _drain_slice(plpy, plans, max_deltas, max_attempts, slice_, slices, deadline=None):
+    """Steps of slice `slice_` until the generations flipped twice since
+    this call began and the inactive one is empty (the step reports 'idle'):
+    then every delta committed before the call is folded, by this compactor
+    or the other slices'. Returns early when `deadline` (monotonic) passes."""
+    flip_until = plpy.execute(plans["flips"])[0]["flips"] + 1
+    folded = 0
+    waiting_since = None
+    while deadline is None or time.monotonic() < deadline:
+        helping = waiting_since is not None and time.monotonic() - waiting_since >= HELP_AFTER
+        if helping:
+            # the other slices' compactors are gone or stuck: fold any key,
+            # alone (under the fold lock exclusive), until nothing is left
+            row = _step(plpy, plans, max_deltas, max_attempts, flip_until)
+        else:
+            row = _step(plpy, plans, max_deltas, max_attempts, flip_until, slice_, slices)
+        if row["action"] == "idle":
+            break
+        if row["action"] == "waiting":
+            waiting_since = waiting_since or time.monotonic()
+            plpy.execute(plans["sleep"], [WAIT])
+            continue
+        if not helping:
+            waiting_since = None
+        if row["action"] == "folded":
+            folded += row["folded"]
+    return folded
+
+
 def _raise(plpy, failed):
     row = failed.row
     plpy.error(
@@ -100,13 +154,17 @@ def _raise(plpy, failed):
     )
 
 
-def compact(plpy, max_deltas, max_attempts):
+def compact(plpy, max_deltas, max_attempts, slice_=0, slices=1):
     _check(plpy, "compact: p_max_deltas", max_deltas, 1, "the default is 100000")
     _check(plpy, "compact: p_max_attempts", max_attempts, 1, "the default is 5")
+    _check_slice(plpy, "compact", slice_, slices)
     plans = _plans(plpy)
     search_path = plpy.execute(plans["search_path"])[0]["v"]
     try:
-        _drain(plpy, plans, max_deltas, max_attempts)
+        if slices > 1:
+            _drain_slice(plpy, plans, max_deltas, max_attempts, slice_, slices)
+        else:
+            _drain(plpy, plans, max_deltas, max_attempts)
     except StepFailed as failed:
         _raise(plpy, failed)
     finally:
@@ -115,11 +173,12 @@ def compact(plpy, max_deltas, max_attempts):
         plpy.execute(plans["set_search_path"], [search_path])
 
 
-def compact_loop(plpy, seconds, interval, max_deltas, max_attempts):
+def compact_loop(plpy, seconds, interval, max_deltas, max_attempts, slice_=0, slices=1):
     _check(plpy, "compact_loop: p_seconds", seconds, 0, "e.g. 55 for a job pg_cron starts every minute")
     _check(plpy, "compact_loop: p_interval", interval, 0.01, "seconds between folds, e.g. 1")
     _check(plpy, "compact_loop: p_max_deltas", max_deltas, 1, "the default is 100000")
     _check(plpy, "compact_loop: p_max_attempts", max_attempts, 1, "the default is 5")
+    _check_slice(plpy, "compact_loop", slice_, slices)
     plans = _plans(plpy)
     search_path = plpy.execute(plans["search_path"])[0]["v"]
     # A CALL is one statement: a statement_timeout (e.g. set on the role
@@ -138,7 +197,10 @@ def compact_loop(plpy, seconds, interval, max_deltas, max_attempts):
         while True:
             tick = time.monotonic()
             try:
-                _drain(plpy, plans, max_deltas, max_attempts)
+                if slices > 1:
+                    _drain_slice(plpy, plans, max_deltas, max_attempts, slice_, slices, deadline)
+                else:
+                    _drain(plpy, plans, max_deltas, max_attempts)
             except StepFailed as failed:
                 if failed.row["sqlstate"] == STOP:
                     _raise(plpy, failed)

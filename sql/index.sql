@@ -41,7 +41,15 @@
 --    an inactive shard into totals and rollups (_fold_chunk, _apply_batch,
 --    sorted upserts), set poison aside (_quarantine_overflow), TRUNCATE drained
 --    shards nobody can see into (_reclaim_shards), flip the generations.
+--    Parallel folds: compactors of different slices (_slice: a hash of
+--    counter and key) fold at once under the fold lock shared and their
+--    slice's locks (_lock_slice); reclaim and flip take it exclusive.
 \ir fold/tally._fold_lock_key.sql
+\ir fold/tally._partition_lock_key.sql
+\ir fold/tally._slice_buckets.sql
+\ir fold/tally._slice.sql
+\ir fold/tally._lock_slice.sql
+\ir fold/tally._next_shard.sql
 \ir fold/tally._flips.sql
 \ir fold/tally._invisible_to_all.sql
 \ir fold/tally._ensure_partitions.sql

@@ -5,7 +5,11 @@ internal functions executable only by tally's own definer functions
 (tally.compact_step; tally.maintain, check_drift and reconcile as definers;
 a source of truth runs in a function owned by its registrant); the shard
 layout recorded once in tally.shards (shard, gen, durable, slot), checked
-against tally._shard_no().
+against tally._shard_no(); parallel folds: key slices folded at once by
+several compactors (tally.shard_slices keeps each slice's place in a shard
+and the last transaction that deleted from it; tally.fold_runs records the
+slice), the fold's scratch table per session (a temporary table) instead
+of the shared tally.fold_batch.
 
 Revision ID: 0003
 Revises: 0002
@@ -34,6 +38,28 @@ def upgrade() -> None:
         "ALTER TABLE tally.shards ADD COLUMN shard smallint, ADD COLUMN gen smallint, ADD COLUMN durable boolean,"
         " ADD COLUMN slot smallint"
     )
+    ex("ALTER TABLE tally.fold_runs ADD COLUMN slice smallint, ADD COLUMN slices smallint")
+    # Per delta shard and key slice (slice of slices, tally._slice): where
+    # the slice's last chunk stopped, and the last transaction that deleted
+    # deltas of the slice from the shard. Slice folds write only their own
+    # row, so folds of different slices never wait on each other here; the
+    # reclaim truncates a shard only once every such transaction is
+    # invisible to all (tally._reclaim_shards).
+    ex(
+        """
+        CREATE TABLE tally.shard_slices (
+            shard_table regclass NOT NULL REFERENCES tally.shards (shard_table) ON DELETE CASCADE,
+            slices smallint NOT NULL CHECK (slices BETWEEN 2 AND 64),
+            slice smallint NOT NULL CHECK (slice >= 0 AND slice < slices),
+            resume_at tid NOT NULL DEFAULT '(0,0)',
+            deleted_xid xid8 NOT NULL,
+            PRIMARY KEY (shard_table, slices, slice)
+        )
+        """
+    )
+    # Folds of different slices run at once: each session folds through its
+    # own temporary scratch table (tally._fold_chunk), not a shared one.
+    ex("DROP TABLE tally.fold_batch")
     grants = tally_code.granted()
     tally_code.drop_code("0002")
     tally_code.apply_code()
@@ -88,6 +114,12 @@ def downgrade() -> None:
     ):
         ex(f"DROP FUNCTION IF EXISTS {fn}")
     tally_code.drop_code()
+    ex("DROP TABLE tally.shard_slices")
+    ex(
+        "CREATE UNLOGGED TABLE tally.fold_batch (counter_id integer NOT NULL, key text NOT NULL,"
+        " minute timestamptz NOT NULL, delta bigint NOT NULL, n bigint NOT NULL)"
+    )
+    ex("ALTER TABLE tally.fold_runs DROP COLUMN slice, DROP COLUMN slices")
     ex("DELETE FROM tally.fold_runs WHERE mode IN ('quarantine', 'maintenance')")
     ex("ALTER TABLE tally.fold_runs DROP CONSTRAINT fold_runs_mode_check")
     ex("ALTER TABLE tally.fold_runs ADD CONSTRAINT fold_runs_mode_check CHECK (mode IN ('truncate', 'delete'))")

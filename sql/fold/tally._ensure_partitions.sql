@@ -1,8 +1,13 @@
 -- tally._ensure_partitions: make sure every rollup partition the current
--- fold batch needs exists, creating missing ones through pg_partman (late and
--- backfilled increments get their partition on demand). The rollups have no
--- default partition, so a missing partition is an error, never a silent
--- landing place. Runs inside the fold, under the fold lock.
+-- fold batch (this session's pg_temp.tally_fold_batch) needs exists,
+-- creating missing ones through pg_partman (late and backfilled increments
+-- get their partition on demand). The rollups have no default partition, so
+-- a missing partition is an error, never a silent landing place. Folds of
+-- different slices run at once: a fold that finds a partition missing takes
+-- the partition lock (tally._partition_lock_key, held to its commit), then
+-- looks again (another slice's fold may have created it meanwhile) and
+-- creates what is still missing. The catalog is read by query, with the
+-- statement's snapshot, so a partition committed meanwhile is seen.
 CREATE OR REPLACE FUNCTION tally._ensure_partitions()
 RETURNS integer
 LANGUAGE plpgsql
@@ -13,6 +18,7 @@ AS $$
 DECLARE
     v_g record;
     v_missing timestamptz[];
+    v_locked boolean := false;
     v_created integer := 0;
 BEGIN
     FOR v_g IN
@@ -24,21 +30,30 @@ BEGIN
         JOIN partman.part_config AS pc ON pc.parent_table = 'tally.rollup_' || g.name
         ORDER BY g.ord
     LOOP
-        -- MATERIALIZED: one _cutoff() call per counter, not one per row.
-        WITH kept AS MATERIALIZED (
-            SELECT c.id, tally._cutoff(c.id, v_g.name) AS cutoff
-            FROM tally.counters AS c
-            WHERE v_g.name = ANY (c.granularities)
-              AND c.id IN (SELECT DISTINCT f.counter_id FROM tally.fold_batch AS f)
-        )
-        SELECT array_agg(p.start ORDER BY p.start) INTO v_missing
-        FROM (
-            SELECT DISTINCT date_trunc(v_g.unit, date_trunc(v_g.name, b.minute)) AS start
-            FROM tally.fold_batch AS b
-            JOIN kept AS k ON k.id = b.counter_id
-            WHERE b.minute >= k.cutoff
-        ) AS p
-        WHERE to_regclass(format('tally.%I', 'rollup_' || v_g.name || '_p' || to_char(p.start, v_g.datetime_string))) IS NULL;
+        LOOP
+            -- MATERIALIZED: one _cutoff() call per counter, not one per row.
+            WITH kept AS MATERIALIZED (
+                SELECT c.id, tally._cutoff(c.id, v_g.name) AS cutoff
+                FROM tally.counters AS c
+                WHERE v_g.name = ANY (c.granularities)
+                  AND c.id IN (SELECT DISTINCT f.counter_id FROM pg_temp.tally_fold_batch AS f)
+            )
+            SELECT array_agg(p.start ORDER BY p.start) INTO v_missing
+            FROM (
+                SELECT DISTINCT date_trunc(v_g.unit, date_trunc(v_g.name, b.minute)) AS start
+                FROM pg_temp.tally_fold_batch AS b
+                JOIN kept AS k ON k.id = b.counter_id
+                WHERE b.minute >= k.cutoff
+            ) AS p
+            WHERE NOT EXISTS (
+                SELECT FROM pg_catalog.pg_class AS r
+                WHERE r.relnamespace = 'tally'::regnamespace
+                  AND r.relname = 'rollup_' || v_g.name || '_p' || to_char(p.start, v_g.datetime_string)
+            );
+            EXIT WHEN v_missing IS NULL OR v_locked;
+            PERFORM pg_advisory_xact_lock(tally._partition_lock_key());
+            v_locked := true;
+        END LOOP;
         IF v_missing IS NOT NULL THEN
             PERFORM partman.create_partition_time('tally.rollup_' || v_g.name, v_missing, false);
             v_created := v_created + cardinality(v_missing);
@@ -49,4 +64,4 @@ END;
 $$;
 
 COMMENT ON FUNCTION tally._ensure_partitions() IS
-'Internal: create (through pg_partman) every rollup partition the fold batch needs.';
+'Internal: create (through pg_partman) every rollup partition the fold batch needs, one fold at a time.';

@@ -1,6 +1,4 @@
--- tally._fold_step: one step of the compactor, in the caller's transaction,
--- under the fold lock (folds are serialized: one fold writes rollups at a
--- time, so two folds never wait on each other's rows).
+-- tally._fold_step: one step of the compactor, in the caller's transaction.
 --
 -- Writers append to the active generation of delta shards; a step works on
 -- the other, inactive one, and does the first of these that applies:
@@ -15,11 +13,24 @@
 -- is older than p_max_gen_age while the inactive one still holds a backlog
 -- (a large backfill): live increments do not wait behind it, and it keeps
 -- draining whenever its generation is inactive.
+--
+-- Slices: with p_slices = 1 (the default) a step folds any delta, under the
+-- fold lock taken exclusive: one fold at a time. With p_slices > 1 it folds
+-- only the deltas of slice p_slice (tally._slice: a hash of counter and
+-- key), under the fold lock SHARED and the slice's own locks
+-- (tally._lock_slice): compactors folding different slices run at once, and
+-- since their deltas, totals and rollup rows are disjoint they never wait on
+-- each other's rows. Reclaim and flip need the whole inactive generation
+-- empty, so a step with nothing left in its slice takes the fold lock
+-- exclusive: it reclaims and flips when every slice is drained, and reports
+-- 'waiting' while other slices still hold deltas (the caller pauses).
 CREATE OR REPLACE FUNCTION tally._fold_step(
     p_limit integer,
     p_flip_until bigint DEFAULT NULL,
     p_attempt integer DEFAULT 1,
-    p_max_gen_age interval DEFAULT NULL
+    p_max_gen_age interval DEFAULT NULL,
+    p_slice integer DEFAULT 0,
+    p_slices integer DEFAULT 1
 )
 RETURNS TABLE (action text, folded bigint, flips bigint, shard text, mode text)
 LANGUAGE plpgsql
@@ -28,36 +39,67 @@ SET search_path = pg_catalog, pg_temp
 SET timezone = 'UTC'
 AS $$
 DECLARE
-    v_started timestamptz := clock_timestamp();
+    v_started timestamptz;
     v_gen tally.write_gen;
     v_rel regclass;
-    v_found boolean := false;
+    v_backlog boolean;
     v_rotate boolean;
 BEGIN
     IF p_limit IS NULL OR p_limit < 1 THEN
         RAISE EXCEPTION 'tally._fold_step: limit % must be a positive number of deltas', coalesce(p_limit::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value', HINT = 'the default is 100000';
     END IF;
-    PERFORM pg_advisory_xact_lock(tally._fold_lock_key());
-    SELECT w.* INTO v_gen FROM tally.write_gen AS w;
+    IF p_slices IS NULL OR p_slices < 1 OR p_slices > tally._slice_buckets() THEN
+        RAISE EXCEPTION 'tally._fold_step: % slices is not a slice count', coalesce(p_slices::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = format('fold in 1 to %s slices; 1 (the default) folds every key', tally._slice_buckets());
+    END IF;
+    IF p_slice IS NULL OR p_slice < 0 OR p_slice >= p_slices THEN
+        RAISE EXCEPTION 'tally._fold_step: slice % is not one of slices 0 to %', coalesce(p_slice::text, 'NULL'), p_slices - 1
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'slices count from 0; run one compactor per slice';
+    END IF;
 
-    -- the smallest inactive shard holding deltas (live stragglers before a
-    -- backfill's backlog)
-    FOR v_rel IN
-        SELECT s.shard_table FROM tally.shards AS s
-        WHERE s.gen = 1 - v_gen.gen
-        ORDER BY pg_relation_size(s.shard_table), s.shard_table::text
-    LOOP
-        EXECUTE format('SELECT EXISTS (SELECT FROM %s)', v_rel) INTO v_found;
-        EXIT WHEN v_found;
-    END LOOP;
+    IF p_slices > 1 THEN
+        -- A first look without locks: deltas of this slice in the inactive
+        -- generation and no rotation due? Then fold them beside the other
+        -- slices; otherwise take the fold lock exclusive, below.
+        SELECT w.* INTO v_gen FROM tally.write_gen AS w;
+        v_rel := tally._next_shard((1 - v_gen.gen)::smallint, p_slice, p_slices);
+        IF v_rel IS NOT NULL
+           AND NOT (p_max_gen_age IS NOT NULL AND v_gen.flipped_at < now() - p_max_gen_age
+                    AND (p_flip_until IS NULL OR v_gen.flips <= p_flip_until)) THEN
+            PERFORM tally._lock_slice(p_slice, p_slices);
+            v_started := clock_timestamp();
+            SELECT w.* INTO v_gen FROM tally.write_gen AS w;  -- a flip may have committed meanwhile
+            v_rel := tally._next_shard((1 - v_gen.gen)::smallint, p_slice, p_slices);
+            IF v_rel IS NULL THEN
+                RETURN QUERY SELECT 'waiting'::text, 0::bigint, v_gen.flips, NULL::text, NULL::text;
+                RETURN;
+            END IF;
+            RETURN QUERY SELECT f.action, f.folded, v_gen.flips, v_rel::text, f.mode
+                         FROM tally._fold_chunk(v_rel, p_limit, p_attempt, v_started, p_slice, p_slices) AS f;
+            RETURN;
+        END IF;
+    END IF;
+
+    PERFORM pg_advisory_xact_lock(tally._fold_lock_key());
+    v_started := clock_timestamp();
+    SELECT w.* INTO v_gen FROM tally.write_gen AS w;
+    v_rel := tally._next_shard((1 - v_gen.gen)::smallint, p_slice, p_slices);
+    v_backlog := v_rel IS NOT NULL
+                 OR (p_slices > 1 AND tally._next_shard((1 - v_gen.gen)::smallint, 0, 1) IS NOT NULL);
     -- a backlog must not hold live increments back longer than p_max_gen_age
-    v_rotate := v_found AND p_max_gen_age IS NOT NULL AND v_gen.flipped_at < now() - p_max_gen_age
+    v_rotate := v_backlog AND p_max_gen_age IS NOT NULL AND v_gen.flipped_at < now() - p_max_gen_age
                 AND (p_flip_until IS NULL OR v_gen.flips <= p_flip_until);
 
-    IF v_found AND NOT v_rotate THEN
+    IF v_rel IS NOT NULL AND NOT v_rotate THEN
         RETURN QUERY SELECT f.action, f.folded, v_gen.flips, v_rel::text, f.mode
-                     FROM tally._fold_chunk(v_rel, p_limit, p_attempt, v_started) AS f;
+                     FROM tally._fold_chunk(v_rel, p_limit, p_attempt, v_started, p_slice, p_slices) AS f;
+        RETURN;
+    END IF;
+    IF v_backlog AND NOT v_rotate THEN
+        -- only other slices' deltas are left: their compactors fold them
+        RETURN QUERY SELECT 'waiting'::text, 0::bigint, v_gen.flips, NULL::text, NULL::text;
         RETURN;
     END IF;
     IF NOT v_rotate THEN
@@ -75,6 +117,6 @@ BEGIN
 END;
 $$;
 
-COMMENT ON FUNCTION tally._fold_step(integer, bigint, integer, interval) IS
-'Internal: one compactor step under the fold lock: fold a chunk of an inactive delta shard, '
-'reclaim drained ones by TRUNCATE, or flip.';
+COMMENT ON FUNCTION tally._fold_step(integer, bigint, integer, interval, integer, integer) IS
+'Internal: one compactor step: fold a chunk of an inactive delta shard (of one slice, beside the other slices, '
+'or of any key, alone), reclaim drained ones by TRUNCATE, or flip.';

@@ -1,6 +1,9 @@
 -- tally._reclaim_shards: TRUNCATE each shard of generation p_gen (inactive,
--- under the fold lock) that was drained by a transaction every snapshot in
--- the cluster already sees as committed (tally._invisible_to_all), and that
+-- under the fold lock, exclusive) whose last deleting transaction -- the
+-- one that drained it (tally.shards.drained_xid) or, folded in slices, the
+-- last one of each slice (tally.shard_slices.deleted_xid), whichever is
+-- newest -- every snapshot in the cluster already sees as committed
+-- (tally._invisible_to_all), and that
 -- can be locked within 50 ms and holds no visible row under that lock: its
 -- dead rows are invisible to everyone, so truncating is unobservable, and no
 -- VACUUM is needed. A busy shard is left for a later step. Returns how many
@@ -20,7 +23,9 @@ BEGIN
     FOR v_rel IN
         SELECT s.shard_table FROM tally.shards AS s
         WHERE s.gen = p_gen
-          AND tally._invisible_to_all(s.drained_xid)
+          AND tally._invisible_to_all(greatest(
+              s.drained_xid,
+              (SELECT max(x.deleted_xid) FROM tally.shard_slices AS x WHERE x.shard_table = s.shard_table)))
         ORDER BY s.shard_table::text
     LOOP
         BEGIN
@@ -34,6 +39,7 @@ BEGIN
                 EXECUTE format('TRUNCATE %s', v_rel);
                 UPDATE tally.shards AS s SET drained_xid = NULL, truncated_at = now(), resume_at = '(0,0)'
                 WHERE s.shard_table = v_rel;
+                DELETE FROM tally.shard_slices AS x WHERE x.shard_table = v_rel;
                 INSERT INTO tally.fold_runs (started_at, deltas, attempts, outcome, shard, mode)
                 VALUES (p_started, 0, p_attempt, 'ok', v_rel::text, 'truncate');
                 v_truncated := v_truncated + 1;
