@@ -63,7 +63,7 @@ SELECT current_setting('search_path') AS search_path, current_setting('TimeZone'
 
 SELECT is((SELECT n FROM f_fold), (SELECT n FROM f_pending), 'the fold returns the number of deltas it folded');
 SELECT is((SELECT count(*) FROM tally.delta), 0::bigint, 'the folded deltas were moved out of the shards');
-SELECT is((SELECT count(*) FROM tally.fold_batch), 0::bigint, 'the scratch table is empty after the fold');
+SELECT is((SELECT count(*) FROM pg_temp.tally_fold_batch), 0::bigint, 'the session''s scratch table is empty after the fold');
 SELECT results_eq(
     $$SELECT c.name, t.key, t.value FROM tally.totals AS t JOIN tally.counters AS c ON c.id = t.counter_id
       WHERE c.name LIKE 'f\_%' ORDER BY 1, 2$$,

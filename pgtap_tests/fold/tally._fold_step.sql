@@ -107,7 +107,7 @@ SELECT is(
     6::bigint,
     'the folded deltas are in the total'
 );
-SELECT is((SELECT count(*) FROM tally.fold_batch), 0::bigint, 'the scratch table is empty after the step');
+SELECT is((SELECT count(*) FROM pg_temp.tally_fold_batch), 0::bigint, 'the session''s scratch table is empty after the step');
 SELECT results_eq('SELECT * FROM fs_reads ORDER BY 1, 2, 3, 4', 'SELECT * FROM fs_reads_0 ORDER BY 1, 2, 3, 4',
                   'reads are the same before and after the step');
 SELECT is(

@@ -7,7 +7,7 @@
 -- views, the known functions, and the pinned search_path of every SECURITY
 -- DEFINER function.
 BEGIN;
-SELECT plan(174);
+SELECT plan(179);
 
 SELECT has_schema('tally', 'schema tally exists');
 
@@ -16,7 +16,7 @@ SELECT has_table('tally', 'installed_extensions', 'table tally.installed_extensi
 SELECT has_table('tally', 'granularities', 'table tally.granularities exists');
 SELECT has_table('tally', 'counters', 'table tally.counters exists');
 SELECT has_table('tally', 'delta', 'table tally.delta exists');
-SELECT has_table('tally', 'fold_batch', 'table tally.fold_batch exists');
+SELECT hasnt_table('tally', 'fold_batch', 'no shared scratch table: each fold session has its own (pg_temp.tally_fold_batch)');
 SELECT has_table('tally', 'totals', 'table tally.totals exists');
 SELECT has_table('tally', 'fold_runs', 'table tally.fold_runs exists');
 SELECT has_table('tally', 'rollup_minute', 'table tally.rollup_minute exists');
@@ -47,8 +47,8 @@ SELECT columns_are(
 SELECT col_is_pk('tally', 'totals', ARRAY['counter_id', 'key'], 'totals is keyed by (counter_id, key)');
 SELECT columns_are(
     'tally', 'fold_runs',
-    ARRAY['id', 'started_at', 'finished_at', 'deltas', 'attempts', 'outcome', 'shard', 'mode', 'error'],
-    'tally.fold_runs has the expected columns (shard and mode of each fold included)'
+    ARRAY['id', 'started_at', 'finished_at', 'deltas', 'attempts', 'outcome', 'shard', 'mode', 'error', 'slice', 'slices'],
+    'tally.fold_runs has the expected columns (shard, mode and key slice of each fold included)'
 );
 SELECT throws_ok(
     $$INSERT INTO tally.fold_runs (started_at, outcome, mode) VALUES (now(), 'ok', 'merge')$$, '23514', NULL,
@@ -163,6 +163,26 @@ SELECT col_type_is('tally', 'shards', 'shard_table', 'regclass', 'shards.shard_t
 SELECT col_type_is('tally', 'shards', 'drained_xid', 'xid8', 'shards.drained_xid is xid8');
 SELECT col_type_is('tally', 'shards', 'drained_at', 'timestamp with time zone', 'shards.drained_at is timestamptz');
 SELECT col_type_is('tally', 'shards', 'truncated_at', 'timestamp with time zone', 'shards.truncated_at is timestamptz');
+-- Per delta shard and key slice of a parallel fold: where the slice's last
+-- chunk stopped and the last transaction that deleted its deltas.
+SELECT columns_are(
+    'tally', 'shard_slices', ARRAY['shard_table', 'slices', 'slice', 'resume_at', 'deleted_xid'],
+    'tally.shard_slices has the expected columns'
+);
+SELECT col_is_pk(
+    'tally', 'shard_slices', ARRAY['shard_table', 'slices', 'slice'], 'shard_slices is keyed by (shard_table, slices, slice)'
+);
+SELECT fk_ok('tally', 'shard_slices', 'shard_table', 'tally', 'shards', 'shard_table', 'shard_slices names a shard');
+SELECT throws_ok(
+    $$INSERT INTO tally.shard_slices (shard_table, slices, slice, deleted_xid)
+      SELECT s.shard_table, 2, 2, pg_current_xact_id() FROM tally.shards AS s LIMIT 1$$, '23514', NULL,
+    'a slice must be below the slice count'
+);
+SELECT throws_ok(
+    $$INSERT INTO tally.shard_slices (shard_table, slices, slice, deleted_xid)
+      SELECT s.shard_table, 1, 0, pg_current_xact_id() FROM tally.shards AS s LIMIT 1$$, '23514', NULL,
+    'one slice is no slicing: a serial fold keeps its place in tally.shards'
+);
 SELECT set_eq(
     'SELECT shard_table FROM tally.shards',
     $$SELECT inhrelid::regclass FROM pg_catalog.pg_inherits WHERE inhparent = 'tally.delta'::regclass$$,
@@ -221,11 +241,7 @@ SELECT throws_ok(
     'UPDATE tally.write_gen SET gen = 2', '23514', NULL,
     'a generation other than 0 or 1 is refused'
 );
-SELECT is(
-    (SELECT relpersistence::text FROM pg_catalog.pg_class WHERE oid = 'tally.fold_batch'::regclass),
-    'u',
-    'the fold scratch table is UNLOGGED'
-);
+SELECT has_table('tally', 'shard_slices', 'table tally.shard_slices exists');
 
 -- Observability: cumulative fold failure counts, the deadlock baseline at
 -- install, sources of truth, drift checks and runs, corrections, crash
@@ -371,8 +387,8 @@ SELECT has_function('tally', '_fold_lock_key', ARRAY[]::text[], 'function tally.
 SELECT has_function('tally', '_invisible_to_all', ARRAY['xid8'], 'function tally._invisible_to_all(xid8) exists');
 SELECT has_function('tally', '_keep', ARRAY['integer', 'text'], 'function tally._keep(integer, text) exists');
 SELECT has_function(
-    'tally', '_fold_step', ARRAY['integer', 'bigint', 'integer', 'interval'],
-    'function tally._fold_step(integer, bigint, integer, interval) exists'
+    'tally', '_fold_step', ARRAY['integer', 'bigint', 'integer', 'interval', 'integer', 'integer'],
+    'function tally._fold_step(integer, bigint, integer, interval, integer, integer) exists'
 );
 SELECT has_function(
     'tally', '_granularity', ARRAY['text', 'tally.counters', 'text'],
@@ -384,10 +400,13 @@ SELECT has_function(
     'function tally._record_fold(timestamptz, bigint, integer, text, text, text) exists'
 );
 SELECT has_function('tally', '_sync_retention', ARRAY[]::text[], 'function tally._sync_retention() exists');
-SELECT has_function('tally', 'compact', ARRAY['integer', 'integer'], 'procedure tally.compact(integer, integer) exists');
 SELECT has_function(
-    'tally', 'compact_loop', ARRAY['double precision', 'double precision', 'integer', 'integer'],
-    'procedure tally.compact_loop(double precision, double precision, integer, integer) exists'
+    'tally', 'compact', ARRAY['integer', 'integer', 'integer', 'integer'],
+    'procedure tally.compact(integer, integer, integer, integer) exists'
+);
+SELECT has_function(
+    'tally', 'compact_loop', ARRAY['double precision', 'double precision', 'integer', 'integer', 'integer', 'integer'],
+    'procedure tally.compact_loop(double precision, double precision, integer, integer, integer, integer) exists'
 );
 SELECT has_function(
     'tally', 'counter_series', ARRAY['text', 'text', 'text', 'timestamp with time zone', 'timestamp with time zone'],
@@ -401,13 +420,13 @@ SELECT has_function(
 SELECT has_function('tally', 'drop_counter', ARRAY['text'], 'function tally.drop_counter(text) exists');
 SELECT has_function('tally', 'maintain', ARRAY['text'], 'function tally.maintain(text) exists');
 SELECT has_function(
-    'tally', 'compact_step', ARRAY['integer', 'bigint', 'integer', 'integer', 'interval'],
-    'function tally.compact_step(integer, bigint, integer, integer, interval) exists'
+    'tally', 'compact_step', ARRAY['integer', 'bigint', 'integer', 'integer', 'interval', 'integer', 'integer'],
+    'function tally.compact_step(integer, bigint, integer, integer, interval, integer, integer) exists'
 );
 SELECT has_function('tally', 'acknowledge_crash', ARRAY[]::text[], 'function tally.acknowledge_crash() exists');
 SELECT has_function(
-    'tally', 'schedule_compactor', ARRAY['double precision', 'double precision', 'text'],
-    'function tally.schedule_compactor(double precision, double precision, text) exists'
+    'tally', 'schedule_compactor', ARRAY['double precision', 'double precision', 'text', 'integer'],
+    'function tally.schedule_compactor(double precision, double precision, text, integer) exists'
 );
 SELECT has_function(
     'tally', 'set_retention', ARRAY['text', 'text', 'interval'],
@@ -477,7 +496,7 @@ SELECT has_function(
 );
 SELECT hasnt_function('tally', '_fold_into_rollups', 'tally._fold_into_rollups is gone (replaced by _fold_step)');
 SELECT function_returns(
-    'tally', '_fold_step', ARRAY['integer', 'bigint', 'integer', 'interval'], 'setof record',
+    'tally', '_fold_step', ARRAY['integer', 'bigint', 'integer', 'interval', 'integer', 'integer'], 'setof record',
     'tally._fold_step returns a set of rows'
 );
 SELECT function_returns('tally', '_fold', ARRAY['integer'], 'bigint', 'tally._fold returns bigint (deltas folded)');
@@ -515,8 +534,8 @@ SELECT is_empty(
 SELECT is(
     (SELECT count(*) FROM pg_catalog.pg_proc AS p
      WHERE p.pronamespace = 'tally'::regnamespace AND p.prosecdef),
-    50::bigint,
-    'the search_path check above covers the 50 SECURITY DEFINER functions (a new one changes this count)'
+    52::bigint,
+    'the search_path check above covers the 52 SECURITY DEFINER functions (a new one changes this count)'
 );
 SELECT results_eq(
     $$SELECT p.proname::text COLLATE "default", p.prosecdef
@@ -543,7 +562,7 @@ SELECT is_definer(
     'tally._install_source is SECURITY DEFINER (it creates a function and gives it to the registrant)'
 );
 SELECT is_definer(
-    'tally', '_fold_step', ARRAY['integer', 'bigint', 'integer', 'interval'],
+    'tally', '_fold_step', ARRAY['integer', 'bigint', 'integer', 'interval', 'integer', 'integer'],
     'tally._fold_step is SECURITY DEFINER (it writes rollups and truncates shards)'
 );
 SELECT is_definer('tally', '_apply_batch', ARRAY[]::text[], 'tally._apply_batch is SECURITY DEFINER');
@@ -568,11 +587,11 @@ SELECT isnt_definer(
     'tally._fold is SECURITY INVOKER (it restores the caller''s search_path)'
 );
 SELECT isnt_definer(
-    'tally', 'compact', ARRAY['integer', 'integer'],
+    'tally', 'compact', ARRAY['integer', 'integer', 'integer', 'integer'],
     'procedure tally.compact is SECURITY INVOKER (it commits between folds)'
 );
 SELECT isnt_definer(
-    'tally', 'compact_loop', ARRAY['double precision', 'double precision', 'integer', 'integer'],
+    'tally', 'compact_loop', ARRAY['double precision', 'double precision', 'integer', 'integer', 'integer', 'integer'],
     'procedure tally.compact_loop is SECURITY INVOKER (it commits between folds)'
 );
 

@@ -9,10 +9,7 @@ RETURNS integer
 LANGUAGE sql
 IMMUTABLE
 PARALLEL SAFE
-RETURN (
-    (pg_catalog.hashtextextended(p_key, p_counter_id) OPERATOR(pg_catalog.&) (tally._slice_buckets() - 1)::bigint)
-    OPERATOR(pg_catalog.%) p_slices
-)::integer;
+RETURN ((pg_catalog.hashtextextended(p_key, p_counter_id) & (tally._slice_buckets() - 1)::bigint) % p_slices)::integer;
 
 COMMENT ON FUNCTION tally._slice(integer, text, integer) IS
 'Internal: the slice (of p_slices) whose fold owns the deltas of a (counter, key) pair.';

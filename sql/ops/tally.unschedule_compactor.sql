@@ -1,4 +1,5 @@
--- tally.unschedule_compactor: remove tally's pg_cron jobs; returns how many
+-- tally.unschedule_compactor: remove tally's pg_cron jobs (the compactor's,
+-- one per worker, and the maintenance job); returns how many
 -- were removed (0 when none, or when pg_cron is not in this database).
 CREATE OR REPLACE FUNCTION tally.unschedule_compactor()
 RETURNS integer
@@ -17,7 +18,8 @@ BEGIN
     END IF;
     EXECUTE format(
         'SELECT count(%1$I.unschedule(j.jobid))::integer FROM %1$I.job AS j
-         WHERE j.jobname IN (''tally-compactor'', ''tally-maintenance'') AND j.database = current_database()',
+         WHERE (j.jobname IN (''tally-compactor'', ''tally-maintenance'') OR j.jobname ~ ''^tally-compactor-[0-9]+$'')
+           AND j.database = current_database()',
         v_cron)
     INTO v_removed;
     RETURN v_removed;

@@ -1,0 +1,65 @@
+-- tally.schedule_compactor: install the pg_cron jobs that run tally:
+--   tally-compactor   every minute: CALL tally.compact_loop(p_seconds, p_interval)
+--                     (folds about every p_interval s for just under a minute;
+--                     pg_cron never runs a job twice at once)
+--   tally-maintenance p_maintenance_schedule: SELECT tally.maintain()
+-- Idempotent: scheduling again updates the jobs. pg_cron lives only in the
+-- database named by cron.database_name; elsewhere this refuses and says
+-- what to run there instead (or run `tally compact --loop`).
+CREATE OR REPLACE FUNCTION tally.schedule_compactor(
+    p_seconds double precision DEFAULT 55,
+    p_interval double precision DEFAULT 1,
+    p_maintenance_schedule text DEFAULT '17 * * * *'
+)
+RETURNS TABLE (jobid bigint, jobname text, schedule text, command text)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c_fn constant text := 'tally.schedule_compactor';
+    v_compact text;
+    -- pg_cron keeps its objects in schema cron whatever its extnamespace says
+    v_cron name := (SELECT 'cron'::name FROM pg_catalog.pg_extension AS e
+                    WHERE e.extname = 'pg_cron' AND to_regnamespace('cron') IS NOT NULL);
+BEGIN
+    IF p_seconds IS NULL OR p_seconds <= 0 OR p_seconds > 59 THEN
+        RAISE EXCEPTION '%: p_seconds % must be in (0, 59]', c_fn, coalesce(p_seconds::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'the job starts every minute; 55 leaves it a margin to end before the next';
+    END IF;
+    IF p_interval IS NULL OR p_interval < 0.05 OR p_interval > p_seconds THEN
+        RAISE EXCEPTION '%: p_interval % must be between 0.05 and p_seconds', c_fn, coalesce(p_interval::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'seconds between folds; 1 keeps the lag near a second';
+    END IF;
+    IF p_maintenance_schedule IS NULL OR p_maintenance_schedule = '' THEN
+        RAISE EXCEPTION '%: maintenance schedule must not be NULL or empty', c_fn
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'a cron expression, e.g. ''17 * * * *'' (hourly)';
+    END IF;
+    v_compact := format('CALL tally.compact_loop(%s, %s)', p_seconds, p_interval);
+    IF v_cron IS NULL THEN
+        RAISE EXCEPTION '%: pg_cron is not installed in database "%"', c_fn, current_database()
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('pg_cron lives in database %s (cron.database_name).',
+                                  coalesce(current_setting('cron.database_name', true), '(pg_cron not loaded)')),
+                  HINT = format('in that database run: SELECT cron.schedule_in_database(%L, %L, %L, %L); '
+                                'SELECT cron.schedule_in_database(%L, %L, %L, %L); '
+                                'or run `tally compact --loop` next to the database',
+                                'tally-compactor', '* * * * *', v_compact, current_database(),
+                                'tally-maintenance', p_maintenance_schedule, 'SELECT tally.maintain()',
+                                current_database());
+    END IF;
+    EXECUTE format('SELECT %I.schedule($1, $2, $3)', v_cron) USING 'tally-compactor', '* * * * *', v_compact;
+    EXECUTE format('SELECT %I.schedule($1, $2, $3)', v_cron)
+        USING 'tally-maintenance', p_maintenance_schedule, 'SELECT tally.maintain()';
+    RETURN QUERY EXECUTE format(
+        'SELECT j.jobid, j.jobname::text, j.schedule, j.command FROM %I.job AS j
+         WHERE j.jobname IN (''tally-compactor'', ''tally-maintenance'') AND j.database = current_database()
+         ORDER BY j.jobname', v_cron);
+END;
+$$;
+
+COMMENT ON FUNCTION tally.schedule_compactor(double precision, double precision, text) IS
+'Install (or update) the pg_cron jobs tally-compactor (every minute, folds every p_interval s) and tally-maintenance.';
