@@ -11,8 +11,17 @@
    retention: buckets older than 7 days (minute) / 90 days (hour) are
    skipped, day/week/month and the total get everything.
 
+4. parallel folds: a backfill of 600,000 increments over 60,000 keys with
+   timestamps spread over a year, ingested first (no compactor running),
+   then folded by one compactor (CALL tally.compact()) and by two compactors
+   folding one key slice each at once (CALL tally.compact(p_slice => k,
+   p_slices => 2) in two sessions), side by side, `--repeat` times; the
+   compactors' sessions are sampled meanwhile (pg_stat_activity: on CPU or
+   waiting, and on what).
+
 Usage: python bench/compactor.py --dsn "..." [--seconds 30] [--fold-deltas 2000000]
-[--backfill 2000000] [--out DIR]. Writes compactor.json (default: bench/results/).
+[--backfill 2000000] [--parallel-deltas 600000] [--repeat 2] [--only parallel] [--out DIR].
+Writes compactor.json (default: bench/results/).
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ import random
 import statistics
 import threading
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -160,30 +170,160 @@ def backfill_while_live(dsn: str, n: int, live_rate: int = 5_000) -> dict:
     return r
 
 
+def _ingest_backfill(dsn: str, counter: str, n: int, keys: int, seed: int, per_call: int = 10_000) -> float:
+    """n increments of 1 over `keys` keys, timestamps over the last year,
+    through increment_counters; returns increments/s."""
+    rnd = random.Random(seed)
+    now = datetime.now(UTC)
+    t0 = time.monotonic()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        done = 0
+        while done < n:
+            k = min(per_call, n - done)
+            conn.execute(
+                "SELECT tally.increment_counters(%s::text[], %s::text[], %s::bigint[], %s::timestamptz[])",
+                (
+                    [counter] * k,
+                    [str(rnd.randint(1, keys)) for _ in range(k)],
+                    [1] * k,
+                    [now - timedelta(days=365) * rnd.random() for _ in range(k)],
+                ),
+            )
+            done += k
+    return n / (time.monotonic() - t0)
+
+
+def _sample_sessions(dsn: str, app: str, stop: threading.Event, seen: Counter) -> None:
+    """Every 50 ms: what each session named `app` is doing (on CPU, or the
+    wait event it waits on)."""
+    with psycopg.connect(dsn, autocommit=True) as probe:
+        while not stop.is_set():
+            for state, wtype, wevent in probe.execute(
+                "SELECT state, wait_event_type, wait_event FROM pg_stat_activity WHERE application_name = %s", (app,)
+            ).fetchall():
+                if state == "active":
+                    seen["on CPU" if wtype is None else f"{wtype}:{wevent}"] += 1
+                else:
+                    seen["idle (between calls)"] += 1
+            time.sleep(0.05)
+
+
+def _fold_with(dsn: str, slices: int, app: str) -> float:
+    """Fold everything pending with `slices` compactors at once (1: a plain
+    CALL tally.compact()); returns the seconds until the last one returned."""
+    errors: list[BaseException] = []
+    ready = threading.Barrier(slices + 1)
+
+    def one(k: int) -> None:
+        try:
+            with psycopg.connect(dsn, autocommit=True, application_name=app) as conn:
+                ready.wait()
+                if slices == 1:
+                    conn.execute("CALL tally.compact()")
+                else:
+                    conn.execute("CALL tally.compact(100000, 5, %s::integer, %s::integer)", (k, slices))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+            ready.abort()
+
+    threads = [threading.Thread(target=one, args=(k,)) for k in range(slices)]
+    for t in threads:
+        t.start()
+    ready.wait()
+    t0 = time.monotonic()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return time.monotonic() - t0
+
+
+def parallel_folds(dsn: str, n: int, keys: int = 60_000, repeat: int = 2) -> dict:
+    """The backfill folded by 1 compactor and by 2 slice compactors, side by side."""
+    runs = []
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CALL tally.compact()")
+        # Warm-up: the rollup partitions a year of buckets needs exist before
+        # either measured fold runs, so neither pays for creating them.
+        fresh_counter(conn, "bench_par_warmup")
+        _ingest_backfill(dsn, "bench_par_warmup", 50_000, keys, seed=99)
+        conn.execute("CALL tally.compact()")
+        for r in range(repeat):
+            pair = {}
+            for slices in (1, 2):
+                name = f"bench_par_{slices}"
+                fresh_counter(conn, name)
+                conn.execute("CALL tally.compact()")
+                conn.execute("CHECKPOINT")
+                insert_rate = _ingest_backfill(dsn, name, n, keys, seed=r)
+                app = f"tally bench fold {slices}"
+                stop = threading.Event()
+                seen: Counter = Counter()
+                probe = threading.Thread(target=_sample_sessions, args=(dsn, app, stop, seen))
+                probe.start()
+                cpu0 = os.times()
+                secs = _fold_with(dsn, slices, app)
+                stop.set()
+                probe.join()
+                assert conn.execute("SELECT tally._pending()").fetchone()[0] == 0
+                total = conn.execute(
+                    "SELECT sum(t.value) FROM tally.totals AS t JOIN tally.counters AS c ON c.id = t.counter_id"
+                    " WHERE c.name = %s",
+                    (name,),
+                ).fetchone()[0]
+                assert total == n, (total, n)
+                samples = sum(seen.values()) or 1
+                pair[slices] = {
+                    "seconds": round(secs, 2),
+                    "deltas_per_s": round(n / secs),
+                    "insert_per_s": round(insert_rate),
+                    "sessions": {k: round(v / samples, 3) for k, v in seen.most_common()},
+                    "load_1min": round(os.getloadavg()[0], 2),
+                    "bench_cpu_s": round(os.times().user - cpu0.user, 2),
+                }
+            ratio = pair[1]["seconds"] / pair[2]["seconds"]
+            runs.append({"one": pair[1], "two_slices": pair[2], "ratio": round(ratio, 2)})
+            print(
+                f"  parallel folds, run {r + 1}: {n:,} deltas over {keys:,} keys (a year):"
+                f" 1 compactor {pair[1]['deltas_per_s']:>7,}/s ({pair[1]['seconds']:.1f} s),"
+                f" 2 slice compactors {pair[2]['deltas_per_s']:>7,}/s ({pair[2]['seconds']:.1f} s): {ratio:.2f}x"
+            )
+            for slices in (1, 2):
+                top = ", ".join(f"{k} {v:.0%}" for k, v in list(pair[slices]["sessions"].items())[:5])
+                print(f"    sessions of {slices} compactor(s): {top}; load {pair[slices]['load_1min']}")
+    return {"deltas": n, "keys": keys, "cores": os.cpu_count(), "runs": runs}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(prog="bench/compactor.py", description="the compactor study (make bench-compactor)")
     ap.add_argument("--dsn", default=os.environ.get("TALLY_DSN"), help="a migrated database (default: $TALLY_DSN)")
     ap.add_argument("--seconds", type=int, default=30)
     ap.add_argument("--fold-deltas", type=int, default=2_000_000)
     ap.add_argument("--backfill", type=int, default=2_000_000)
+    ap.add_argument("--parallel-deltas", type=int, default=600_000)
+    ap.add_argument("--repeat", type=int, default=2, help="runs of the parallel-folds comparison (default 2)")
+    ap.add_argument("--only", choices=["parallel"], help="run only this part (its own compactor-parallel.json)")
     ap.add_argument("--out", type=Path, default=RESULTS, help=f"directory for compactor.json (default: {RESULTS})")
     args = ap.parse_args()
     if not args.dsn:
         ap.error("pass --dsn or set TALLY_DSN")
     print("tally compactor benchmark")
-    results = {
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "fold_rate": [
-            fold_rate(args.dsn, args.fold_deltas, timedelta(minutes=1), "live (last minute)"),
-            fold_rate(args.dsn, args.fold_deltas, timedelta(hours=1), "late (last hour)"),
-            fold_rate(args.dsn, args.fold_deltas, timedelta(days=365), "backfill (last year)"),
-        ],
-        "lag": lag_under_ingest(args.dsn, args.seconds),
-        "backfill": backfill_while_live(args.dsn, args.backfill),
-    }
+    results: dict = {"when": datetime.now(UTC).isoformat(timespec="seconds")}
+    if args.only is None:
+        results |= {
+            "fold_rate": [
+                fold_rate(args.dsn, args.fold_deltas, timedelta(minutes=1), "live (last minute)"),
+                fold_rate(args.dsn, args.fold_deltas, timedelta(hours=1), "late (last hour)"),
+                fold_rate(args.dsn, args.fold_deltas, timedelta(days=365), "backfill (last year)"),
+            ],
+            "lag": lag_under_ingest(args.dsn, args.seconds),
+            "backfill": backfill_while_live(args.dsn, args.backfill),
+        }
+    results["parallel_folds"] = parallel_folds(args.dsn, args.parallel_deltas, repeat=args.repeat)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "compactor.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"written {args.out / 'compactor.json'}")
+    out = args.out / ("compactor.json" if args.only is None else f"compactor-{args.only}.json")
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"written {out}")
 
 
 if __name__ == "__main__":

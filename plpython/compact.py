@@ -12,12 +12,12 @@ going: a compactor that runs as a service never stops on a failed step (the
 failure shows in tally.health), only when its time is up or it is cancelled.
 
 Parallel folds: with p_slices > 1 a call folds slice p_slice only
-(tally._slice), beside calls folding the other slices. A round ends when the
-generations flipped twice since it began (by whichever compactor) and the
-inactive one is empty: every delta committed before the round is folded.
+(tally._slice), beside calls folding the other slices; it ends, as a plain
+call does, once it has seen each generation empty while inactive (its own
+flips), i.e. every slice's deltas committed before the call are folded.
 While only other slices' deltas are left the step reports 'waiting' and the
 call pauses; when that lasts HELP_AFTER seconds (a slice's compactor is not
-running) it folds a chunk of any slice itself, alone, so nothing is left
+running) it folds chunks of any slice itself, alone, so nothing is left
 behind by a missing compactor.
 """
 
@@ -61,13 +61,13 @@ def _check_slice(plpy, name, slice_, slices):
         )
 
 
-def _step(plpy, plans, max_deltas, max_attempts, flip_until=None, slice_=0, slices=1):
+def _step(plpy, plans, max_deltas, max_attempts, slice_=0, slices=1):
     """One compactor step, retried while it reports a transient failure;
     returns its row, or raises StepFailed."""
     attempt = 0
     while True:
         attempt += 1
-        args = [max_deltas, flip_until, attempt, max_attempts, MAX_GEN_AGE, slice_, slices]
+        args = [max_deltas, None, attempt, max_attempts, MAX_GEN_AGE, slice_, slices]
         row = plpy.execute(plans["step"], args)[0]
         plpy.commit()
         if row["action"] == "failed":
@@ -85,7 +85,6 @@ def _plans(plpy):
             " FROM tally.compact_step($1, $2, $3, $4, $5::pg_catalog.interval, $6, $7) AS s",
             ["integer", "bigint", "integer", "integer", "text", "integer", "integer"],
         ),
-        "flips": plpy.prepare("SELECT w.flips FROM tally.write_gen AS w"),
         "maintain": plpy.prepare("SELECT m.step, m.detail FROM tally.maintain() AS m"),
         "sleep": plpy.prepare("SELECT pg_catalog.pg_sleep($1)", ["float8"]),
         "search_path": plpy.prepare("SELECT pg_catalog.current_setting('search_path') AS v"),
@@ -97,49 +96,39 @@ def _plans(plpy):
     }
 
 
-def _drain(plpy, plans, max_deltas, max_attempts):
+def _drain(plpy, plans, max_deltas, max_attempts, slice_=0, slices=1, deadline=None):
     """Steps until each generation was seen empty while inactive since this
     call began: then every delta committed before the call is folded.
 
     The generation flips every time the inactive one is empty (so gen ==
     flips % 2): a 'flipped' step saw the generation it just activated empty.
+    (A 'rotated' one did not: it flipped past a backlog.)
+
+    With slices > 1 the steps fold slice `slice_` only; a step reports
+    'waiting' while only other slices' deltas are left (pause, then try
+    again; after HELP_AFTER seconds of it, fold any slice's deltas, alone).
+    Returns early when `deadline` (monotonic) passes.
     """
     seen = set()
     folded = 0
-    while len(seen) < 2:
-        row = _step(plpy, plans, max_deltas, max_attempts)
-        if row["action"] == "flipped":
-            seen.add(row["flips"] % 2)
-        elif row["action"] == "folded":
-            folded += row["folded"]
-    return folded
-
-
-def _drain_slice(plpy, plans, max_deltas, max_attempts, slice_, slices, deadline=None):
-    """Steps of slice `slice_` until the generations flipped twice since
-    this call began and the inactive one is empty (the step reports 'idle'):
-    then every delta committed before the call is folded, by this compactor
-    or the other slices'. Returns early when `deadline` (monotonic) passes."""
-    flip_until = plpy.execute(plans["flips"])[0]["flips"] + 1
-    folded = 0
     waiting_since = None
-    while deadline is None or time.monotonic() < deadline:
+    while len(seen) < 2 and (deadline is None or time.monotonic() < deadline):
         helping = waiting_since is not None and time.monotonic() - waiting_since >= HELP_AFTER
         if helping:
             # the other slices' compactors are gone or stuck: fold any key,
             # alone (under the fold lock exclusive), until nothing is left
-            row = _step(plpy, plans, max_deltas, max_attempts, flip_until)
+            row = _step(plpy, plans, max_deltas, max_attempts)
         else:
-            row = _step(plpy, plans, max_deltas, max_attempts, flip_until, slice_, slices)
-        if row["action"] == "idle":
-            break
+            row = _step(plpy, plans, max_deltas, max_attempts, slice_, slices)
         if row["action"] == "waiting":
             waiting_since = waiting_since or time.monotonic()
             plpy.execute(plans["sleep"], [WAIT])
             continue
         if not helping:
             waiting_since = None
-        if row["action"] == "folded":
+        if row["action"] == "flipped":
+            seen.add(row["flips"] % 2)
+        elif row["action"] == "folded":
             folded += row["folded"]
     return folded
 
@@ -161,10 +150,7 @@ def compact(plpy, max_deltas, max_attempts, slice_=0, slices=1):
     plans = _plans(plpy)
     search_path = plpy.execute(plans["search_path"])[0]["v"]
     try:
-        if slices > 1:
-            _drain_slice(plpy, plans, max_deltas, max_attempts, slice_, slices)
-        else:
-            _drain(plpy, plans, max_deltas, max_attempts)
+        _drain(plpy, plans, max_deltas, max_attempts, slice_, slices)
     except StepFailed as failed:
         _raise(plpy, failed)
     finally:
@@ -197,10 +183,7 @@ def compact_loop(plpy, seconds, interval, max_deltas, max_attempts, slice_=0, sl
         while True:
             tick = time.monotonic()
             try:
-                if slices > 1:
-                    _drain_slice(plpy, plans, max_deltas, max_attempts, slice_, slices, deadline)
-                else:
-                    _drain(plpy, plans, max_deltas, max_attempts)
+                _drain(plpy, plans, max_deltas, max_attempts, slice_, slices, deadline if slices > 1 else None)
             except StepFailed as failed:
                 if failed.row["sqlstate"] == STOP:
                     _raise(plpy, failed)

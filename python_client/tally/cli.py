@@ -71,17 +71,20 @@ def _logging(args: argparse.Namespace) -> None:
 
 def cmd_compact(args: argparse.Namespace) -> int:
     if args.loop:
-        from tally.compactor import CompactorService
+        from tally.compactor import run_workers
 
         _logging(args)
-        return CompactorService(
+        return run_workers(
             _dsn(args),
+            args.workers,
             interval=args.interval,
             max_deltas=args.max_deltas,
             maintain_every=args.maintain_every,
             duration=args.duration,
             stop_timeout=args.stop_timeout,
-        ).run()
+        )
+    if args.workers != 1:
+        raise SystemExit("tally compact: --workers needs --loop (a single fold: run one `tally compact`)")
     with psycopg.connect(_dsn(args), autocommit=True) as conn:
         conn.execute("SET application_name = 'tally compactor'")
         conn.execute("CALL tally.compact(%s::integer)", (args.max_deltas,))
@@ -192,6 +195,18 @@ def _seconds(minimum: float, strict: bool = True):
     return parse
 
 
+def _workers(text: str) -> int:
+    """An argparse type: a number of parallel compactors, 1 to 64 (the key
+    slices a fold can be split into, tally._slice_buckets())."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of workers: {text!r}") from None
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 64, got {text}")
+    return value
+
+
 def _log_options(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("-v", "--verbose", action="store_true", help="log debug lines too")
@@ -217,6 +232,13 @@ def main(argv: list[str] | None = None) -> int:
         help="stop --loop after this many seconds (default: never)",
     )
     c.add_argument("--max-deltas", type=int, default=100_000, help="deltas per fold transaction")
+    c.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N",
+        help="--loop: N compactors folding at once, one key slice each (default 1; up to 64)",
+    )
     c.add_argument(
         "--maintain-every",
         type=_seconds(0),

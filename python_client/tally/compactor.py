@@ -24,6 +24,12 @@ Errors:
 - a failing maintenance never stops folding: it is logged and tried again
   after min(maintain_every, 60) seconds.
 
+Parallel folds (`--workers N`, N > 1): N such loops run at once, in threads
+of one process, each on its own connection folding one key slice
+(`CALL tally.compact(max_deltas, 5, k, N)`, k = 0 .. N-1); the first also
+runs the maintenance. Each handles its errors as above; the process exits
+when all have stopped, with the worst exit code.
+
 SIGTERM and SIGINT stop it: a call in flight is allowed to finish for
 `stop_timeout` seconds; after that the connection is shut down and the
 server rolls back the fold step in flight (the session sets
@@ -85,8 +91,15 @@ class CompactorService:
         maintain_every: float = 3600.0,
         duration: float = 0.0,
         stop_timeout: float = 10.0,
+        slice_: int = 0,
+        slices: int = 1,
+        maintain: bool = True,
     ) -> None:
         self.dsn = dsn
+        self.slice = slice_
+        self.slices = slices
+        self.maintain = maintain
+        self.name = "tally compactor" if slices == 1 else f"tally compactor {slice_}/{slices}"
         self.interval = interval
         self.max_deltas = max_deltas
         self.maintain_every = maintain_every
@@ -149,7 +162,7 @@ class CompactorService:
             extra = {k: v for k, v in KEEPALIVES.items() if k not in params}
         conn = psycopg.connect(self.dsn, autocommit=True, **extra)
         try:
-            conn.execute("SET application_name = 'tally compactor'")
+            conn.execute("SELECT pg_catalog.set_config('application_name', %s, false)", (self.name,))
             # A CALL is one statement: a drain of a backlog must not be
             # cancelled midway by a statement_timeout meant for applications.
             conn.execute("SET statement_timeout = 0")
@@ -192,13 +205,18 @@ class CompactorService:
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
-        threading.Thread(target=self._watchdog, name="tally-compactor-watchdog", daemon=True).start()
+        return self.serve()
+
+    def serve(self) -> int:
+        """The loop itself (signals are the caller's: run() or run_workers())."""
+        threading.Thread(target=self._watchdog, name=f"{self.name} watchdog", daemon=True).start()
         log.info(
-            "starting: database %s, a fold every %g s (at most %d deltas per step), maintenance every %g s",
+            "starting%s: database %s, a fold every %g s (at most %d deltas per step), maintenance %s",
+            "" if self.slices == 1 else f" slice {self.slice} of {self.slices}",
             dsn_database(self.dsn),
             self.interval,
             self.max_deltas,
-            self.maintain_every,
+            f"every {self.maintain_every:g} s" if self.maintain else "by slice 0",
         )
         deadline = time.monotonic() + self.duration if self.duration else None
         next_maintain = time.monotonic()  # once at start
@@ -234,7 +252,7 @@ class CompactorService:
                             info.backend_pid,
                         )
                     ever_connected = True
-                if time.monotonic() >= next_maintain:
+                if self.maintain and time.monotonic() >= next_maintain:
                     what = "maintenance failed"
                     try:
                         self._maintain()
@@ -249,7 +267,13 @@ class CompactorService:
                     break
                 what = "compact failed"
                 started = time.monotonic()
-                self._call("CALL tally.compact(%s::integer)", (self.max_deltas,))
+                if self.slices == 1:
+                    self._call("CALL tally.compact(%s::integer)", (self.max_deltas,))
+                else:
+                    self._call(
+                        "CALL tally.compact(%s::integer, 5, %s::integer, %s::integer)",
+                        (self.max_deltas, self.slice, self.slices),
+                    )
                 log.debug("compact: %.3f s", time.monotonic() - started)
                 failures = fatal = 0
                 down_since = None
@@ -301,6 +325,34 @@ class CompactorService:
         elif code == 0:
             log.info("stopped: --duration of %g s reached", self.duration)
         return code
+
+
+def run_workers(dsn: str, workers: int, **options: float) -> int:
+    """`workers` compactor loops at once, one key slice each (threads, each
+    with its own connection); SIGTERM/SIGINT stop them all. Returns the
+    worst exit code."""
+    if workers == 1:
+        return CompactorService(dsn, **options).run()
+    services = [CompactorService(dsn, slice_=k, slices=workers, maintain=k == 0, **options) for k in range(workers)]
+
+    def on_signal(signum: int, frame: object) -> None:
+        for service in services:
+            service._on_signal(signum, frame)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    codes = [0] * workers
+
+    def one(k: int) -> None:
+        codes[k] = services[k].serve()
+
+    threads = [threading.Thread(target=one, args=(k,), name=services[k].name) for k in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        while t.is_alive():
+            t.join(timeout=0.2)  # wakes for signals
+    return max(codes)
 
 
 # What to do about the errors retrying cannot fix, when the server gives no HINT.
