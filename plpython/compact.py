@@ -85,6 +85,10 @@ def _plans(plpy):
             " FROM tally.compact_step($1, $2, $3, $4, $5::pg_catalog.interval, $6, $7) AS s",
             ["integer", "bigint", "integer", "integer", "text", "integer", "integer"],
         ),
+        "gen": plpy.prepare(
+            "SELECT w.flips, pg_catalog.least(w.emptied_at_flip[1], w.emptied_at_flip[2]) AS emptied"
+            " FROM tally.write_gen AS w"
+        ),
         "maintain": plpy.prepare("SELECT m.step, m.detail FROM tally.maintain() AS m"),
         "sleep": plpy.prepare("SELECT pg_catalog.pg_sleep($1)", ["float8"]),
         "search_path": plpy.prepare("SELECT pg_catalog.current_setting('search_path') AS v"),
@@ -100,19 +104,25 @@ def _drain(plpy, plans, max_deltas, max_attempts, slice_=0, slices=1, deadline=N
     """Steps until each generation was seen empty while inactive since this
     call began: then every delta committed before the call is folded.
 
-    The generation flips every time the inactive one is empty (so gen ==
-    flips % 2): a 'flipped' step saw the generation it just activated empty.
-    (A 'rotated' one did not: it flipped past a backlog.)
+    The generation flips every time the inactive one is empty: such a flip
+    (not a rotation, which flips past a backlog) records its number for the
+    generation it found empty (tally.write_gen.emptied_at_flip). Once both
+    generations' numbers are past the flip count at the start (plus one, for
+    a flip that was under way as the call began), every delta
+    written before is folded, whichever compactor did the flips (several may
+    fold at once, and flip in turns).
 
     With slices > 1 the steps fold slice `slice_` only; a step reports
     'waiting' while only other slices' deltas are left (pause, then try
     again; after HELP_AFTER seconds of it, fold any slice's deltas, alone).
     Returns early when `deadline` (monotonic) passes.
     """
-    seen = set()
+    # A flip numbered start + 1 may have begun (and looked) before this call
+    # did; every later flip looked after it, under the fold lock.
+    start = plpy.execute(plans["gen"])[0]["flips"] + 1
     folded = 0
     waiting_since = None
-    while len(seen) < 2 and (deadline is None or time.monotonic() < deadline):
+    while deadline is None or time.monotonic() < deadline:
         helping = waiting_since is not None and time.monotonic() - waiting_since >= HELP_AFTER
         if helping:
             # the other slices' compactors are gone or stuck: fold any key,
@@ -122,14 +132,16 @@ def _drain(plpy, plans, max_deltas, max_attempts, slice_=0, slices=1, deadline=N
             row = _step(plpy, plans, max_deltas, max_attempts, slice_, slices)
         if row["action"] == "waiting":
             waiting_since = waiting_since or time.monotonic()
+            if plpy.execute(plans["gen"])[0]["emptied"] > start:
+                break  # the other slices' compactors drained both generations
             plpy.execute(plans["sleep"], [WAIT])
             continue
         if not helping:
             waiting_since = None
-        if row["action"] == "flipped":
-            seen.add(row["flips"] % 2)
-        elif row["action"] == "folded":
+        if row["action"] == "folded":
             folded += row["folded"]
+        elif plpy.execute(plans["gen"])[0]["emptied"] > start:
+            break
     return folded
 
 

@@ -39,6 +39,11 @@ def upgrade() -> None:
         " ADD COLUMN slot smallint"
     )
     ex("ALTER TABLE tally.fold_runs ADD COLUMN slice smallint, ADD COLUMN slices smallint")
+    # Per generation g (element g + 1): the flip that found it empty while
+    # inactive and made it active. Once both are past the flip count a
+    # compactor call began at, everything written before the call is
+    # folded, whichever compactor flipped (several fold at once).
+    ex("ALTER TABLE tally.write_gen ADD COLUMN emptied_at_flip bigint[] NOT NULL DEFAULT '{0,0}'")
     # Per delta shard and key slice (slice of slices, tally._slice): where
     # the slice's last chunk stopped, and the last transaction that deleted
     # deltas of the slice from the shard. Slice folds write only their own
@@ -120,6 +125,7 @@ def downgrade() -> None:
         " minute timestamptz NOT NULL, delta bigint NOT NULL, n bigint NOT NULL)"
     )
     ex("ALTER TABLE tally.fold_runs DROP COLUMN slice, DROP COLUMN slices")
+    ex("ALTER TABLE tally.write_gen DROP COLUMN emptied_at_flip")
     ex("DELETE FROM tally.fold_runs WHERE mode IN ('quarantine', 'maintenance')")
     ex("ALTER TABLE tally.fold_runs DROP CONSTRAINT fold_runs_mode_check")
     ex("ALTER TABLE tally.fold_runs ADD CONSTRAINT fold_runs_mode_check CHECK (mode IN ('truncate', 'delete'))")

@@ -2,7 +2,7 @@
 -- does not hold live increments back longer than that: the generations
 -- rotate (action 'rotated') and nothing is folded or lost by the rotation.
 BEGIN;
-SELECT plan(8);
+SELECT plan(9);
 
 SELECT tally.set_retention(NULL, 'minute', NULL);
 SELECT tally.create_counter('rot', '{hour}');
@@ -52,6 +52,20 @@ SELECT is(
     (SELECT t.value FROM tally.totals AS t JOIN tally.counters AS c ON c.id = t.counter_id WHERE c.name = 'rot'),
     112::bigint,
     'after folding everything the total holds all three increments, once'
+);
+
+-- Nothing waiting in the active generation: a rotation would gain nothing.
+INSERT INTO tally.delta (shard, counter_id, key, delta, at)
+SELECT (1 - w.gen) * 8 + 1, c.id, 'k', 1000, now()
+FROM tally.write_gen AS w, tally.counters AS c WHERE c.name = 'rot';
+UPDATE tally.write_gen SET flipped_at = now() - interval '10 seconds';
+SELECT results_eq(
+    $$SELECT (SELECT count(*) FROM tally.delta AS d JOIN tally.shards AS s ON s.shard_table = d.tableoid::regclass
+              WHERE s.gen = (SELECT w.gen FROM tally.write_gen AS w)),
+             f.action, f.folded
+      FROM tally._fold_step(1000, NULL, 1, '2 seconds') AS f$$,
+    $$VALUES (0::bigint, 'folded'::text, 1::bigint)$$,
+    'an old but empty active generation and a backlog: the step folds, it does not rotate'
 );
 
 SELECT * FROM finish();

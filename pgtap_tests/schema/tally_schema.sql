@@ -212,7 +212,7 @@ SELECT is(
 -- The write generation: one row telling writers which generation to append to.
 SELECT has_table('tally', 'write_gen', 'table tally.write_gen exists');
 SELECT columns_are(
-    'tally', 'write_gen', ARRAY['singleton', 'gen', 'flips', 'flipped_at'],
+    'tally', 'write_gen', ARRAY['singleton', 'gen', 'flips', 'flipped_at', 'emptied_at_flip'],
     'tally.write_gen has the expected columns'
 );
 SELECT col_is_pk('tally', 'write_gen', 'singleton', 'write_gen is keyed by singleton');
@@ -221,12 +221,14 @@ SELECT results_eq(
       FROM pg_catalog.pg_attribute AS a
       WHERE a.attrelid = 'tally.write_gen'::regclass AND a.attnum > 0 AND NOT a.attisdropped
       ORDER BY a.attnum$$,
-    $$VALUES ('boolean'::text, true), ('smallint', true), ('bigint', true), ('timestamp with time zone', true)$$,
-    'write_gen is (singleton boolean, gen smallint, flips bigint, flipped_at timestamptz), all NOT NULL'
+    $$VALUES ('boolean'::text, true), ('smallint', true), ('bigint', true), ('timestamp with time zone', true),
+             ('bigint[]', true)$$,
+    'write_gen is (singleton boolean, gen smallint, flips bigint, flipped_at timestamptz, emptied_at_flip bigint[]), '
+    'all NOT NULL'
 );
 SELECT results_eq(
-    'SELECT singleton, gen, flips FROM tally.write_gen',
-    $$VALUES (true, 0::smallint, 0::bigint)$$,
+    'SELECT singleton, gen, flips, emptied_at_flip FROM tally.write_gen',
+    $$VALUES (true, 0::smallint, 0::bigint, '{0,0}'::bigint[])$$,
     'write_gen holds exactly one row: a fresh install writes to generation 0, never flipped'
 );
 SELECT throws_ok(

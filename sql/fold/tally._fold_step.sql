@@ -10,9 +10,11 @@
 --              the flip counter is still <= p_flip_until, or always when it
 --              is NULL); otherwise the step reports 'idle'.
 -- They also flip ('rotated') instead of folding when the active generation
--- is older than p_max_gen_age while the inactive one still holds a backlog
--- (a large backfill): live increments do not wait behind it, and it keeps
--- draining whenever its generation is inactive.
+-- is older than p_max_gen_age and holds deltas while the inactive one still
+-- holds a backlog (a large backfill): live increments do not wait behind
+-- it, and it keeps draining whenever its generation is inactive. (With
+-- nothing waiting in the active generation a rotation would gain nothing;
+-- folding in slices, it would make every slice wait for the others.)
 --
 -- Slices: with p_slices = 1 (the default) a step folds any delta, under the
 -- fold lock taken exclusive: one fold at a time. With p_slices > 1 it folds
@@ -67,7 +69,8 @@ BEGIN
         v_rel := tally._next_shard((1 - v_gen.gen)::smallint, p_slice, p_slices);
         IF v_rel IS NOT NULL
            AND NOT (p_max_gen_age IS NOT NULL AND v_gen.flipped_at < now() - p_max_gen_age
-                    AND (p_flip_until IS NULL OR v_gen.flips <= p_flip_until)) THEN
+                    AND (p_flip_until IS NULL OR v_gen.flips <= p_flip_until)
+                    AND tally._next_shard(v_gen.gen, 0, 1) IS NOT NULL) THEN
             PERFORM tally._lock_slice(p_slice, p_slices);
             v_started := clock_timestamp();
             SELECT w.* INTO v_gen FROM tally.write_gen AS w;  -- a flip may have committed meanwhile
@@ -90,7 +93,8 @@ BEGIN
                  OR (p_slices > 1 AND tally._next_shard((1 - v_gen.gen)::smallint, 0, 1) IS NOT NULL);
     -- a backlog must not hold live increments back longer than p_max_gen_age
     v_rotate := v_backlog AND p_max_gen_age IS NOT NULL AND v_gen.flipped_at < now() - p_max_gen_age
-                AND (p_flip_until IS NULL OR v_gen.flips <= p_flip_until);
+                AND (p_flip_until IS NULL OR v_gen.flips <= p_flip_until)
+                AND tally._next_shard(v_gen.gen, 0, 1) IS NOT NULL;
 
     IF v_rel IS NOT NULL AND NOT v_rotate THEN
         RETURN QUERY SELECT f.action, f.folded, v_gen.flips, v_rel::text, f.mode
@@ -106,8 +110,11 @@ BEGIN
         PERFORM tally._reclaim_shards((1 - v_gen.gen)::smallint, p_attempt, v_started);
     END IF;
     IF p_flip_until IS NULL OR v_gen.flips <= p_flip_until THEN
+        -- A flip that found the generation empty records it: every delta
+        -- written to that generation before this flip is folded.
         UPDATE tally.write_gen AS w
-        SET gen = 1 - w.gen, flips = w.flips + 1, flipped_at = now()
+        SET gen = 1 - w.gen, flips = w.flips + 1, flipped_at = now(),
+            emptied_at_flip[2 - w.gen] = CASE WHEN v_rotate THEN w.emptied_at_flip[2 - w.gen] ELSE w.flips + 1 END
         RETURNING w.* INTO v_gen;
         RETURN QUERY SELECT CASE WHEN v_rotate THEN 'rotated' ELSE 'flipped' END,
                             0::bigint, v_gen.flips, NULL::text, NULL::text;
