@@ -103,7 +103,7 @@ def run_with_slices(dsn: str, conn: psycopg.Connection, slices: int, *, kill: bo
         killer_thread.start()
     try:
         # 8 writers (processes) and one plain CALL tally.compact() looping.
-        truth, plain = run_load(dsn, counters, writers=8, iterations=300, compactors=1, max_deltas=5_000)
+        truth, plain = run_load(dsn, counters, writers=8, iterations=200, compactors=1, max_deltas=5_000)
     finally:
         stop.set()
         for s in slicers:
