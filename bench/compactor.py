@@ -208,20 +208,39 @@ def _sample_sessions(dsn: str, app: str, stop: threading.Event, seen: Counter) -
             time.sleep(0.05)
 
 
-def _fold_with(dsn: str, slices: int, app: str) -> float:
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process on this machine has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU time of the whole machine so far (/proc/stat)."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = ticks[3] + ticks[4]
+    return (sum(ticks) - idle) / os.sysconf("SC_CLK_TCK"), sum(ticks) / os.sysconf("SC_CLK_TCK")
+
+
+def _fold_with(dsn: str, slices: int, app: str) -> tuple[float, float, float]:
     """Fold everything pending with `slices` compactors at once (1: a plain
-    CALL tally.compact()); returns the seconds until the last one returned."""
+    CALL tally.compact()); returns the seconds until the last one returned,
+    the CPU seconds the compactors' backends used (the server runs on this
+    machine) and the share of the machine's CPU busy meanwhile (everyone's)."""
     errors: list[BaseException] = []
+    cpu: list[float] = []
     ready = threading.Barrier(slices + 1)
 
     def one(k: int) -> None:
         try:
             with psycopg.connect(dsn, autocommit=True, application_name=app) as conn:
+                pid = conn.info.backend_pid
+                before = _cpu_seconds(pid)
                 ready.wait()
                 if slices == 1:
                     conn.execute("CALL tally.compact()")
                 else:
                     conn.execute("CALL tally.compact(100000, 5, %s::integer, %s::integer)", (k, slices))
+                cpu.append(_cpu_seconds(pid) - before)
         except BaseException as exc:  # reported below
             errors.append(exc)
             ready.abort()
@@ -230,12 +249,15 @@ def _fold_with(dsn: str, slices: int, app: str) -> float:
     for t in threads:
         t.start()
     ready.wait()
+    busy0, total0 = _machine_busy()
     t0 = time.monotonic()
     for t in threads:
         t.join()
+    secs = time.monotonic() - t0
+    busy1, total1 = _machine_busy()
     if errors:
         raise errors[0]
-    return time.monotonic() - t0
+    return secs, sum(cpu), (busy1 - busy0) / max(total1 - total0, 1e-9)
 
 
 def parallel_folds(dsn: str, n: int, keys: int = 60_000, repeat: int = 2) -> dict:
@@ -261,8 +283,7 @@ def parallel_folds(dsn: str, n: int, keys: int = 60_000, repeat: int = 2) -> dic
                 seen: Counter = Counter()
                 probe = threading.Thread(target=_sample_sessions, args=(dsn, app, stop, seen))
                 probe.start()
-                cpu0 = os.times()
-                secs = _fold_with(dsn, slices, app)
+                secs, cpu_s, machine_busy = _fold_with(dsn, slices, app)
                 stop.set()
                 probe.join()
                 assert conn.execute("SELECT tally._pending()").fetchone()[0] == 0
@@ -279,7 +300,12 @@ def parallel_folds(dsn: str, n: int, keys: int = 60_000, repeat: int = 2) -> dic
                     "insert_per_s": round(insert_rate),
                     "sessions": {k: round(v / samples, 3) for k, v in seen.most_common()},
                     "load_1min": round(os.getloadavg()[0], 2),
-                    "bench_cpu_s": round(os.times().user - cpu0.user, 2),
+                    # CPU the compactors' backends got: cores used on average,
+                    # and deltas folded per CPU second (the cost of a delta)
+                    "compactor_cpu_s": round(cpu_s, 1),
+                    "compactor_cores": round(cpu_s / secs, 2),
+                    "deltas_per_cpu_s": round(n / cpu_s) if cpu_s else None,
+                    "machine_busy": round(machine_busy, 3),
                 }
             ratio = pair[1]["seconds"] / pair[2]["seconds"]
             runs.append({"one": pair[1], "two_slices": pair[2], "ratio": round(ratio, 2)})
@@ -289,8 +315,13 @@ def parallel_folds(dsn: str, n: int, keys: int = 60_000, repeat: int = 2) -> dic
                 f" 2 slice compactors {pair[2]['deltas_per_s']:>7,}/s ({pair[2]['seconds']:.1f} s): {ratio:.2f}x"
             )
             for slices in (1, 2):
-                top = ", ".join(f"{k} {v:.0%}" for k, v in list(pair[slices]["sessions"].items())[:5])
-                print(f"    sessions of {slices} compactor(s): {top}; load {pair[slices]['load_1min']}")
+                x = pair[slices]
+                top = ", ".join(f"{k} {v:.0%}" for k, v in list(x["sessions"].items())[:4])
+                print(
+                    f"    {slices} compactor(s): {x['compactor_cores']:.2f} cores used"
+                    f" ({x['deltas_per_cpu_s']:,} deltas per CPU s), machine {x['machine_busy']:.0%} busy"
+                    f" (load {x['load_1min']}); sessions: {top}"
+                )
     return {"deltas": n, "keys": keys, "cores": os.cpu_count(), "runs": runs}
 
 
