@@ -370,7 +370,7 @@ SELECT has_view('tally', 'health', 'view tally.health exists');
 
 -- Functions and procedures. Only the ones known here are checked, one by one:
 -- the schema may hold more.
-SELECT has_function('tally', '_apply_batch', ARRAY[]::text[], 'function tally._apply_batch() exists');
+SELECT has_function('tally', '_apply_batch', ARRAY['regclass'], 'function tally._apply_batch(regclass) exists');
 SELECT has_function('tally', '_check_at', ARRAY['text', 'timestamp with time zone'], 'function tally._check_at(text, timestamptz) exists');
 SELECT has_function('tally', '_check_key', ARRAY['text', 'text'], 'function tally._check_key(text, text) exists');
 SELECT has_function(
@@ -382,7 +382,9 @@ SELECT has_function(
     'tally', '_cutoff', ARRAY['integer', 'text', 'timestamp with time zone'],
     'function tally._cutoff(integer, text, timestamptz) exists'
 );
-SELECT has_function('tally', '_ensure_partitions', ARRAY[]::text[], 'function tally._ensure_partitions() exists');
+SELECT has_function(
+    'tally', '_ensure_partitions', ARRAY['regclass'], 'function tally._ensure_partitions(regclass) exists'
+);
 SELECT has_function('tally', '_flips', ARRAY[]::text[], 'function tally._flips() exists');
 SELECT has_function('tally', '_fold', ARRAY['integer'], 'function tally._fold(integer) exists');
 SELECT has_function('tally', '_fold_lock_key', ARRAY[]::text[], 'function tally._fold_lock_key() exists');
@@ -567,7 +569,7 @@ SELECT is_definer(
     'tally', '_fold_step', ARRAY['integer', 'bigint', 'integer', 'interval', 'integer', 'integer'],
     'tally._fold_step is SECURITY DEFINER (it writes rollups and truncates shards)'
 );
-SELECT is_definer('tally', '_apply_batch', ARRAY[]::text[], 'tally._apply_batch is SECURITY DEFINER');
+SELECT is_definer('tally', '_apply_batch', ARRAY['regclass'], 'tally._apply_batch is SECURITY DEFINER');
 SELECT is_definer('tally', '_flips', ARRAY[]::text[], 'tally._flips is SECURITY DEFINER');
 SELECT is_definer(
     'tally', '_invisible_to_all', ARRAY['xid8'],

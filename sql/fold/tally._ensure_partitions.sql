@@ -1,5 +1,5 @@
 -- tally._ensure_partitions: make sure every rollup partition the current
--- fold batch (this session's pg_temp.tally_fold_batch) needs exists,
+-- fold batch p_batch (this session's pg_temp.tally_fold_batch) needs exists,
 -- creating missing ones through pg_partman (late and backfilled increments
 -- get their partition on demand). The rollups have no default partition, so
 -- a missing partition is an error, never a silent landing place. Folds of
@@ -8,7 +8,7 @@
 -- looks again (another slice's fold may have created it meanwhile) and
 -- creates what is still missing. The catalog is read by query, with the
 -- statement's snapshot, so a partition committed meanwhile is seen.
-CREATE OR REPLACE FUNCTION tally._ensure_partitions()
+CREATE OR REPLACE FUNCTION tally._ensure_partitions(p_batch regclass)
 RETURNS integer
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -32,24 +32,28 @@ BEGIN
     LOOP
         LOOP
             -- MATERIALIZED: one _cutoff() call per counter, not one per row.
-            WITH kept AS MATERIALIZED (
-                SELECT c.id, tally._cutoff(c.id, v_g.name) AS cutoff
-                FROM tally.counters AS c
-                WHERE v_g.name = ANY (c.granularities)
-                  AND c.id IN (SELECT DISTINCT f.counter_id FROM pg_temp.tally_fold_batch AS f)
-            )
-            SELECT array_agg(p.start ORDER BY p.start) INTO v_missing
-            FROM (
-                SELECT DISTINCT date_trunc(v_g.unit, date_trunc(v_g.name, b.minute)) AS start
-                FROM pg_temp.tally_fold_batch AS b
-                JOIN kept AS k ON k.id = b.counter_id
-                WHERE b.minute >= k.cutoff
-            ) AS p
-            WHERE NOT EXISTS (
-                SELECT FROM pg_catalog.pg_class AS r
-                WHERE r.relnamespace = 'tally'::regnamespace
-                  AND r.relname = 'rollup_' || v_g.name || '_p' || to_char(p.start, v_g.datetime_string)
-            );
+            -- (Dynamic: the batch is this session's temporary table.)
+            EXECUTE format(
+                'WITH kept AS MATERIALIZED (
+                     SELECT c.id, tally._cutoff(c.id, $1) AS cutoff
+                     FROM tally.counters AS c
+                     WHERE $1 = ANY (c.granularities)
+                       AND c.id IN (SELECT DISTINCT f.counter_id FROM %1$s AS f)
+                 )
+                 SELECT array_agg(p.start ORDER BY p.start)
+                 FROM (
+                     SELECT DISTINCT date_trunc($2, date_trunc($1, b.minute)) AS start
+                     FROM %1$s AS b
+                     JOIN kept AS k ON k.id = b.counter_id
+                     WHERE b.minute >= k.cutoff
+                 ) AS p
+                 WHERE NOT EXISTS (
+                     SELECT FROM pg_catalog.pg_class AS r
+                     WHERE r.relnamespace = ''tally''::regnamespace
+                       AND r.relname = ''rollup_'' || $1 || ''_p'' || to_char(p.start, $3)
+                 )', p_batch)
+            INTO v_missing
+            USING v_g.name, v_g.unit, v_g.datetime_string;
             EXIT WHEN v_missing IS NULL OR v_locked;
             PERFORM pg_advisory_xact_lock(tally._partition_lock_key());
             v_locked := true;
@@ -63,5 +67,5 @@ BEGIN
 END;
 $$;
 
-COMMENT ON FUNCTION tally._ensure_partitions() IS
+COMMENT ON FUNCTION tally._ensure_partitions(regclass) IS
 'Internal: create (through pg_partman) every rollup partition the fold batch needs, one fold at a time.';

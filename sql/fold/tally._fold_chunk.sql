@@ -33,6 +33,7 @@ SET timezone = 'UTC'
 AS $$
 DECLARE
     v_resume tid;
+    v_batch regclass;
     v_slice text := CASE WHEN p_slices > 1
                          THEN format('tally._slice(s.counter_id, s.key, %s) = %s', p_slices, p_slice)
                          ELSE 'true' END;
@@ -48,7 +49,8 @@ BEGIN
     ELSE
         v_resume := (SELECT s.resume_at FROM tally.shards AS s WHERE s.shard_table = p_rel);
     END IF;
-    IF to_regclass('pg_temp.tally_fold_batch') IS NULL THEN
+    v_batch := to_regclass('pg_temp.tally_fold_batch');
+    IF v_batch IS NULL THEN
         CREATE TEMPORARY TABLE tally_fold_batch (
             counter_id integer NOT NULL,
             key text NOT NULL,
@@ -56,6 +58,7 @@ BEGIN
             delta bigint NOT NULL,
             n bigint NOT NULL
         ) ON COMMIT DELETE ROWS;
+        v_batch := to_regclass('pg_temp.tally_fold_batch');
     END IF;
     EXECUTE format('SELECT ARRAY(SELECT s.ctid FROM %s AS s WHERE s.ctid >= $2 AND %s LIMIT $1)', p_rel, v_slice)
     INTO v_chunk USING p_limit, v_resume;
@@ -71,14 +74,14 @@ BEGIN
                  DELETE FROM %1$s AS d WHERE d.ctid = ANY ($1)
                  RETURNING d.ctid, d.counter_id, d.key, d.delta, d.at),
              batch AS (
-                 INSERT INTO pg_temp.tally_fold_batch (counter_id, key, minute, delta, n)
+                 INSERT INTO %2$s (counter_id, key, minute, delta, n)
                  SELECT m.counter_id, m.key, date_trunc(''minute'', m.at), sum(m.delta), count(*)
                  FROM moved AS m
                  GROUP BY 1, 2, 3)
-             SELECT count(*), max(m.ctid) FROM moved AS m', p_rel)
+             SELECT count(*), max(m.ctid) FROM moved AS m', p_rel, v_batch)
         INTO v_folded, v_last
         USING v_chunk;
-        PERFORM tally._apply_batch();
+        PERFORM tally._apply_batch(v_batch);
     EXCEPTION WHEN numeric_value_out_of_range THEN
         v_poison := tally._quarantine_overflow(p_rel, v_chunk);
         IF v_poison = 0 THEN

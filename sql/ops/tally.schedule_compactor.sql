@@ -25,7 +25,6 @@ DECLARE
     c_fn constant text := 'tally.schedule_compactor';
     v_compact text;
     v_names text[];
-    v_worker integer;
     -- pg_cron keeps its objects in schema cron whatever its extnamespace says
     v_cron name := (SELECT 'cron'::name FROM pg_catalog.pg_extension AS e
                     WHERE e.extname = 'pg_cron' AND to_regnamespace('cron') IS NOT NULL);
