@@ -85,14 +85,17 @@ def run_with_slices(dsn: str, conn: psycopg.Connection, slices: int, *, kill: bo
     kills = []
 
     def killer() -> None:
-        # Terminate a slice compactor while it is inside a CALL (mid-fold),
-        # every 0.3 s, until the writers are done.
+        # Terminate a slice compactor mid-fold (it holds its slice's bucket
+        # locks: it is inside a slice step's transaction), every 0.3 s,
+        # until the writers are done.
         with psycopg.connect(dsn, autocommit=True) as k:
             while not stop.is_set():
                 row = k.execute(
-                    "SELECT pid, application_name FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND application_name LIKE 'tally test slice %%'"
-                    " AND state = 'active' AND query LIKE 'CALL tally.compact%%' ORDER BY random() LIMIT 1"
+                    "SELECT a.pid, a.application_name FROM pg_stat_activity AS a"
+                    " WHERE a.datname = current_database() AND a.application_name LIKE 'tally test slice %%'"
+                    " AND EXISTS (SELECT FROM pg_locks AS l WHERE l.pid = a.pid AND l.locktype = 'advisory'"
+                    "             AND l.classid = 736175647 AND l.objsubid = 2 AND l.granted)"
+                    " ORDER BY random() LIMIT 1"
                 ).fetchone()
                 if row and k.execute("SELECT pg_terminate_backend(%s)", (row[0],)).fetchone()[0]:
                     kills.append(row[1])
