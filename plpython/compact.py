@@ -86,8 +86,7 @@ def _plans(plpy):
             ["integer", "bigint", "integer", "integer", "text", "integer", "integer"],
         ),
         "gen": plpy.prepare(
-            "SELECT w.flips, LEAST(w.emptied_at_flip[1], w.emptied_at_flip[2]) AS emptied"
-            " FROM tally.write_gen AS w"
+            "SELECT w.flips, LEAST(w.emptied_at_flip[1], w.emptied_at_flip[2]) AS emptied FROM tally.write_gen AS w"
         ),
         "maintain": plpy.prepare("SELECT m.step, m.detail FROM tally.maintain() AS m"),
         "sleep": plpy.prepare("SELECT pg_catalog.pg_sleep($1)", ["float8"]),
