@@ -25,7 +25,8 @@
 -- each other's rows. Reclaim and flip need the whole inactive generation
 -- empty, so a step with nothing left in its slice takes the fold lock
 -- exclusive: it reclaims and flips when every slice is drained, and reports
--- 'waiting' while other slices still hold deltas (the caller pauses).
+-- 'waiting' while any slice still holds deltas (the caller pauses; its
+-- own are folded by its next step, beside the others, never alone here).
 CREATE OR REPLACE FUNCTION tally._fold_step(
     p_limit integer,
     p_flip_until bigint DEFAULT NULL,
@@ -96,6 +97,13 @@ BEGIN
                 AND (p_flip_until IS NULL OR v_gen.flips <= p_flip_until)
                 AND tally._next_shard(v_gen.gen, 0, 1) IS NOT NULL;
 
+    IF v_rel IS NOT NULL AND NOT v_rotate AND p_slices > 1 THEN
+        -- deltas of this slice arrived (or a flip made them inactive) since
+        -- the first look: fold them beside the other slices, next step, not
+        -- here, alone
+        RETURN QUERY SELECT 'waiting'::text, 0::bigint, v_gen.flips, NULL::text, NULL::text;
+        RETURN;
+    END IF;
     IF v_rel IS NOT NULL AND NOT v_rotate THEN
         RETURN QUERY SELECT f.action, f.folded, v_gen.flips, v_rel::text, f.mode
                      FROM tally._fold_chunk(v_rel, p_limit, p_attempt, v_started, p_slice, p_slices) AS f;
