@@ -30,6 +30,8 @@ def run_migrations_online() -> None:
         )
         with context.begin_transaction():
             raw = connection.connection.driver_connection
+            if context.get_revision_argument() is not None:
+                tally_code.require_superuser(raw)
             tally_code.before_migrations(raw)
             context.run_migrations()
             tally_code.after_migrations(raw)
