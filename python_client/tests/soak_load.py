@@ -26,10 +26,12 @@ def _pick(rnd: random.Random, counters: list[str], days_back: float) -> tuple[st
     return rnd.choice(counters), key, delta, at
 
 
-def legit_writer(dsn: str, seed: int, counters: list[str], seconds: float, days_back: float, out) -> None:
+def legit_writer(dsn: str, seed: int, counters: list[str], seconds: float, days_back: float, rate: float, out) -> None:
     """Singles (65%), batches of 1-60 (25%), and increments with an event id
     (10%; half of them replays of an id applied before, which must change
-    nothing). An increment enters the truth once its call returned."""
+    nothing), at most `rate` calls a second (a soak, not a flood: the
+    compactor must keep up on a shared 2-core machine). An increment enters
+    the truth once its call returned."""
     rnd = random.Random(seed)
     truth = Truth()
     errors: list[str] = []
@@ -38,7 +40,11 @@ def legit_writer(dsn: str, seed: int, counters: list[str], seconds: float, days_
     deadline = time.monotonic() + seconds
     try:
         with psycopg.connect(dsn, autocommit=True) as conn:
+            started = time.monotonic()
             while time.monotonic() < deadline:
+                ahead = started + calls / rate - time.monotonic()
+                if ahead > 0:
+                    time.sleep(ahead)
                 r = rnd.random()
                 if r < 0.65:
                     counter, key, delta, at = _pick(rnd, counters, days_back)
