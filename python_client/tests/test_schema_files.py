@@ -148,7 +148,8 @@ def test_the_files_make_the_tables_the_migrations_make(dsn: str, scratch_dsn: st
     assert sorted(declared) == sorted(migrated)
     for table, facts in migrated.items():
         for what, rows in facts.items():
-            assert declared[table][what] == rows, f"tally.{table}: {what} differ (sql/schema/ left, migrations right)"
+            where = f"tally.{table}, {what}: sql/schema/ (left) is not what the migrations make (right)"
+            assert declared[table][what] == rows, where
     # The comparison sees what it is meant to see.
     assert migrated["delta"]["relation"] == [
         ("p", "p", "LIST (shard)", None, "Not-yet-folded increments, appended by increment_counter()")
