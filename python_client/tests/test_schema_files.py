@@ -131,8 +131,11 @@ def test_every_table_has_exactly_one_file_named_after_it(conn: psycopg.Connectio
     for path in schema_files():
         m = FILE_NAME.match(path.name)
         assert m, f"sql/schema/{path.name}: name it NN_<table>.sql"
-        created = CREATE_TABLE.findall(path.read_text())
+        text = path.read_text()
+        created = CREATE_TABLE.findall(text)
         assert created == [m.group(2)], f"sql/schema/{path.name} must create exactly tally.{m.group(2)}: {created}"
+        above = text[: CREATE_TABLE.search(text).start()].strip().splitlines()
+        assert above and above[-1].startswith("--"), f"sql/schema/{path.name}: say above the table what it is for"
         made.setdefault(created[0], []).append(path.name)
     twice = {t: f for t, f in made.items() if len(f) > 1}
     assert not twice, f"tables declared by more than one file: {twice}"
