@@ -68,7 +68,9 @@ def test_soak_the_compactor_never_stops(dsn: str, conn: psycopg.Connection) -> N
     for c in COUNTERS:
         conn.execute("SELECT tally.create_counter(%s, p_durable => %s)", (c, c.endswith("durable")))
     keep_everything(conn, COUNTERS)
-    conn.execute("SELECT tally.create_counter(%s, '{minute,day}')", (soak_load.HOSTILE_COUNTER,))
+    conn.execute(
+        "SELECT tally.create_counter(%s, %s)", (soak_load.HOSTILE_COUNTER, list(soak_load.HOSTILE_GRANULARITIES))
+    )
     deadlocks_before = workers.deadlocks(conn)
     job = f"tally-soak-{uuid.uuid4().hex[:8]}"
     cron = _cron_conn()
