@@ -149,7 +149,7 @@ def hostile_writer(dsn: str, seed: int, seconds: float, chunk: int, out) -> None
                         sent[poison][0] += extreme
                         sent[poison][1] += 1
             calls += 1
-            time.sleep(rnd.uniform(0.5, 1.5))
+            time.sleep(rnd.uniform(1.0, 3.0))
     except Exception:
         errors.append(traceback.format_exc())
     finally:
