@@ -184,7 +184,13 @@ class CompactorService:
         for row in rows:
             if row[0] != "failed":
                 log.info("maintenance: %s: %s", row[0], " ".join(str(v) for v in row[1:]))
-        log.info("maintenance done in %.2f s (%d steps)", time.monotonic() - started, len(rows))
+        if not failed:
+            log.info(
+                "maintenance done in %.2f s (%d steps); next in %g s",
+                time.monotonic() - started,
+                len(rows),
+                self.maintain_every,
+            )
         return failed
 
     # -- the loop ----------------------------------------------------------
@@ -246,7 +252,6 @@ class CompactorService:
                             next_maintain = time.monotonic() + retry
                         else:
                             next_maintain = time.monotonic() + self.maintain_every
-                            log.info("maintenance: next in %g s", self.maintain_every)
                     except psycopg.Error as exc:
                         if self.conn.broken or self.conn.closed or self.stopping:
                             raise

@@ -17,6 +17,7 @@ from truth import Truth
 BIGINT_MAX = 9223372036854775807
 BIGINT_MIN = -9223372036854775808
 HOSTILE_COUNTER = "soak_hostile"
+HOSTILE_GRANULARITIES = ("minute", "day")
 
 
 def _pick(rnd: random.Random, counters: list[str], days_back: float) -> tuple[str, str, int, datetime]:
@@ -136,7 +137,7 @@ def hostile_writer(dsn: str, seed: int, seconds: float, chunk: int, out) -> None
                         sent[poison][0] += d
                         sent[poison][1] += 1
                     else:
-                        filler.add(HOSTILE_COUNTER, k, d, at)
+                        filler.add(HOSTILE_COUNTER, k, d, at, HOSTILE_GRANULARITIES)
             else:
                 for c in conns:
                     for _ in range(2):
@@ -148,7 +149,7 @@ def hostile_writer(dsn: str, seed: int, seconds: float, chunk: int, out) -> None
                         sent[poison][0] += extreme
                         sent[poison][1] += 1
             calls += 1
-            time.sleep(rnd.uniform(0.5, 1.5))
+            time.sleep(rnd.uniform(1.0, 3.0))
     except Exception:
         errors.append(traceback.format_exc())
     finally:
