@@ -83,6 +83,7 @@ class GroupCommitStats:
     transactions: int  # transactions they took (one per batch, one more per counter with event ids)
     largest: int  # increments in the largest batch
     isolated: int  # transactions retried one increment at a time after the server refused an element
+    pending: int  # increments waiting for their batch to be sent
 
 
 class _Batch:
@@ -229,8 +230,8 @@ class _Counts:
     def __init__(self) -> None:
         self.batches = self.increments = self.transactions = self.largest = self.isolated = 0
 
-    def snapshot(self) -> GroupCommitStats:
-        return GroupCommitStats(self.batches, self.increments, self.transactions, self.largest, self.isolated)
+    def snapshot(self, pending: int) -> GroupCommitStats:
+        return GroupCommitStats(self.batches, self.increments, self.transactions, self.largest, self.isolated, pending)
 
 
 # -- threads ---------------------------------------------------------------------------
@@ -249,7 +250,7 @@ class Coalescer:
 
     def stats(self) -> GroupCommitStats:
         with self._cond:
-            return self._counts.snapshot()
+            return self._counts.snapshot(len(self._open.items) + sum(len(b.items) for b in self._full))
 
     def submit(self, item: Item) -> bool:
         with self._cond:
@@ -400,7 +401,8 @@ class AsyncCoalescer:
         self._counts = _Counts()
 
     def stats(self) -> GroupCommitStats:
-        return self._counts.snapshot()
+        waiting = sum(len(b.items) for b in self._full) + (len(self._open.items) if self._open else 0)
+        return self._counts.snapshot(waiting)
 
     async def submit(self, item: Item) -> bool:
         if self._closing:
