@@ -402,11 +402,10 @@ def test_a_single_connection_in_a_transaction_is_refused(dsn: str) -> None:
 def test_tx_variants_are_never_coalesced(dsn: str, pool: ConnectionPool) -> None:
     with Tally(pool, group_commit=GroupCommit()) as t:
         t.create_counter("gc_tx")
-        with psycopg.connect(dsn) as conn:
-            with pytest.raises(RuntimeError), conn.transaction():
-                assert t.increment_tx(conn, "gc_tx", "k", 5) is True
-                assert t.value_tx(conn, "gc_tx", "k") == 5  # in the caller's transaction, at once
-                raise RuntimeError("the business write failed")
+        with psycopg.connect(dsn) as conn, pytest.raises(RuntimeError), conn.transaction():
+            assert t.increment_tx(conn, "gc_tx", "k", 5) is True
+            assert t.value_tx(conn, "gc_tx", "k") == 5  # in the caller's transaction, at once
+            raise RuntimeError("the business write failed")
         assert t.value("gc_tx", "k") == 0
         assert _stats(t).increments == 0
 
