@@ -48,11 +48,11 @@ class Tally:
             # The flusher holds the source and the lock, not this object, so
             # an unclosed Tally that is dropped still stops its thread.
             if isinstance(source, ConnectionPool):
-                connect = source.connection
+                connect, hold = source.connection, 0.05  # a pool connection is kept 50 ms for the next batch
             else:
                 lock = self._lock
-                connect = lambda: locked(lock, source)  # noqa: E731
-            self._group = Coalescer(connect, group_commit, "Tally.increment")
+                connect, hold = (lambda: locked(lock, source)), 0.0  # the connection is shared: give it back at once
+            self._group = Coalescer(connect, group_commit, "Tally.increment", hold)
             weakref.finalize(self, self._group.stop_soon)
 
     def _run(self, fn: Callable[[psycopg.Connection], T]) -> T:

@@ -87,14 +87,15 @@ class GroupCommitStats:
 
 
 class _Batch:
-    __slots__ = ("done", "errors", "first_at", "items", "results")
+    __slots__ = ("done", "errors", "first_at", "items", "results", "waiters")
 
-    def __init__(self, done: threading.Event | asyncio.Event) -> None:
+    def __init__(self, done: asyncio.Event | None = None) -> None:
         self.items: list[Item] = []
         self.results: list[bool | None] = []  # None: no outcome yet
         self.errors: dict[int, BaseException] = {}
         self.first_at = 0.0
-        self.done = done
+        self.done = done  # asyncio: set once every outcome is known
+        self.waiters: list[threading.Lock] = []  # threads: one held lock per caller, released then
 
 
 # -- what is checked before an increment joins a batch ----------------------------------
@@ -235,13 +236,23 @@ class _Counts:
 
 
 # -- threads ---------------------------------------------------------------------------
+_IDLE = _Batch()  # the flusher waited a while for a batch and none came
+
+
 class Coalescer:
     """The sync group commit: callers block in ``submit``; a daemon thread sends the batches."""
 
-    def __init__(self, connect: Callable[[], AbstractContextManager[psycopg.Connection]], config: GroupCommit, fn: str):
+    def __init__(
+        self,
+        connect: Callable[[], AbstractContextManager[psycopg.Connection]],
+        config: GroupCommit,
+        fn: str,
+        hold: float = 0.0,
+    ):
         self._connect, self._config, self._fn = connect, config, fn
+        self._hold = hold  # how long to keep a connection for the next batch
         self._cond = threading.Condition(threading.Lock())
-        self._open = _Batch(threading.Event())
+        self._open = _Batch()
         self._full: deque[_Batch] = deque()  # batches that reached max_batch, oldest first
         self._target = 1  # size of the last batch: send as soon as the next is as large
         self._closing = False
@@ -262,16 +273,19 @@ class Coalescer:
             batch = self._open
             i = len(batch.items)
             batch.items.append(item)
+            waiter = threading.Lock()
+            waiter.acquire()
+            batch.waiters.append(waiter)
             if i + 1 >= self._config.max_batch:
                 self._full.append(batch)
-                self._open = _Batch(threading.Event())
+                self._open = _Batch()
                 self._cond.notify()
             elif i == 0:
                 batch.first_at = time.monotonic()
                 self._cond.notify()
             elif i + 1 >= self._target:
                 self._cond.notify()
-        batch.done.wait()
+        waiter.acquire()  # released by the flusher once the outcome is known
         return _raise_for(batch, i)
 
     def close(self) -> None:
@@ -289,8 +303,9 @@ class Coalescer:
             self._closing = True
             self._cond.notify()
 
-    def _next(self) -> _Batch | None:
-        """The next batch to send (None once closed and drained)."""
+    def _next(self, idle: float | None = None) -> _Batch | None:
+        """The next batch to send: None once closed and drained, _IDLE if
+        none began within ``idle`` seconds."""
         with self._cond:
             while not self._full:
                 n = len(self._open.items)
@@ -299,7 +314,8 @@ class Coalescer:
                 if not n:
                     if self._closing:
                         return None
-                    self._cond.wait()
+                    if not self._cond.wait(idle) and not self._open.items:
+                        return _IDLE
                     continue
                 left = self._open.first_at + self._config.max_delay - time.monotonic()
                 if left <= 0:
@@ -308,43 +324,60 @@ class Coalescer:
             if self._full:
                 batch = self._full.popleft()
             else:
-                batch, self._open = self._open, _Batch(threading.Event())
+                batch, self._open = self._open, _Batch()
             self._target = len(batch.items)
             return batch
 
     def _loop(self) -> None:
-        while (batch := self._next()) is not None:
+        batch = self._next()
+        while batch is not None:
             try:
-                self._flush(batch)
-            except BaseException as exc:  # never leave a caller waiting
-                _finish(batch, exc)
-            finally:
-                batch.done.set()
+                # One connection while batches keep coming; given back when
+                # none began for ``hold`` seconds, or after an error.
+                with self._connect() as conn:
+                    while batch is not None and batch is not _IDLE:
+                        ok = self._flush(conn, batch)
+                        batch = self._next(self._hold) if ok else _IDLE
+            except BaseException as exc:  # the connection could not be had: never leave a caller waiting
+                if batch is not None and batch is not _IDLE:
+                    _finish(batch, exc)
+                    self._release(batch)
+            batch = self._next()
 
-    def _flush(self, batch: _Batch) -> None:
+    @staticmethod
+    def _release(batch: _Batch) -> None:
+        for waiter in batch.waiters:
+            waiter.release()
+        batch.waiters.clear()
+
+    def _flush(self, conn: psycopg.Connection, batch: _Batch) -> bool:
+        """Send one batch on ``conn`` and wake its callers; False if ``conn`` should be given back."""
         batch.results = [None] * len(batch.items)
         groups = _groups(batch.items)
         isolated = 0
+        ok = True
         try:
-            with self._connect() as conn:
-                if conn.info.transaction_status != TransactionStatus.IDLE:
-                    raise psycopg.ProgrammingError(
-                        f"{self._fn}: the connection has a transaction open; group commit needs it idle"
-                        " (commit it, use autocommit, or pass a ConnectionPool)"
-                    )
-                # Each group is one statement in autocommit: its own
-                # transaction, one round trip; it returns after its COMMIT.
-                restore = not conn.autocommit
-                conn.autocommit = True
-                try:
-                    for idx in groups:
-                        isolated += self._send(conn, batch, idx)
-                finally:
-                    if restore:
-                        with contextlib.suppress(psycopg.Error):
-                            conn.autocommit = False
+            if conn.info.transaction_status != TransactionStatus.IDLE:
+                raise psycopg.ProgrammingError(
+                    f"{self._fn}: the connection has a transaction open; group commit needs it idle"
+                    " (commit it, use autocommit, or pass a ConnectionPool)"
+                )
+            # Each group is one statement in autocommit: its own transaction,
+            # one round trip; it returns after its COMMIT.
+            restore = not conn.autocommit
+            conn.autocommit = True
+            try:
+                for idx in groups:
+                    isolated += self._send(conn, batch, idx)
+            finally:
+                if restore:
+                    with contextlib.suppress(psycopg.Error):
+                        conn.autocommit = False
+            ok = not batch.errors
         except BaseException as exc:
             _finish(batch, exc)
+            ok = False
+        self._release(batch)
         with self._cond:
             c = self._counts
             c.batches += 1
@@ -352,6 +385,7 @@ class Coalescer:
             c.transactions += len(groups)
             c.largest = max(c.largest, len(batch.items))
             c.isolated += isolated
+        return ok
 
     @staticmethod
     def _send(conn: psycopg.Connection, batch: _Batch, idx: list[int]) -> int:
