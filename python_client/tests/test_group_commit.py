@@ -419,3 +419,43 @@ def test_group_commit_settings_are_checked() -> None:
     for bad in ({"max_delay": -0.1}, {"max_delay": 2}, {"max_batch": 0}, {"max_batch": 100_001}):
         with pytest.raises(ValueError, match="GroupCommit: max_"):
             GroupCommit(**bad)  # type: ignore[arg-type]
+
+
+def test_two_processes_replaying_the_same_ids_in_opposite_order_never_deadlock(dsn: str) -> None:
+    """Two clients (two pools, as two processes would) send the same 40 event
+    ids, one in ascending and one in descending arrival order, in batches that
+    run at the same moment. Ids are claimed in event-id order whatever the
+    arrival order, so one waits for the other instead of deadlocking: every
+    id is applied exactly once, and no caller gets 40P01."""
+    ids = [f"dl-{i:02d}" for i in range(40)]
+    with ConnectionPool(dsn, min_size=1, max_size=2) as pool_a, ConnectionPool(dsn, min_size=1, max_size=2) as pool_b:
+        Tally(pool_a).create_counter("gc_dl", durable=True)
+        a = Tally(pool_a, group_commit=GroupCommit(max_delay=1.0))
+        b = Tally(pool_b, group_commit=GroupCommit(max_delay=1.0))
+        outcomes: dict[tuple[str, str], object] = {}
+
+        def call(t: Tally, name: str, ev: str) -> None:
+            try:
+                outcomes[(name, ev)] = t.increment("gc_dl", "k", 1, event_id=ev)
+            except BaseException as exc:
+                outcomes[(name, ev)] = exc
+
+        threads: list[threading.Thread] = []
+        with a, b, counters_locked(dsn) as wait_blocked:
+            for t in (a, b):  # each client's first batch waits on the lock
+                threads.append(threading.Thread(target=t.increment, args=("gc_dl", "first")))
+                threads[-1].start()
+            wait_blocked(2)
+            for t, name, order in ((a, "a", ids), (b, "b", ids[::-1])):
+                for n, ev in enumerate(order):  # arrival order: one at a time
+                    threads.append(threading.Thread(target=call, args=(t, name, ev)))
+                    threads[-1].start()
+                    _wait_for(lambda t=t, n=n: _stats(t).pending == n + 1)
+        for th in threads:
+            th.join(timeout=60)
+        errors = {k: v for k, v in outcomes.items() if isinstance(v, BaseException)}
+        assert errors == {}
+        for ev in ids:
+            assert sorted([outcomes[("a", ev)], outcomes[("b", ev)]]) == [False, True], ev
+        assert Tally(pool_a).value("gc_dl", "k") == len(ids)
+        assert _stats(a).largest == len(ids) and _stats(b).largest == len(ids)
