@@ -144,6 +144,13 @@ def check(fn: str, counter: str, key: str, delta: int, at: datetime | None, even
         )
     if at is not None and not isinstance(at, datetime):
         raise TypeError(f"{fn}: at must be a datetime or None, not {type(at).__name__}")
+    for name, value in (("counter", counter), ("key", key), ("event id", event_id)):
+        if isinstance(value, str) and "\x00" in value:  # psycopg refuses it for the whole batch
+            raise _refuse(
+                psycopg.DataError,
+                f"{fn}: {name} {value[:40]!r} contains a NUL (0x00) character",
+                "PostgreSQL text cannot hold NUL: remove it or encode the value (e.g. hex)",
+            )
     if event_id is not None:
         if not isinstance(event_id, str):
             raise TypeError(f"{fn}: event_id must be str or None, not {type(event_id).__name__}")

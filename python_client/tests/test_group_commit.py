@@ -229,6 +229,8 @@ BAD_INPUTS = [
     (("gc_v", "k", 1, "e" * 257), psycopg.errors.StringDataRightTruncation),
     ((None, "k", 1, None), psycopg.errors.NullValueNotAllowed),
     (("", "k", 1, None), psycopg.errors.NullValueNotAllowed),
+    (("gc_v", "a\x00b", 1, None), psycopg.DataError),  # psycopg refuses it (no SQLSTATE): batch-wide
+    (("gc_v", "k", 1, "e\x00"), psycopg.DataError),
 ]
 
 
