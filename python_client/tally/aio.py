@@ -48,11 +48,11 @@ class AsyncTally:
         self._group: AsyncCoalescer | None = None
         if group_commit is not None:
             if isinstance(source, AsyncConnectionPool):
-                connect = source.connection
+                connect, hold = source.connection, 0.05  # a pool connection is kept 50 ms for the next batch
             else:
                 lock = self._lock
-                connect = lambda: alocked(lock, source)  # noqa: E731
-            self._group = AsyncCoalescer(connect, group_commit, "AsyncTally.increment")
+                connect, hold = (lambda: alocked(lock, source)), 0.0  # the connection is shared: give it back at once
+            self._group = AsyncCoalescer(connect, group_commit, "AsyncTally.increment", hold)
 
     async def _run(self, fn: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:
         if isinstance(self._source, AsyncConnectionPool):

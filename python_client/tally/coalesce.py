@@ -430,9 +430,14 @@ class AsyncCoalescer:
     loop of the first caller) sends the batches."""
 
     def __init__(
-        self, connect: Callable[[], AbstractAsyncContextManager[psycopg.AsyncConnection]], config: GroupCommit, fn: str
+        self,
+        connect: Callable[[], AbstractAsyncContextManager[psycopg.AsyncConnection]],
+        config: GroupCommit,
+        fn: str,
+        hold: float = 0.0,
     ):
         self._connect, self._config, self._fn = connect, config, fn
+        self._hold = hold  # how long to keep a connection for the next batch
         self._open: _Batch | None = None
         self._full: deque[_Batch] = deque()
         self._target = 1
@@ -477,8 +482,9 @@ class AsyncCoalescer:
             self._wake.set()
             await self._task
 
-    async def _next(self) -> _Batch | None:
-        """The next batch to send (None once closed and drained)."""
+    async def _next(self, idle: float | None = None) -> _Batch | None:
+        """The next batch to send: None once closed and drained, _IDLE if
+        none began within ``idle`` seconds."""
         wake = self._wake
         assert wake is not None
         loop = asyncio.get_running_loop()
@@ -491,7 +497,16 @@ class AsyncCoalescer:
             if not n:
                 if self._closing:
                     return None
-                await wake.wait()
+                if idle is None:
+                    await wake.wait()
+                    continue
+                timer = loop.call_later(idle, wake.set)
+                try:
+                    await wake.wait()
+                finally:
+                    timer.cancel()
+                if not self._open.items and not self._full and not self._closing:
+                    return _IDLE
                 continue
             left = self._open.first_at + self._config.max_delay - loop.time()
             if left <= 0:
@@ -512,48 +527,62 @@ class AsyncCoalescer:
     async def _loop(self) -> None:
         batch: _Batch | None = None
         try:
-            while (batch := await self._next()) is not None:
+            batch = await self._next()
+            while batch is not None:
                 try:
-                    await self._flush(batch)
-                finally:
-                    batch.done.set()
+                    # One connection while batches keep coming (see Coalescer._loop).
+                    async with self._connect() as conn:
+                        while batch is not None and batch is not _IDLE:
+                            ok = await self._flush(conn, batch)
+                            batch = await self._next(self._hold) if ok else _IDLE
+                except Exception as exc:  # the connection could not be had
+                    if batch is not None and batch is not _IDLE and batch.done is not None:
+                        _finish(batch, exc)
+                        batch.done.set()
+                batch = await self._next()
         except BaseException as exc:  # cancelled with the loop: no caller is left waiting
             stopped = psycopg.OperationalError(f"{self._fn}: group commit stopped ({type(exc).__name__})")
             for b in (batch, *self._full, self._open):
-                if b is not None and not b.done.is_set():
+                if b is not None and b.done is not None and not b.done.is_set():
                     _finish(b, stopped)
                     b.done.set()
             self._closing = True
             raise
 
-    async def _flush(self, batch: _Batch) -> None:
+    async def _flush(self, conn: psycopg.AsyncConnection, batch: _Batch) -> bool:
+        """Send one batch on ``conn`` and wake its callers; False if ``conn`` should be given back."""
         batch.results = [None] * len(batch.items)
         groups = _groups(batch.items)
         isolated = 0
+        ok = True
         try:
-            async with self._connect() as conn:
-                if conn.info.transaction_status != TransactionStatus.IDLE:
-                    raise psycopg.ProgrammingError(
-                        f"{self._fn}: the connection has a transaction open; group commit needs it idle"
-                        " (commit it, use autocommit, or pass an AsyncConnectionPool)"
-                    )
-                restore = not conn.autocommit
-                await conn.set_autocommit(True)
-                try:
-                    for idx in groups:
-                        isolated += await self._send(conn, batch, idx)
-                finally:
-                    if restore:
-                        with contextlib.suppress(psycopg.Error):
-                            await conn.set_autocommit(False)
+            if conn.info.transaction_status != TransactionStatus.IDLE:
+                raise psycopg.ProgrammingError(
+                    f"{self._fn}: the connection has a transaction open; group commit needs it idle"
+                    " (commit it, use autocommit, or pass an AsyncConnectionPool)"
+                )
+            restore = not conn.autocommit
+            await conn.set_autocommit(True)
+            try:
+                for idx in groups:
+                    isolated += await self._send(conn, batch, idx)
+            finally:
+                if restore:
+                    with contextlib.suppress(psycopg.Error):
+                        await conn.set_autocommit(False)
+            ok = not batch.errors
         except Exception as exc:
             _finish(batch, exc)
+            ok = False
+        assert batch.done is not None
+        batch.done.set()
         c = self._counts
         c.batches += 1
         c.increments += len(batch.items)
         c.transactions += len(groups)
         c.largest = max(c.largest, len(batch.items))
         c.isolated += isolated
+        return ok
 
     @staticmethod
     async def _send(conn: psycopg.AsyncConnection, batch: _Batch, idx: list[int]) -> int:
