@@ -184,13 +184,32 @@ def _groups(items: list[Item]) -> list[list[int]]:
     return ([plain] if plain else []) + [by_counter[c] for c in sorted(by_counter)]
 
 
+SMALL = 4  # up to this many rows, one increment_counter call each beats one increment_counters call
+
+
 def _statement(items: list[Item]) -> tuple[str, tuple]:
-    counters = [i[0] for i in items]
-    keys = [i[1] for i in items]
-    deltas = [i[2] for i in items]
-    ats = [i[3] for i in items]
     if items[0][4] is not None:
+        counters = [i[0] for i in items]
+        keys = [i[1] for i in items]
+        deltas = [i[2] for i in items]
+        ats = [i[3] for i in items]
         return _sql.INCREMENT_EACH, (counters, keys, deltas, ats, [i[4] for i in items])
+    # Increments of one counter and key at now() are one delta row: their
+    # sum (while it fits in bigint), counted at the same now() in the same
+    # transaction, so every total, bucket and series is the same.
+    summed: dict[tuple[str, str], int] = {}
+    rows: list[tuple[str, str, int, str | None]] = []
+    for counter, key, delta, at, _ in items:
+        if at is None:
+            total = summed.get((counter, key), 0) + delta
+            if BIGINT[0] <= total <= BIGINT[1]:
+                summed[(counter, key)] = total
+                continue
+        rows.append((counter, key, delta, at))
+    rows += [(c, k, d, None) for (c, k), d in summed.items()]
+    counters, keys, deltas, ats = ([r[j] for r in rows] for j in range(4))
+    if len(rows) <= SMALL:
+        return _sql.INCREMENT_FEW, (counters, keys, deltas, ats)
     if any(a is not None for a in ats):
         return _sql.INCREMENT_MANY_AT, (counters, keys, deltas, ats)
     return _sql.INCREMENT_MANY, (counters, keys, deltas, None, None)

@@ -461,3 +461,37 @@ def test_two_processes_replaying_the_same_ids_in_opposite_order_never_deadlock(d
             assert sorted([outcomes[("a", ev)], outcomes[("b", ev)]]) == [False, True], ev
         assert Tally(pool_a).value("gc_dl", "k") == len(ids)
         assert _stats(a).largest == len(ids) and _stats(b).largest == len(ids)
+
+
+def test_increments_of_one_key_are_summed_only_while_the_sum_fits(dsn: str, pool: ConnectionPool) -> None:
+    """Increments of one counter and key at now() in a batch become one delta
+    row, their sum; one that would take the sum past bigint stays its own row
+    (and nothing is refused)."""
+    t = Tally(pool, group_commit=GroupCommit())
+    t.create_counter("gc_sum")
+    deltas = [2**63 - 1, 1, -1, -(2**63 - 1), -1, 5]
+    with t:
+        with counters_locked(dsn) as wait_blocked:
+            first = threading.Thread(target=lambda: t.increment("gc_sum", "other"))
+            first.start()
+            wait_blocked(1)
+            results: dict[int, bool] = {}
+            callers = []
+            for i, d in enumerate(deltas):  # in this order: the second would overflow the sum
+                callers.append(
+                    threading.Thread(target=lambda i=i, d=d: results.update({i: t.increment("gc_sum", "k", d)}))
+                )
+                callers[-1].start()
+                _wait_for(lambda i=i: _stats(t).pending == i + 1)
+        for th in [first, *callers]:
+            th.join(timeout=60)
+    assert results == {i: True for i in range(len(deltas))}
+    assert t.value("gc_sum", "k") == sum(deltas) == 4
+    s = _stats(t)
+    assert s.isolated == 0 and s.largest == len(deltas)
+    with psycopg.connect(dsn, autocommit=True) as conn:  # fewer rows than increments
+        rows = conn.execute(
+            "SELECT count(*) FROM tally.delta AS d JOIN tally.counters AS c ON c.id = d.counter_id"
+            " WHERE c.name = 'gc_sum' AND d.key = 'k'"
+        ).fetchone()[0]
+    assert rows == 2  # 2^63-1 + 1 - 1 - (2^63-1) - 1 + 5, and the 1 that did not fit
