@@ -27,6 +27,7 @@ import contextlib
 import json
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -527,15 +528,30 @@ def run_client(dsn: str, conn: psycopg.Connection, plan: Plan) -> dict:
     with ConnectionPool(dsn, min_size=n, max_size=n, open=True) as pool:
         pool.wait()
         plain = Tally(pool)
-        for key, label, group in (
-            ("plain", "Tally.increment, a transaction each", None),
-            ("coalesced", "Tally.increment, group commit", GroupCommit()),
+        for key, label, group, keys in (
+            ("plain", "Tally.increment, a transaction each", None, 1),
+            ("coalesced", "Tally.increment, group commit", GroupCommit(), 1),
+            ("coalesced_keys", "  the same, 1,000 keys", GroupCommit(), 1_000),
         ):
             with Tally(pool, group_commit=group) as t:
                 threads_for(n, min(1.0, secs / 5), lambda _, t=t: t.increment("bench_client", "warm-up"), "warm-up")
-                calls, elapsed = threads_for(n, secs, lambda _, t=t, k=key: t.increment("bench_client", k), label)
+
+                def call(_: int, t: Tally = t, k: str = key, keys: int = keys) -> None:
+                    t.increment("bench_client", k if keys == 1 else f"{k}:{random.randrange(keys)}")
+
+                calls, elapsed = threads_for(n, secs, call, label.strip())
                 stats = t.group_commit_stats
-            stored = plain.value("bench_client", key)
+            stored = (
+                plain.value("bench_client", key)
+                if keys == 1
+                else int(
+                    conn.execute(
+                        "SELECT sum(tally.counter_value('bench_client', %s || ':' || i))"
+                        " FROM generate_series(0, %s) AS i",
+                        (key, keys - 1),
+                    ).fetchone()[0]
+                )
+            )
             r = {"case": key, "label": label, "tps": round(calls / elapsed), "calls": calls, "stored": stored}
             r["exact"] = stored == calls
             if stats is not None:
@@ -555,6 +571,7 @@ def run_client(dsn: str, conn: psycopg.Connection, plan: Plan) -> dict:
         "ratios": {
             "coalesced_vs_plain": ratio("coalesced", "plain"),
             "coalesced_vs_redis": ratio("coalesced", "redis"),
+            "coalesced_keys_vs_plain": ratio("coalesced_keys", "plain"),
         },
     }
 

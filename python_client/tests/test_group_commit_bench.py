@@ -30,11 +30,12 @@ def test_bench_only_client_quick(dsn: str, conn: psycopg.Connection, tmp_path: P
     client = res["client"]
     assert client["threads"] == 16
     cases = {c["case"]: c for c in client["cases"]}
-    assert set(cases) == {"plain", "coalesced", "redis"}
+    assert set(cases) == {"plain", "coalesced", "coalesced_keys", "redis"}
     for c in cases.values():
         assert c["tps"] > 0 and c["calls"] > 0 and c["exact"] and c["stored"] == c["calls"], c
-    gc = cases["coalesced"]["group_commit"]
-    assert gc["increments"] >= cases["coalesced"]["calls"] and gc["largest"] > 1 and gc["pending"] == 0
+    for name in ("coalesced", "coalesced_keys"):
+        gc = cases[name]["group_commit"]
+        assert gc["increments"] >= cases[name]["calls"] and gc["largest"] > 1 and gc["pending"] == 0
     assert client["ratios"]["coalesced_vs_plain"] == round(cases["coalesced"]["tps"] / cases["plain"]["tps"], 2)
     assert client["ratios"]["coalesced_vs_redis"] == round(cases["coalesced"]["tps"] / cases["redis"]["tps"], 2)
     lines = r.stdout.splitlines()
