@@ -7,7 +7,10 @@ task) takes the batch when it is as large as the last one was, when it holds
 ``max_batch`` increments, or ``max_delay`` seconds after its first increment,
 whichever comes first, and sends it:
 
-- increments without an event id: one ``tally.increment_counters`` call;
+- increments without an event id: one ``tally.increment_counters`` call
+  (those of one counter and key at now() summed into one row while the sum
+  fits in bigint; four rows or fewer as ``tally.increment_counter`` calls in
+  one statement, which costs the server less);
 - increments with an event id: one statement per counter that calls
   ``tally.increment_counter`` for each element, in event-id order, so every
   caller learns whether its own id was applied (``increment_counters`` only
