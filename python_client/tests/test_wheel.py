@@ -63,6 +63,7 @@ def test_the_wheel_is_the_client_and_the_schema_without_the_benchmarks(wheel: Pa
             "tally/aio.py",
             "tally/cli.py",
             "tally/client.py",
+            "tally/coalesce.py",
             "tally/compactor.py",
             "tally/demo.py",
             "tally/metrics.py",
