@@ -223,3 +223,38 @@ def sample_lag(
                 tick()
             time.sleep(every)
     return lags
+
+
+# -- threads of one Python process ---------------------------------------------------------
+def threads_for(threads: int, seconds: float, op: Callable[[int], object], label: str) -> tuple[int, float]:
+    """Call ``op(thread)`` in a loop from ``threads`` threads for about
+    ``seconds``; (calls that returned, seconds from start to the last join).
+    The first error of any thread is raised after all have stopped."""
+    stop = threading.Event()
+    done = [0] * threads
+    errors: list[BaseException] = []
+
+    def run(n: int) -> None:
+        try:
+            while not stop.is_set():
+                op(n)
+                done[n] += 1
+        except BaseException as exc:  # raised below
+            errors.append(exc)
+            stop.set()
+
+    workers = [threading.Thread(target=run, args=(n,), daemon=True) for n in range(threads)]
+    t0 = time.monotonic()
+    for w in workers:
+        w.start()
+    with Progress(seconds, label) as bar:
+        while time.monotonic() - t0 < seconds and not stop.is_set():
+            bar.update(time.monotonic() - t0)
+            time.sleep(0.1)
+    stop.set()
+    for w in workers:
+        w.join()
+    elapsed = time.monotonic() - t0
+    if errors:
+        raise errors[0]
+    return sum(done), elapsed

@@ -7,14 +7,17 @@ Single increments, each its own transaction, 16 clients (pgbench), one hot key:
   write), and Redis INCR (redis-benchmark, a throwaway redis-server on
   loopback: no persistence, then appendonly with appendfsync everysec).
 Then: batch increments through tally.increment_counters (1,000 per call),
-deltas folded per second, compactor lag under sustained maximum ingest, and
+deltas folded per second, compactor lag under sustained maximum ingest,
 tally.counter_value latency with 10^5, 10^6 and 10^7 folded events beside
-SELECT count(*) over a plain event table of the same size.
+SELECT count(*) over a plain event table of the same size, and the Python
+client from 16 threads of one process: Tally.increment one transaction each,
+Tally.increment with group commit, and redis-py INCR (`--only client` runs
+just that case and writes client.json).
 
 Writes latest.json and latest.png into the output directory (default
 bench/results/). Exits 1 if a case stored a different count than it committed.
 
-Usage: python bench/run.py --dsn "..." [--quick] [--out DIR] [--keep]
+Usage: python bench/run.py --dsn "..." [--quick] [--only client] [--out DIR] [--keep]
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import contextlib
 import json
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -48,7 +52,10 @@ from lib import (
     redis_server,
     sample_lag,
     say,
+    threads_for,
 )
+from psycopg_pool import ConnectionPool
+from tally import GroupCommit, Tally
 from tally.progress import Progress
 
 SCHEMA = "tally_bench_tables"  # the baselines' own tables, dropped at the end
@@ -62,6 +69,7 @@ COUNTERS = (  # the counters the bench creates (and drops at the end)
     "bench_fold_backfill",
     "bench_live",
     "bench_read",
+    "bench_client",
 )
 
 
@@ -78,6 +86,8 @@ class Plan:
     history: tuple[int, ...]
     value_calls: int  # counter_value calls per history size
     count_budget_s: float  # time spent on count(*) samples per history size
+    client_threads: int = 16  # the Python client case: threads of one process
+    client_seconds: float = 10  # each of its three runs
 
 
 FULL = Plan(
@@ -101,6 +111,7 @@ QUICK = Plan(
     history=(1_000, 10_000),
     value_calls=50,
     count_budget_s=0.5,
+    client_seconds=1.5,
 )
 
 
@@ -505,6 +516,129 @@ def run_history(conn: psycopg.Connection, plan: Plan) -> list[dict]:
     return out
 
 
+# -- the Python client from many threads ----------------------------------------------------
+def run_client(dsn: str, conn: psycopg.Connection, plan: Plan) -> dict:
+    """Tally.increment from ``client_threads`` threads of this process on one
+    hot key: one transaction each (a pool of one connection per thread), then
+    with group commit (same pool), then redis-py INCR on a throwaway Redis;
+    the Python client's overhead is in all three."""
+    n, secs = plan.client_threads, plan.client_seconds
+    conn.execute("SELECT tally.create_counter('bench_client')")
+    cases = []
+    with ConnectionPool(dsn, min_size=n, max_size=n, open=True) as pool:
+        pool.wait()
+        plain = Tally(pool)
+        for key, label, group, keys in (
+            ("plain", "Tally.increment, a transaction each", None, 1),
+            ("coalesced", "Tally.increment, group commit", GroupCommit(), 1),
+            ("coalesced_keys", "  the same, 1,000 keys", GroupCommit(), 1_000),
+        ):
+            with Tally(pool, group_commit=group) as t:
+                threads_for(n, min(1.0, secs / 5), lambda _, t=t: t.increment("bench_client", "warm-up"), "warm-up")
+
+                def call(_: int, t: Tally = t, k: str = key, keys: int = keys) -> None:
+                    t.increment("bench_client", k if keys == 1 else f"{k}:{random.randrange(keys)}")
+
+                calls, elapsed = threads_for(n, secs, call, label.strip())
+                stats = t.group_commit_stats
+            stored = (
+                plain.value("bench_client", key)
+                if keys == 1
+                else int(
+                    conn.execute(
+                        "SELECT sum(tally.counter_value('bench_client', %s || ':' || i))"
+                        " FROM generate_series(0, %s) AS i",
+                        (key, keys - 1),
+                    ).fetchone()[0]
+                )
+            )
+            r = {"case": key, "label": label, "tps": round(calls / elapsed), "calls": calls, "stored": stored}
+            r["exact"] = stored == calls
+            if stats is not None:
+                r["group_commit"] = stats.__dict__ | {"mean_batch": round(stats.increments / max(stats.batches, 1), 1)}
+            cases.append(r)
+            say(f"  {label:<40} {r['tps']:>10,} increments/s  (stored {stored:,} of {calls:,} acknowledged)")
+    cases.append(_redis_py(plan))
+    tps = {c["case"]: c.get("tps") for c in cases}
+
+    def ratio(a: str, b: str) -> float | None:
+        return round(tps[a] / tps[b], 2) if tps.get(a) and tps.get(b) else None
+
+    return {
+        "threads": n,
+        "seconds": secs,
+        "cases": cases,
+        "ratios": {
+            "coalesced_vs_plain": ratio("coalesced", "plain"),
+            "coalesced_vs_redis": ratio("coalesced", "redis"),
+            "coalesced_keys_vs_plain": ratio("coalesced_keys", "plain"),
+        },
+    }
+
+
+def _redis_py(plan: Plan) -> dict:
+    label = "redis-py INCR"
+    try:
+        import redis
+    except ImportError:
+        say(f"  {label:<40} skipped: the redis package is not installed")
+        return {"case": "redis", "label": label, "skipped": "redis-py not installed"}
+    if not redis_installed():
+        say(f"  {label:<40} skipped: redis-server not installed")
+        return {"case": "redis", "label": label, "skipped": "redis-server not installed"}
+    n, secs = plan.client_threads, plan.client_seconds
+    with redis_server(aof=False) as port:
+        r = redis.Redis(host="127.0.0.1", port=port, max_connections=n)
+        try:
+            threads_for(n, min(1.0, secs / 5), lambda _: r.incr("warm-up"), "warm-up")
+            calls, elapsed = threads_for(n, secs, lambda _: r.incr("hot"), label)
+            stored = int(r.get("hot") or 0)
+        finally:
+            r.close()
+    out = {"case": "redis", "label": label, "tps": round(calls / elapsed), "calls": calls, "stored": stored}
+    out["exact"] = stored == calls
+    say(f"  {label:<40} {out['tps']:>10,} increments/s  (stored {stored:,} of {calls:,} acknowledged)")
+    return out
+
+
+def client_targets(client: dict) -> list[dict]:
+    r = client["ratios"]
+    return [
+        {
+            "target": "group commit >= 3x plain Tally.increment",
+            "measured": r["coalesced_vs_plain"],
+            "met": (r["coalesced_vs_plain"] or 0) >= 3,
+        },
+        {
+            "target": "group commit ahead of redis-py INCR",
+            "measured": r["coalesced_vs_redis"],
+            "met": (r["coalesced_vs_redis"] or 0) > 1,
+        },
+    ]
+
+
+def print_client_table(client: dict) -> None:
+    tps = {c["case"]: c.get("tps") for c in client["cases"]}
+
+    def x(a: int | None, b: int | None) -> str:
+        return f"{a / b:.2f}" if a and b else "-"
+
+    say("")
+    say(
+        f"{'Python client, ' + str(client['threads']) + ' threads of one process':<40}"
+        f" {'incr/s':>10} {'÷ plain':>8} {'÷ redis-py':>10}  exact"
+    )
+    for c in client["cases"]:
+        if "tps" not in c:
+            say(f"{c['label']:<40} {'skipped':>10}")
+            continue
+        batch = f"  (mean batch {c['group_commit']['mean_batch']})" if "group_commit" in c else ""
+        say(
+            f"{c['label']:<40} {c['tps']:>10,} {x(c['tps'], tps.get('plain')):>8}"
+            f" {x(c['tps'], tps.get('redis')):>10}  {'yes' if c['exact'] else 'NO'}{batch}"
+        )
+
+
 # -- environment, table, chart ----------------------------------------------------------
 def environment(conn: psycopg.Connection, plan: Plan) -> dict:
     def setting(name: str) -> str:
@@ -589,6 +723,14 @@ def targets(res: dict) -> list[dict]:
 
 
 def print_table(res: dict) -> None:
+    _print_single(res)
+    print_client_table(res["client"])
+    say("")
+    for t in res["targets"]:
+        say(f"  [{'met ' if t['met'] else 'MISS'}] {t['target']}: {t['measured']}")
+
+
+def _print_single(res: dict) -> None:
     single = [r for r in res["single"] if "tps" in r]
     tps = {r["case"]: r["tps"] for r in single}
     naive, raw, redis = tps.get("naive_update"), tps.get("raw_unlogged_insert"), tps.get("redis_incr")
@@ -616,9 +758,6 @@ def print_table(res: dict) -> None:
     for h in res["history"]:
         v, c = h["counter_value_ms"], h["count_star_ms"]
         say(f"{h['events']:<18,} {v['p50']:>12.3f} / {v['p99']:<11.3f} {c['p50']:>11,.1f} / {c['p99']:<10,.1f}")
-    say("")
-    for t in res["targets"]:
-        say(f"  [{'met ' if t['met'] else 'MISS'}] {t['target']}: {t['measured']}")
 
 
 def draw_chart(res: dict, path: Path) -> bool:
@@ -710,12 +849,16 @@ def run(dsn: str, out_dir: Path | None = None, quick: bool = False, keep: bool =
             res["fold_rate"] = _step("Folding", lambda: run_fold(conn, plan))
             res["lag"] = _step("Lag under sustained maximum ingest", lambda: run_lag(dsn, conn, pg, plan))
             res["history"] = _step("Reads vs history size", lambda: run_history(conn, plan))
+            res["client"] = _step(
+                f"The Python client, {plan.client_threads} threads of one process, one hot key",
+                lambda: run_client(dsn, conn, plan),
+            )
         finally:
             pg.close()
             if not keep:
                 _cleanup(conn)
     res["ratios"] = ratios(res["single"])
-    res["targets"] = targets(res)
+    res["targets"] = targets(res) + client_targets(res["client"])
     res["seconds"] = round(time.monotonic() - t_start, 1)
     print_table(res)
     (out_dir / "latest.json").write_text(json.dumps(res, indent=2) + "\n")
@@ -755,7 +898,42 @@ def _cleanup(conn: psycopg.Connection) -> None:
 def exact(res: dict) -> bool:
     """Every case stored exactly the count it committed."""
     single = all(r.get("exact", True) for r in res["single"])
-    return single and res["batch"]["exact"] and res["lag"]["exact"] and all(h["exact"] for h in res["history"])
+    client = all(c.get("exact", True) for c in res["client"]["cases"])
+    return (
+        single and client and res["batch"]["exact"] and res["lag"]["exact"] and all(h["exact"] for h in res["history"])
+    )
+
+
+def run_only_client(dsn: str, out_dir: Path | None = None, quick: bool = False, keep: bool = False) -> dict:
+    """Only the Python client case (``--only client``); writes client.json."""
+    plan = QUICK if quick else FULL
+    out_dir = out_dir or RESULTS
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SET client_min_messages = warning")
+        _cleanup(conn)
+        res: dict = {"environment": environment(conn, plan)}
+        say(
+            f"tally bench --only client{' --quick' if quick else ''}: {plan.client_threads} threads,"
+            f" {plan.client_seconds:g} s per case, {res['environment']['cores']} cores,"
+            f" PostgreSQL {res['environment']['postgres']}"
+        )
+        try:
+            res["client"] = _step(
+                f"The Python client, {plan.client_threads} threads of one process, one hot key",
+                lambda: run_client(dsn, conn, plan),
+            )
+        finally:
+            if not keep:
+                _cleanup(conn)
+    res["targets"] = client_targets(res["client"])
+    print_client_table(res["client"])
+    say("")
+    for t in res["targets"]:
+        say(f"  [{'met ' if t['met'] else 'MISS'}] {t['target']}: {t['measured']}")
+    (out_dir / "client.json").write_text(json.dumps(res, indent=2) + "\n")
+    say(f"\nwritten {out_dir / 'client.json'}")
+    return res
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -766,9 +944,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="a small, fast run (a smoke test; numbers mean little)")
     ap.add_argument("--out", type=Path, help=f"directory for latest.json and latest.png (default: {RESULTS})")
     ap.add_argument("--keep", action="store_true", help="keep the bench counters and tables afterwards")
+    ap.add_argument(
+        "--only",
+        choices=["client"],
+        help="run one case alone: client = the Python client from 16 threads (writes client.json)",
+    )
     args = ap.parse_args(argv)
     if not args.dsn:
         ap.error("pass --dsn or set TALLY_DSN")
+    if args.only == "client":
+        res = run_only_client(args.dsn, out_dir=args.out, quick=args.quick, keep=args.keep)
+        if not all(c.get("exact", True) for c in res["client"]["cases"]):
+            print("tally bench: a client case stored a different count than it acknowledged", file=sys.stderr)
+            return 1
+        return 0
     res = run(args.dsn, out_dir=args.out, quick=args.quick, keep=args.keep)
     if not exact(res):
         print("tally bench: some case stored a different count than it committed (see latest.json)", file=sys.stderr)

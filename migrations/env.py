@@ -16,6 +16,15 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 
+def _destination() -> str | None:
+    """The revision an upgrade or downgrade goes to; None for a command that
+    migrates nothing (`alembic current`, `history`)."""
+    try:
+        return context.get_revision_argument()
+    except KeyError:
+        return None
+
+
 def run_migrations_online() -> None:
     dsn = context.get_x_argument(as_dictionary=True).get("dsn") or os.environ.get("TALLY_DSN")
     if not dsn:
@@ -30,6 +39,8 @@ def run_migrations_online() -> None:
         )
         with context.begin_transaction():
             raw = connection.connection.driver_connection
+            if _destination() is not None:
+                tally_code.require_superuser(raw)
             tally_code.before_migrations(raw)
             context.run_migrations()
             tally_code.after_migrations(raw)

@@ -473,6 +473,23 @@ def regrant(grants: list[tuple[str, str, str]]) -> None:
 _run = {"made_schema": False}
 
 
+def require_superuser(conn: psycopg.Connection) -> None:
+    """Refuse to migrate as a role that is not a superuser, saying why and
+    what to do: the revisions create PL/Python procedures (plpython3u is an
+    untrusted language: only a superuser may create functions in it), the
+    extensions plpython3u, pg_partman and pg_cron, and tally's roles. Using
+    tally afterwards needs no superuser (README, "Installing")."""
+    user, superuser = conn.execute(
+        "SELECT current_user, rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user"
+    ).fetchone()
+    if not superuser:
+        raise SystemExit(
+            f"tally migrations: role {user} is not a superuser; run `alembic upgrade`/`downgrade` as one"
+            " (they create PL/Python procedures, plpython3u being an untrusted language, extensions and roles)."
+            f"\nhint: afterwards a non-superuser may administer tally: GRANT tally_admin TO {user};"
+        )
+
+
 def _has_version_table(conn: psycopg.Connection) -> bool:
     return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{VERSION_SCHEMA}.{VERSION_TABLE}",)).fetchone()[0]
 

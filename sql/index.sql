@@ -1,9 +1,10 @@
 -- tally's code, in the order it is applied: one object per file, grouped by
 -- the stage of the data flow it serves. The migrations apply exactly this
--- list, in this order (migrations/tally_code.py), then grants.sql; a file
--- under sql/ that is not listed here, or a listed file that is missing, stops
--- the migration. Tables, partitions and other state are made by the
--- numbered revisions in migrations/versions/.
+-- list, in this order (migrations/tally_code.py), then grants.sql; a code
+-- file (tally.*.sql) under sql/ that is not listed here, or a listed file
+-- that is missing, stops the migration. Tables, partitions and other state
+-- are made by the numbered revisions in migrations/versions/; sql/schema/
+-- shows the tables as they stand at the head (not applied by migrations).
 --
 -- An object whose body PostgreSQL binds when it is created (a view, a
 -- LANGUAGE sql function) comes after what it names; PL/pgSQL and PL/Python

@@ -8,5 +8,6 @@ command line.
 from tally._sql import Bucket, KeyValue
 from tally.aio import AsyncTally
 from tally.client import Tally
+from tally.coalesce import GroupCommit, GroupCommitStats
 
-__all__ = ["AsyncTally", "Bucket", "KeyValue", "Tally"]
+__all__ = ["AsyncTally", "Bucket", "GroupCommit", "GroupCommitStats", "KeyValue", "Tally"]

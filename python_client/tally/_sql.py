@@ -16,6 +16,26 @@ DEFAULT_GRANULARITIES: tuple[str, ...] = ("minute", "hour", "day", "week", "mont
 CREATE_COUNTER = "SELECT tally.create_counter(%s::text, %s::text[], %s::boolean)"
 INCREMENT = "SELECT tally.increment_counter(%s::text, %s::text, %s::bigint, coalesce(%s::timestamptz, now()), %s::text)"
 INCREMENT_MANY = "SELECT tally.increment_counters(%s::text[], %s::text[], %s::bigint[], %s::timestamptz[], %s::text[])"
+# Group commit (tally.coalesce): a batch of increments without event ids, some
+# at a given time and some at now(); a few such increments, one
+# increment_counter call each in one statement (cheaper than one
+# increment_counters call for a handful); and increments with event ids, one result
+# per element (its ordinality), called in event-id order (PostgreSQL evaluates
+# a volatile select list after the sort) so ids are claimed as
+# tally.increment_counters claims them.
+INCREMENT_MANY_AT = (
+    "SELECT tally.increment_counters(%s::text[], %s::text[], %s::bigint[],"
+    " ARRAY(SELECT coalesce(u.t, now()) FROM unnest(%s::timestamptz[]) WITH ORDINALITY AS u (t, i) ORDER BY u.i))"
+)
+INCREMENT_FEW = (
+    "SELECT count(tally.increment_counter(u.c, u.k, u.d, coalesce(u.t, now())))"
+    " FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::timestamptz[]) AS u (c, k, d, t)"
+)
+INCREMENT_EACH = (
+    "SELECT u.i, tally.increment_counter(u.c, u.k, u.d, coalesce(u.t, now()), u.e)"
+    " FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::timestamptz[], %s::text[])"
+    " WITH ORDINALITY AS u (c, k, d, t, e, i) ORDER BY u.e, u.i"
+)
 VALUE = "SELECT tally.counter_value(%s::text, %s::text)"
 SERIES = (
     "SELECT bucket, value FROM tally.counter_series(%s::text, %s::text, %s::text, %s::timestamptz, %s::timestamptz)"

@@ -4,8 +4,10 @@ of one SQL function; the statements are shared with the sync client."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
+from types import TracebackType
 from typing import TypeVar
 
 import psycopg
@@ -14,8 +16,9 @@ from psycopg_pool import AsyncConnectionPool
 
 from tally import _sql
 from tally._sql import Bucket, KeyValue
+from tally.coalesce import AsyncCoalescer, GroupCommit, GroupCommitStats, alocked, check
 
-__all__ = ["AsyncSource", "AsyncTally", "Bucket", "KeyValue"]
+__all__ = ["AsyncSource", "AsyncTally", "Bucket", "GroupCommit", "GroupCommitStats", "KeyValue"]
 
 AsyncSource = AsyncConnectionPool | psycopg.AsyncConnection
 T = TypeVar("T")
@@ -28,18 +31,57 @@ class AsyncTally:
     own transaction (through the pool, or a transaction block on the given
     connection); the ``*_tx`` variants run on the caller's connection, inside
     whatever transaction the caller has open, so an increment commits or rolls
-    back with the caller's own business write.
+    back with the caller's own business write. A single connection is used by
+    one task at a time.
+
+    With ``group_commit=GroupCommit(...)``, ``increment()`` calls from many
+    tasks are sent together, one transaction per short window, by a
+    background task on the loop of the first call (see ``tally.coalesce``);
+    each call still returns only once its increment committed. ``aclose()``
+    (or leaving an ``async with`` block) sends what is pending and ends that
+    task; the pool or connection stays the caller's.
     """
 
-    def __init__(self, source: AsyncSource) -> None:
+    def __init__(self, source: AsyncSource, group_commit: GroupCommit | None = None) -> None:
         self._source = source
+        self._lock = asyncio.Lock()  # serializes a single connection
+        self._group: AsyncCoalescer | None = None
+        if group_commit is not None:
+            if isinstance(source, AsyncConnectionPool):
+                connect, hold = source.connection, 0.05  # a pool connection is kept 50 ms for the next batch
+            else:
+                lock = self._lock
+                connect, hold = (lambda: alocked(lock, source)), 0.0  # the connection is shared: give it back at once
+            self._group = AsyncCoalescer(connect, group_commit, "AsyncTally.increment", hold)
 
     async def _run(self, fn: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:
         if isinstance(self._source, AsyncConnectionPool):
             async with self._source.connection() as conn:
                 return await fn(conn)
-        async with self._source.transaction():
+        async with self._lock, self._source.transaction():
             return await fn(self._source)
+
+    # -- group commit ---------------------------------------------------------
+    async def aclose(self) -> None:
+        """Send the increments still pending, then end the group commit task.
+
+        Later ``increment()`` calls raise; the other methods keep working.
+        Without group commit there is nothing to do."""
+        if self._group is not None:
+            await self._group.aclose()
+
+    async def __aenter__(self) -> AsyncTally:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    @property
+    def group_commit_stats(self) -> GroupCommitStats | None:
+        """Batches, increments and transactions sent by group commit so far (None when it is off)."""
+        return self._group.stats() if self._group is not None else None
 
     # -- writes -------------------------------------------------------------
     async def create_counter(
@@ -65,7 +107,12 @@ class AsyncTally:
 
         With ``event_id`` it is applied at most once per counter within the
         idempotency window: a replay returns False and changes nothing.
+        With group commit the transaction is shared with other tasks'
+        increments; it returns once that transaction committed, and raises
+        its error if it failed.
         """
+        if self._group is not None:
+            return await self._group.submit(check("AsyncTally.increment", counter, key, delta, at, event_id))
         return await self._run(lambda c: self.increment_tx(c, counter, key, delta, at, event_id))
 
     async def increment_tx(
@@ -174,4 +221,5 @@ class AsyncTally:
                 raise psycopg.ProgrammingError(
                     "AsyncTally.compact: the connection must be in autocommit mode (tally.compact commits per fold)"
                 )
-            await self._source.execute(_sql.COMPACT, (max_deltas,))
+            async with self._lock:
+                await self._source.execute(_sql.COMPACT, (max_deltas,))

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from types import TracebackType
 from typing import TypeVar
 
 import psycopg
@@ -12,8 +15,9 @@ from psycopg_pool import ConnectionPool
 
 from tally import _sql
 from tally._sql import Bucket, KeyValue
+from tally.coalesce import Coalescer, GroupCommit, GroupCommitStats, check, locked
 
-__all__ = ["Bucket", "KeyValue", "Source", "Tally"]
+__all__ = ["Bucket", "GroupCommit", "GroupCommitStats", "KeyValue", "Source", "Tally"]
 
 Source = ConnectionPool | psycopg.Connection
 T = TypeVar("T")
@@ -25,18 +29,60 @@ class Tally:
     No DDL and no I/O in the constructor. Methods without ``_tx`` run in their
     own transaction (autocommitted through the pool); the ``*_tx`` variants take
     the caller's connection so an increment commits or rolls back with the
-    caller's own business write.
+    caller's own business write. A single connection is used by one thread at
+    a time.
+
+    With ``group_commit=GroupCommit(...)``, ``increment()`` calls from many
+    threads are sent together, one transaction per short window, by a
+    background thread (see ``tally.coalesce``); each call still returns only
+    once its increment committed. ``close()`` (or leaving a ``with`` block)
+    sends what is pending and stops that thread; the pool or connection stays
+    the caller's.
     """
 
-    def __init__(self, source: Source) -> None:
+    def __init__(self, source: Source, group_commit: GroupCommit | None = None) -> None:
         self._source = source
+        self._lock = threading.Lock()  # serializes a single connection
+        self._group: Coalescer | None = None
+        if group_commit is not None:
+            # The flusher holds the source and the lock, not this object, so
+            # an unclosed Tally that is dropped still stops its thread.
+            if isinstance(source, ConnectionPool):
+                connect, hold = source.connection, 0.05  # a pool connection is kept 50 ms for the next batch
+            else:
+                lock = self._lock
+                connect, hold = (lambda: locked(lock, source)), 0.0  # the connection is shared: give it back at once
+            self._group = Coalescer(connect, group_commit, "Tally.increment", hold)
+            weakref.finalize(self, self._group.stop_soon)
 
     def _run(self, fn: Callable[[psycopg.Connection], T]) -> T:
         if isinstance(self._source, ConnectionPool):
             with self._source.connection() as conn:
                 return fn(conn)
-        with self._source.transaction():
+        with self._lock, self._source.transaction():
             return fn(self._source)
+
+    # -- group commit ---------------------------------------------------------
+    def close(self) -> None:
+        """Send the increments still pending, then stop the group commit thread.
+
+        Later ``increment()`` calls raise; the other methods keep working.
+        Without group commit there is nothing to do."""
+        if self._group is not None:
+            self._group.close()
+
+    def __enter__(self) -> Tally:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @property
+    def group_commit_stats(self) -> GroupCommitStats | None:
+        """Batches, increments and transactions sent by group commit so far (None when it is off)."""
+        return self._group.stats() if self._group is not None else None
 
     # -- writes -------------------------------------------------------------
     def create_counter(self, name: str, granularities: Sequence[str] | None = None, durable: bool = False) -> None:
@@ -60,7 +106,12 @@ class Tally:
 
         With ``event_id`` it is applied at most once per counter within the
         idempotency window: a replay returns False and changes nothing.
+        With group commit the transaction is shared with other threads'
+        increments; it returns once that transaction committed, and raises
+        its error if it failed.
         """
+        if self._group is not None:
+            return self._group.submit(check("Tally.increment", counter, key, delta, at, event_id))
         return self._run(lambda c: self.increment_tx(c, counter, key, delta, at, event_id))
 
     def increment_tx(
@@ -157,4 +208,5 @@ class Tally:
                 raise psycopg.ProgrammingError(
                     "Tally.compact: the connection must be in autocommit mode (tally.compact commits per fold)"
                 )
-            self._source.execute(_sql.COMPACT, (max_deltas,))
+            with self._lock:
+                self._source.execute(_sql.COMPACT, (max_deltas,))

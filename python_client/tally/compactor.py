@@ -188,17 +188,23 @@ class CompactorService:
                 self.conn.close()
             self.conn = None
 
-    def _maintain(self) -> None:
+    def _maintain(self) -> list[str]:
+        """Run tally.maintain(); return what failed (it never raises for a
+        failed part: it reports it as a row 'failed' and runs the others)."""
         started = time.monotonic()
         rows = self._call("SELECT * FROM tally.maintain()")
+        failed = [" ".join(str(v) for v in row[1:]) for row in rows if row[0] == "failed"]
         for row in rows:
-            log.info("maintenance: %s: %s", row[0], " ".join(str(v) for v in row[1:]))
-        log.info(
-            "maintenance done in %.2f s (%d steps); next in %g s",
-            time.monotonic() - started,
-            len(rows),
-            self.maintain_every,
-        )
+            if row[0] != "failed":
+                log.info("maintenance: %s: %s", row[0], " ".join(str(v) for v in row[1:]))
+        if not failed:
+            log.info(
+                "maintenance done in %.2f s (%d steps); next in %g s",
+                time.monotonic() - started,
+                len(rows),
+                self.maintain_every,
+            )
+        return failed
 
     # -- the loop ----------------------------------------------------------
 
@@ -255,8 +261,15 @@ class CompactorService:
                 if self.maintain and time.monotonic() >= next_maintain:
                     what = "maintenance failed"
                     try:
-                        self._maintain()
-                        next_maintain = time.monotonic() + self.maintain_every
+                        failed = self._maintain()
+                        if failed:
+                            retry = min(self.maintain_every, MAINTAIN_RETRY)
+                            log.error(
+                                "maintenance failed: %s; folding goes on, next try in %g s", "; ".join(failed), retry
+                            )
+                            next_maintain = time.monotonic() + retry
+                        else:
+                            next_maintain = time.monotonic() + self.maintain_every
                     except psycopg.Error as exc:
                         if self.conn.broken or self.conn.closed or self.stopping:
                             raise

@@ -17,6 +17,7 @@ from truth import Truth
 BIGINT_MAX = 9223372036854775807
 BIGINT_MIN = -9223372036854775808
 HOSTILE_COUNTER = "soak_hostile"
+HOSTILE_GRANULARITIES = ("minute", "day")
 
 
 def _pick(rnd: random.Random, counters: list[str], days_back: float) -> tuple[str, str, int, datetime]:
@@ -26,10 +27,12 @@ def _pick(rnd: random.Random, counters: list[str], days_back: float) -> tuple[st
     return rnd.choice(counters), key, delta, at
 
 
-def legit_writer(dsn: str, seed: int, counters: list[str], seconds: float, days_back: float, out) -> None:
+def legit_writer(dsn: str, seed: int, counters: list[str], seconds: float, days_back: float, rate: float, out) -> None:
     """Singles (65%), batches of 1-60 (25%), and increments with an event id
     (10%; half of them replays of an id applied before, which must change
-    nothing). An increment enters the truth once its call returned."""
+    nothing), at most `rate` calls a second (a soak, not a flood: the
+    compactor must keep up on a shared 2-core machine). An increment enters
+    the truth once its call returned."""
     rnd = random.Random(seed)
     truth = Truth()
     errors: list[str] = []
@@ -38,7 +41,11 @@ def legit_writer(dsn: str, seed: int, counters: list[str], seconds: float, days_
     deadline = time.monotonic() + seconds
     try:
         with psycopg.connect(dsn, autocommit=True) as conn:
+            started = time.monotonic()
             while time.monotonic() < deadline:
+                ahead = started + calls / rate - time.monotonic()
+                if ahead > 0:
+                    time.sleep(ahead)
                 r = rnd.random()
                 if r < 0.65:
                     counter, key, delta, at = _pick(rnd, counters, days_back)
@@ -130,7 +137,7 @@ def hostile_writer(dsn: str, seed: int, seconds: float, chunk: int, out) -> None
                         sent[poison][0] += d
                         sent[poison][1] += 1
                     else:
-                        filler.add(HOSTILE_COUNTER, k, d, at)
+                        filler.add(HOSTILE_COUNTER, k, d, at, HOSTILE_GRANULARITIES)
             else:
                 for c in conns:
                     for _ in range(2):
@@ -142,7 +149,7 @@ def hostile_writer(dsn: str, seed: int, seconds: float, chunk: int, out) -> None
                         sent[poison][0] += extreme
                         sent[poison][1] += 1
             calls += 1
-            time.sleep(rnd.uniform(0.5, 1.5))
+            time.sleep(rnd.uniform(1.0, 3.0))
     except Exception:
         errors.append(traceback.format_exc())
     finally:

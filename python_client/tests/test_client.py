@@ -70,3 +70,32 @@ def test_event_ids_make_a_replay_a_no_op(pool: ConnectionPool) -> None:
     assert t.increment_many(["c_orders"] * 3, ["eu", "us", "us"], [5, 7, 7], event_ids=["order-1", "o2", "o3"]) == 2
     assert t.increment_many(["c_orders"] * 3, ["eu", "us", "us"], [5, 7, 7], event_ids=["order-1", "o2", "o3"]) == 0
     assert (t.value("c_orders", "eu"), t.value("c_orders", "us")) == (5, 14)
+
+
+def test_a_single_connection_is_used_by_one_thread_at_a_time(dsn: str) -> None:
+    """Threads sharing a Tally over one connection take turns: each call is
+    its own committed transaction, none nests in another thread's."""
+    import threading
+
+    with psycopg.connect(dsn) as conn:
+        t = Tally(conn)
+        t.create_counter("c_shared_conn")
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                for _ in range(100):
+                    assert t.increment("c_shared_conn", "k") is True
+                    t.value("c_shared_conn", "k")
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work) for _ in range(8)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        assert errors == []
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    with psycopg.connect(dsn, autocommit=True) as other:
+        assert Tally(other).value("c_shared_conn", "k") == 800

@@ -309,8 +309,9 @@ def downgrade() -> None:
 def test_a_new_revision_is_one_command(databases: Databases, tmp_path: Path) -> None:
     """In a copy of the repository, a new revision after the head changes
     counter_value, drops set_event_window (and its grant), adds a view and
-    the function it calls (the view sorts first by name), and sql/ is
-    regrouped into folders with an index. `scripts/freeze_code.py <head>
+    the function it calls (the view sorts first by name, the index applies
+    it after), and files move to another folder of sql/ with their index
+    lines. `scripts/freeze_code.py <head>
     --ref HEAD` is all it takes: the old head keeps installing the code it
     shipped with, whether
     upgraded to (its apply_code() is its own code, not the new head's) or
@@ -318,22 +319,38 @@ def test_a_new_revision_is_one_command(databases: Databases, tmp_path: Path) -> 
     repo = tmp_path / "repo"
     files = copy_tree(repo).code_files()
     sql = repo / "sql"
-    (sql / "read").mkdir()
-    files["tally.top_keys.sql"].rename(sql / "read" / "tally.top_keys.sql")
-    value = sql / "read" / "tally.counter_value.sql"
-    files["tally.counter_value.sql"].rename(value)
+    index = sql / "index.sql"
+    order = index.read_text()
+
+    def moved(name: str, folder: str) -> Path:
+        """Move a code file to another folder of sql/, and its index line with it."""
+        nonlocal order
+        old = files[name]
+        new = sql / folder / name
+        new.parent.mkdir(exist_ok=True)
+        old.rename(new)
+        order = order.replace(f"\\ir {old.relative_to(sql)}\n", f"\\ir {new.relative_to(sql)}\n")
+        return new
+
+    moved("tally.top_keys.sql", "answers")
+    value = moved("tally.counter_value.sql", "answers")
     value.write_text(value.read_text().replace("AS $$\n", f"AS $$\n-- revision {NEW}\n", 1))
+    order = order.replace(f"\\ir {files['tally.set_event_window.sql'].relative_to(sql)}\n", "")
     files["tally.set_event_window.sql"].unlink()
     grants = sql / "grants.sql"
     assert " 'set_event_window'," in grants.read_text()
     grants.write_text(grants.read_text().replace(" 'set_event_window',", ""))
-    (sql / "read" / "tally.zz_answer.sql").write_text(
+    (sql / "answers" / "tally.zz_answer.sql").write_text(
         "CREATE FUNCTION tally.zz_answer() RETURNS integer LANGUAGE sql IMMUTABLE RETURN 42;\n"
     )
-    (sql / "read" / "tally.aa_answer.sql").write_text(
+    (sql / "answers" / "tally.aa_answer.sql").write_text(
         "CREATE VIEW tally.aa_answer AS SELECT tally.zz_answer() AS answer;\n"
     )
-    (sql / "index.sql").write_text("-- the order of the stages\n\\ir read/tally.counter_value.sql\n")
+    # the index lists the new objects, the view after the function it calls
+    order = order.replace(
+        "\\ir grants.sql", "\\ir answers/tally.zz_answer.sql\n\\ir answers/tally.aa_answer.sql\n\\ir grants.sql"
+    )
+    index.write_text(order)
     (repo / "migrations" / "versions" / f"{NEW}_code_only.py").write_text(NEW_REVISION)
 
     done = subprocess.run(

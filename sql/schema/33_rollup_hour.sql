@@ -1,0 +1,17 @@
+-- The value per (counter, key, hour bucket), buckets in UTC
+-- (date_trunc('hour', at, 'UTC')). Range-partitioned on bucket by
+-- pg_partman, monthly partitions, no default partition: a bucket outside the
+-- premade range gets its partition created by the fold. Rows are updated in
+-- place by every fold: the partitions have fillfactor 70 and early
+-- autovacuum (from pg_partman's template table; value is in no index, so
+-- updates are HOT).
+CREATE TABLE tally.rollup_hour (
+    counter_id integer NOT NULL,
+    key text NOT NULL,  -- noqa: RF04
+    bucket timestamptz NOT NULL,
+    value bigint NOT NULL,  -- noqa: RF04
+    CONSTRAINT rollup_hour_pkey PRIMARY KEY (counter_id, key, bucket)
+) PARTITION BY RANGE (bucket);
+
+-- top_keys: every key of one bucket of a counter.
+CREATE INDEX rollup_hour_bucket_idx ON tally.rollup_hour (counter_id, bucket);

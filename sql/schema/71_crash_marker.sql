@@ -1,0 +1,8 @@
+-- A crash empties UNLOGGED tables: this one-row marker disappears with them
+-- (and with the fast shards), which is how a crash reset (lost fast deltas)
+-- is detected (tally._detect_crash_reset puts it back).
+CREATE UNLOGGED TABLE tally.crash_marker (
+    singleton boolean NOT NULL DEFAULT TRUE,
+    CONSTRAINT crash_marker_pkey PRIMARY KEY (singleton),
+    CONSTRAINT crash_marker_singleton_check CHECK (singleton)
+);
