@@ -1,11 +1,15 @@
 -- The generation writers append to (one row, revision 0001 inserts it); the
 -- compactor flips it once the other generation is drained, or when a backlog
--- there has held the active one for over 2 s.
+-- there has held the active one for over 2 s. emptied_at_flip[g + 1]: the
+-- flip that found generation g empty while inactive and made it active (a
+-- compactor call is done once both are past the flip count it began at,
+-- whichever compactor flipped).
 CREATE TABLE tally.write_gen (
     singleton boolean NOT NULL DEFAULT TRUE,
     gen smallint NOT NULL,
     flips bigint NOT NULL DEFAULT 0,
     flipped_at timestamptz NOT NULL DEFAULT now(),
+    emptied_at_flip bigint[] NOT NULL DEFAULT '{0,0}',
     CONSTRAINT write_gen_pkey PRIMARY KEY (singleton),
     CONSTRAINT write_gen_singleton_check CHECK (singleton),
     CONSTRAINT write_gen_gen_check CHECK (gen IN (0, 1))

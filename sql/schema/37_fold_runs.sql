@@ -1,6 +1,6 @@
 -- The compactor's history: every fold, retry and failed step (outcome), and
 -- every quarantine and failed maintenance part (mode), with the shard, the
--- deltas moved and how (TRUNCATE or DELETE). tally.maintain() prunes runs
+-- deltas moved and how (TRUNCATE or DELETE), and the key slice it folded. tally.maintain() prunes runs
 -- older than 7 days; tally.fold_stats keeps the cumulative counts.
 CREATE TABLE tally.fold_runs (
     id bigint GENERATED ALWAYS AS IDENTITY,
@@ -12,6 +12,8 @@ CREATE TABLE tally.fold_runs (
     shard text,
     mode text,  -- noqa: RF04
     error text,
+    slice smallint,
+    slices smallint,
     CONSTRAINT fold_runs_pkey PRIMARY KEY (id),
     CONSTRAINT fold_runs_outcome_check CHECK (outcome IN ('ok', 'retried', 'failed')),
     CONSTRAINT fold_runs_mode_check CHECK (mode IN ('truncate', 'delete', 'quarantine', 'maintenance'))
