@@ -4,6 +4,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export PGPORT ?= 54329
+export CITUS_PORT ?= 54339
 VENV := $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 DB := scripts/db.sh
@@ -12,7 +13,8 @@ PSQL = /usr/bin/psql -X -v ON_ERROR_STOP=1
 TEST_DB ?= tally_test
 LINT_DB ?= tally_lint
 
-.PHONY: help deps db dsn db-stop migrate demo lint pgtap pytest test wheel test-wheel bench bench-compactor soak clean
+.PHONY: help deps db dsn db-stop migrate demo lint pgtap pytest test wheel test-wheel bench bench-compactor soak clean \
+	citus citus-dsn citus-stop test-citus
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -59,7 +61,23 @@ pgtap: db ## pgTAP suite via pg_prove, against a fresh migrated database
 pytest: db ## pytest: concurrency, faults, bloat, retention, scheduling, migrations (real cluster)
 	TALLY_ADMIN_DSN="$$($(DB) dsn postgres)" $(VENV)/bin/pytest -q -s python_client/tests
 
-test: lint pgtap pytest ## Everything CI runs: lint, pgTAP, pytest
+test: lint pgtap pytest test-citus ## Everything CI runs: lint, pgTAP, pytest, the Citus suite
+
+citus: deps ## A throwaway Citus cluster (coordinator + 2 workers), tally migrated into it, distributed
+	@scripts/citus.sh start
+	@TALLY_DSN="$$(scripts/citus.sh dsn tally)" $(VENV)/bin/alembic upgrade head
+	@echo "tally migrated (distributed): $$(scripts/citus.sh dsn tally)"
+
+citus-dsn: ## Print the Citus coordinator's libpq connection string (`tally` database)
+	@scripts/citus.sh dsn tally
+
+citus-stop: ## Stop every node of the Citus cluster
+	@scripts/citus.sh stop
+
+test-citus: deps ## The Citus suite: tally distributed, against a fresh database on the Citus cluster
+	@scripts/citus.sh start
+	TALLY_CITUS_DSN="$$(scripts/citus.sh fresh-db tally_citus_test)" TALLY_CITUS_SHARD_COUNT=8 \
+	    $(VENV)/bin/pytest -q -s python_client/tests_citus
 
 wheel: deps ## Build the client's wheel (with the migrations in tally/_schema/) into dist/
 	$(VENV)/bin/pip wheel -q --no-deps -w dist ./python_client

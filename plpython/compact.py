@@ -96,7 +96,31 @@ def _plans(plpy):
             " WHERE s.name OPERATOR(pg_catalog.=) 'statement_timeout'"
         ),
         "set_search_path": plpy.prepare("SELECT pg_catalog.set_config('search_path', $1, false)", ["text"]),
+        "distributed": plpy.prepare("SELECT s.distributed FROM tally.settings AS s"),
+        "isolation": plpy.prepare("SELECT pg_catalog.current_setting('default_transaction_isolation') AS v"),
+        "set_isolation": plpy.prepare(
+            "SELECT pg_catalog.set_config('default_transaction_isolation', $1, false)", ["text"]
+        ),
     }
+
+
+class _Isolation:
+    """On a distributed install every step runs REPEATABLE READ (on each
+    worker, every statement of a fold step sees one snapshot; see
+    tally._fold_distributed): the session's default isolation is set for
+    the transactions that follow, and the caller's put back at the end."""
+
+    def __init__(self, plpy, plans):
+        self.plpy, self.plans = plpy, plans
+        self.saved = None
+        if plpy.execute(plans["distributed"])[0]["distributed"]:
+            self.saved = plpy.execute(plans["isolation"])[0]["v"]
+            plpy.execute(plans["set_isolation"], ["repeatable read"])
+            plpy.commit()
+
+    def restore(self):
+        if self.saved is not None:
+            self.plpy.execute(self.plans["set_isolation"], [self.saved])
 
 
 def _drain(plpy, plans, max_deltas, max_attempts, slice_=0, slices=1, deadline=None):
@@ -160,6 +184,7 @@ def compact(plpy, max_deltas, max_attempts, slice_=0, slices=1):
     _check_slice(plpy, "compact", slice_, slices)
     plans = _plans(plpy)
     search_path = plpy.execute(plans["search_path"])[0]["v"]
+    isolation = _Isolation(plpy, plans)
     try:
         _drain(plpy, plans, max_deltas, max_attempts, slice_, slices)
     except StepFailed as failed:
@@ -168,6 +193,7 @@ def compact(plpy, max_deltas, max_attempts, slice_=0, slices=1):
         # pg_partman's create_partition_time() leaves search_path changed
         # for the session; put the caller's back.
         plpy.execute(plans["set_search_path"], [search_path])
+        isolation.restore()
 
 
 def compact_loop(plpy, seconds, interval, max_deltas, max_attempts, slice_=0, slices=1):
@@ -185,6 +211,7 @@ def compact_loop(plpy, seconds, interval, max_deltas, max_attempts, slice_=0, sl
     if timeout_ms:
         seconds = min(seconds, max(0.0, timeout_ms / 1000.0 - 1.0))
     deadline = time.monotonic() + seconds
+    isolation = _Isolation(plpy, plans)
     try:
         # Maintenance first (today's event-id partition, rollup partitions
         # ahead), even when no maintenance job is scheduled. It never
@@ -207,3 +234,4 @@ def compact_loop(plpy, seconds, interval, max_deltas, max_attempts, slice_=0, sl
                 plpy.execute(plans["sleep"], [pause])
     finally:
         plpy.execute(plans["set_search_path"], [search_path])
+        isolation.restore()

@@ -12,6 +12,7 @@
 
 -- 1. Counters: what is counted. A counter has a name, the granularities it
 --    keeps and a durability; everything else refers to it by id.
+\ir counters/tally._distributed.sql
 \ir counters/tally._counter.sql
 \ir counters/tally._granularity.sql
 \ir counters/tally.create_counter.sql
@@ -33,6 +34,7 @@
 \ir write/tally._shard.sql
 \ir write/tally._claim_days.sql
 \ir write/tally._claim_events.sql
+\ir write/tally._claim_event.sql
 \ir write/tally.increment_counter.sql
 \ir write/tally.increment_counters.sql
 \ir write/tally.set_event_window.sql
@@ -59,6 +61,8 @@
 \ir fold/tally._fold_chunk.sql
 \ir fold/tally._reclaim_shards.sql
 \ir fold/tally._fold_step.sql
+\ir fold/tally._fold_distributed_apply.sql
+\ir fold/tally._fold_distributed.sql
 \ir fold/tally._detect_crash_reset.sql
 \ir fold/tally._record_fold.sql
 \ir fold/tally.compact_step.sql

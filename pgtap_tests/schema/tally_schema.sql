@@ -259,7 +259,7 @@ SELECT has_table('tally', 'crash_resets', 'table tally.crash_resets exists');
 SELECT has_table('tally', 'settings', 'table tally.settings exists');
 SELECT has_table('tally', 'installed_roles', 'table tally.installed_roles exists');
 SELECT columns_are(
-    'tally', 'event_ids', ARRAY['counter_id', 'event_id', 'seen_on'], 'tally.event_ids has the expected columns'
+    'tally', 'event_ids', ARRAY['counter_id', 'event_id', 'seen_on', 'key'], 'tally.event_ids has the expected columns'
 );
 SELECT col_is_pk(
     'tally', 'event_ids', ARRAY['counter_id', 'event_id', 'seen_on'],
@@ -538,8 +538,8 @@ SELECT is_empty(
 SELECT is(
     (SELECT count(*) FROM pg_catalog.pg_proc AS p
      WHERE p.pronamespace = 'tally'::regnamespace AND p.prosecdef),
-    52::bigint,
-    'the search_path check above covers the 52 SECURITY DEFINER functions (a new one changes this count)'
+    55::bigint,
+    'the search_path check above covers the 55 SECURITY DEFINER functions (a new one changes this count)'
 );
 SELECT results_eq(
     $$SELECT p.proname::text COLLATE "default", p.prosecdef

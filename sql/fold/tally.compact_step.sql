@@ -56,6 +56,13 @@ BEGIN
     END IF;
     PERFORM tally._detect_crash_reset();
     BEGIN
+        IF tally._distributed() THEN
+            -- Every slice at once: Citus folds each shard on its worker.
+            RETURN QUERY
+            SELECT s.action, s.folded, s.flips, NULL::text, NULL::text
+            FROM tally._fold_distributed(v_started, p_attempt) AS s;
+            RETURN;
+        END IF;
         RETURN QUERY
         SELECT s.action, s.folded, s.flips, NULL::text, NULL::text
         FROM tally._fold_step(p_max_deltas, p_flip_until, p_attempt, p_max_gen_age, p_slice, p_slices) AS s;

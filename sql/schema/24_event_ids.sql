@@ -3,11 +3,13 @@
 -- tally._claim_days() names. The primary key includes the day (a unique
 -- index cannot span partitions). Partitions past the window are dropped
 -- whole by tally._event_partitions(), which also creates them; nothing is
--- DELETEd.
+-- DELETEd. key: the key the increment went to (on a distributed install
+-- it is the distribution column and part of the primary key).
 CREATE TABLE tally.event_ids (
     counter_id integer NOT NULL,
     event_id text NOT NULL,
     seen_on date NOT NULL,
+    key text,  -- noqa: RF04
     CONSTRAINT event_ids_pkey PRIMARY KEY (counter_id, event_id, seen_on)
 ) PARTITION BY RANGE (seen_on);
 

@@ -43,9 +43,15 @@ BEGIN
     PERFORM tally._check_increment('tally.increment_counter', NULL, p_counter, p_key, p_delta, p_at,
                                    p_event_id IS NOT NULL, p_event_id);
     IF p_event_id IS NOT NULL THEN
-        PERFORM FROM tally._claim_events(ARRAY[v_id], ARRAY[p_event_id]);
-        IF NOT FOUND THEN
-            RETURN false;
+        IF tally._distributed() THEN
+            IF NOT tally._claim_event(v_id, p_key, p_event_id) THEN
+                RETURN false;
+            END IF;
+        ELSE
+            PERFORM FROM tally._claim_events(ARRAY[v_id], ARRAY[p_event_id]);
+            IF NOT FOUND THEN
+                RETURN false;
+            END IF;
         END IF;
     END IF;
     INSERT INTO tally.delta (shard, counter_id, key, delta, at)

@@ -30,6 +30,7 @@ DECLARE
     v_n integer;
     v_rows bigint;
     v_bad record;
+    v_elem record;
 BEGIN
     IF p_counters IS NULL OR p_keys IS NULL OR p_deltas IS NULL THEN
         RAISE EXCEPTION '%: p_counters, p_keys and p_deltas must not be NULL', c_fn
@@ -74,6 +75,26 @@ BEGIN
     IF FOUND THEN
         PERFORM tally._check_increment(c_fn, v_bad.i, v_bad.n, v_bad.k, v_bad.d, v_bad.t, p_event_ids IS NOT NULL,
                                        v_bad.e);
+    END IF;
+
+    IF p_event_ids IS NOT NULL AND tally._distributed() THEN
+        -- Distributed: each element claimed beside its key, in order (a
+        -- repeat within the batch finds the first's claim).
+        v_rows := 0;
+        FOR v_elem IN
+            SELECT u.k, u.d, u.t, u.e, c.id AS counter_id
+            FROM unnest(p_counters, p_keys, p_deltas, p_ats, p_event_ids) WITH ORDINALITY AS u (n, k, d, t, e, i)
+            JOIN tally.counters AS c ON c.name = u.n
+            ORDER BY u.i
+        LOOP
+            CONTINUE WHEN NOT tally._claim_event(v_elem.counter_id, v_elem.k, v_elem.e);
+            INSERT INTO tally.delta (shard, counter_id, key, delta, at)
+            SELECT tally._shard(w.gen, true, v_n > c_bulk), v_elem.counter_id, v_elem.k, v_elem.d,
+                   coalesce(v_elem.t, now())
+            FROM tally.write_gen AS w;
+            v_rows := v_rows + 1;
+        END LOOP;
+        RETURN v_rows;
     END IF;
 
     IF p_event_ids IS NOT NULL THEN

@@ -1,0 +1,45 @@
+"""Fixtures of the Citus suite: tally distributed on the throwaway Citus
+cluster (`make test-citus` starts it, makes a fresh database on every node
+and passes its coordinator DSN in TALLY_CITUS_DSN); migrated once per run.
+Tests share that database: each makes counters of its own."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+# The single-node suite's ground truth and worker processes, reused.
+sys.path.insert(0, str(REPO / "python_client" / "tests"))
+
+
+@pytest.fixture(scope="session")
+def citus_dsn() -> str:
+    dsn = os.environ.get("TALLY_CITUS_DSN")
+    if not dsn:
+        pytest.fail("TALLY_CITUS_DSN is not set: run the Citus suite with `make test-citus`")
+    subprocess.run(
+        [str(REPO / ".venv" / "bin" / "alembic"), "-c", str(REPO / "alembic.ini"), "upgrade", "head"],
+        check=True,
+        env={**os.environ, "TALLY_DSN": dsn},
+        capture_output=True,
+    )
+    return dsn
+
+
+@pytest.fixture
+def cconn(citus_dsn: str):
+    with psycopg.connect(citus_dsn, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def name() -> str:
+    """A counter name no other test uses."""
+    return "c_" + uuid.uuid4().hex[:10]

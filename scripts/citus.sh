@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# A throwaway Citus cluster on loopback for tally: a coordinator and two
+# workers (ports CITUS_PORT, default 54339, and the next two), owned by the
+# postgres OS user, each with what tally needs (citus and pg_cron preloaded,
+# plpython3u, pg_partman). Idempotent.
+#   scripts/citus.sh start            coordinator + 2 workers up and registered
+#   scripts/citus.sh stop             stop every node of this cluster
+#   scripts/citus.sh dsn [db]         the coordinator's libpq DSN (db: tally)
+#   scripts/citus.sh node-dsn N [db]  node N's DSN (0 = coordinator, 1.. = workers)
+#   scripts/citus.sh add-worker       start worker 3 (port + 3) and register it
+#   scripts/citus.sh pid N            node N's postmaster pid
+#   scripts/citus.sh start-node N / stop-node N [mode]   one node, for fault tests
+#   scripts/citus.sh datadir N        node N's data directory
+#   scripts/citus.sh fresh-db NAME    (re)create database NAME on every node, Citus in it, workers registered
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+PGBIN="${PGBIN:-/usr/lib/postgresql/15/bin}"
+CITUS_PORT="${CITUS_PORT:-54339}"
+PGUSER_OS="${PGUSER_OS:-postgres}"
+LINK="$ROOT/.citusdata"
+BUILD="$(cd "$ROOT/.." && pwd)/shared/citus/build.sh"
+
+as_pg() {
+    if [ "$(id -un)" = "$PGUSER_OS" ]; then "$@"; else runuser -u "$PGUSER_OS" -- "$@"; fi
+}
+
+# Citus installed (from its packages, or built here before), or built from
+# ../shared/citus when that is at hand; otherwise say what to install.
+ensure_citus() {
+    local libdir sharedir
+    libdir="$("$PGBIN/pg_config" --pkglibdir)"
+    sharedir="$("$PGBIN/pg_config" --sharedir)"
+    if [ -f "$libdir/citus.so" ] && [ -f "$sharedir/extension/citus.control" ]; then return; fi
+    if [ -x "$BUILD" ]; then
+        echo "citus: not installed; building it from $(dirname "$BUILD") (a few minutes)"
+        "$BUILD"
+        return
+    fi
+    echo "citus: not installed. Install Citus for PostgreSQL 15 (Debian/Ubuntu: the package" \
+        "postgresql-15-citus-13.x from Citus's repository, https://docs.citusdata.com/en/stable/installation/)," \
+        "then run this again." >&2
+    exit 1
+}
+
+resolve_base() {
+    if [ -L "$LINK" ]; then readlink -f "$LINK"; return; fi
+    if [ -d "$LINK" ]; then echo "$LINK"; return; fi
+    if as_pg test -x "$ROOT" 2>/dev/null && as_pg test -r "$ROOT" 2>/dev/null; then
+        mkdir -p "$LINK"; chown "$PGUSER_OS": "$LINK"; echo "$LINK"
+    else
+        local alt
+        alt="/var/tmp/tally-citusdata-$(echo "$ROOT" | md5sum | cut -c1-12)"
+        mkdir -p "$alt"; chown "$PGUSER_OS": "$alt"; ln -sfn "$alt" "$LINK"; echo "$alt"
+    fi
+}
+
+BASE="$(resolve_base)"
+SOCK="$BASE/run"
+port() { echo $((CITUS_PORT + $1)); }
+data() { echo "$BASE/node$1"; }
+dsn_of() { echo "host=$SOCK port=$(port "$1") user=postgres dbname=${2:-tally}"; }
+psql_on() { local n=$1; shift; "$PGBIN/psql" -X -v ON_ERROR_STOP=1 -qAt "$(dsn_of "$n" "${DB:-tally}")" "$@"; }
+
+start_node() {
+    local n=$1 d
+    d="$(data "$n")"
+    if [ ! -s "$d/PG_VERSION" ]; then
+        as_pg mkdir -p "$d" "$SOCK"
+        as_pg "$PGBIN/initdb" -D "$d" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
+        cat >>"$d/postgresql.conf" <<CONF
+# tally throwaway Citus cluster, node $n
+listen_addresses = '127.0.0.1'
+port = $(port "$n")
+unix_socket_directories = '$SOCK'
+shared_preload_libraries = 'citus,pg_cron'
+cron.database_name = 'tally'
+max_connections = 300
+max_prepared_transactions = 300
+shared_buffers = 256MB
+max_wal_size = 2GB
+log_min_messages = warning
+timezone = 'UTC'
+citus.node_conninfo = 'sslmode=disable'
+CONF
+        echo "host all all 127.0.0.1/32 trust" >>"$d/pg_hba.conf"
+    fi
+    as_pg mkdir -p "$SOCK"
+    if ! as_pg "$PGBIN/pg_ctl" -D "$d" status >/dev/null 2>&1; then
+        as_pg "$PGBIN/pg_ctl" -D "$d" -l "$d/postgres.log" -w -t 60 start >/dev/null
+    fi
+    if ! DB=postgres psql_on "$n" -c "SELECT 1 FROM pg_database WHERE datname = 'tally'" | grep -q 1; then
+        DB=postgres psql_on "$n" -c "CREATE DATABASE tally"
+    fi
+    psql_on "$n" -c "CREATE EXTENSION IF NOT EXISTS citus"
+}
+
+stop_node() {
+    local d
+    d="$(data "$1")"
+    if [ -s "$d/PG_VERSION" ] && as_pg "$PGBIN/pg_ctl" -D "$d" status >/dev/null 2>&1; then
+        as_pg "$PGBIN/pg_ctl" -D "$d" -m "${2:-fast}" -w stop >/dev/null
+    fi
+}
+
+register() {
+    local n=$1
+    psql_on 0 -c "SELECT citus_add_node('127.0.0.1', $(port "$n"))
+                  WHERE NOT EXISTS (SELECT FROM pg_dist_node WHERE nodeport = $(port "$n"))" >/dev/null
+}
+
+# A database of its own on every node (tests): dropped and made again,
+# with the citus extension and the workers registered.
+fresh_db() {
+    local name=$1 n nodes=(0 1 2)
+    if [ -s "$(data 3)/PG_VERSION" ]; then nodes+=(3); fi
+    for n in "${nodes[@]}"; do
+        DB=postgres psql_on "$n" -c "DROP DATABASE IF EXISTS $name WITH (FORCE)" -c "CREATE DATABASE $name"
+        DB=$name psql_on "$n" -c "CREATE EXTENSION citus"
+    done
+    DB=$name psql_on 0 -c "SELECT citus_set_coordinator_host('127.0.0.1', $(port 0))" >/dev/null
+    for n in "${nodes[@]:1}"; do
+        DB=$name psql_on 0 -c "SELECT citus_add_node('127.0.0.1', $(port "$n"))" >/dev/null
+    done
+    dsn_of 0 "$name"
+}
+
+start() {
+    ensure_citus
+    for n in 0 1 2; do start_node "$n"; done
+    # A third worker, once added, comes back with the cluster.
+    if [ -s "$(data 3)/PG_VERSION" ]; then start_node 3; fi
+    psql_on 0 -c "SELECT citus_set_coordinator_host('127.0.0.1', $(port 0))" >/dev/null
+    for n in 1 2; do register "$n"; done
+    echo "citus cluster up: coordinator $(dsn_of 0), workers on ports $(port 1) and $(port 2)"
+}
+
+stop() {
+    for n in 3 2 1 0; do stop_node "$n"; done
+    echo "citus cluster stopped"
+}
+
+case "${1:-}" in
+    start) start ;;
+    stop) stop ;;
+    dsn) dsn_of 0 "${2:-tally}" ;;
+    node-dsn) dsn_of "$2" "${3:-tally}" ;;
+    add-worker) start_node 3; register 3; echo "worker 3 added on port $(port 3)" ;;
+    start-node) start_node "$2" ;;
+    stop-node) stop_node "$2" "${3:-fast}" ;;
+    pid) head -1 "$(data "$2")/postmaster.pid" ;;
+    datadir) data "${2:-0}" ;;
+    fresh-db) fresh_db "$2" ;;
+    *) echo "usage: $0 start|stop|dsn [db]|node-dsn N [db]|add-worker|start-node N|stop-node N [mode]|pid N|datadir N|fresh-db NAME" >&2
+       exit 2 ;;
+esac
