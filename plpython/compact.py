@@ -36,6 +36,9 @@ STOP = "57014"
 # steps, and folds any slice itself once it has waited HELP_AFTER seconds.
 WAIT = 0.05
 HELP_AFTER = 5.0
+# tally._fold_lock_key(): on a distributed install each step holds it at
+# session level (tally._fold_distributed checks).
+FOLD_LOCK = 7361756479000001
 
 
 class StepFailed(Exception):
@@ -68,8 +71,20 @@ def _step(plpy, plans, max_deltas, max_attempts, slice_=0, slices=1):
     while True:
         attempt += 1
         args = [max_deltas, None, attempt, max_attempts, MAX_GEN_AGE, slice_, slices]
-        row = plpy.execute(plans["step"], args)[0]
-        plpy.commit()
+        if plans.get("distributed"):
+            # The fold lock first, in a transaction of its own: the step's
+            # REPEATABLE READ snapshot is then taken after the previous
+            # step committed, and sees all it did.
+            plpy.execute(plans["lock"], [FOLD_LOCK])
+            plpy.commit()
+            try:
+                row = plpy.execute(plans["step"], args)[0]
+                plpy.commit()
+            finally:
+                plpy.execute(plans["unlock"], [FOLD_LOCK])
+        else:
+            row = plpy.execute(plans["step"], args)[0]
+            plpy.commit()
         if row["action"] == "failed":
             raise StepFailed(row)
         if row["action"] != "retry":
@@ -97,6 +112,8 @@ def _plans(plpy):
         ),
         "set_search_path": plpy.prepare("SELECT pg_catalog.set_config('search_path', $1, false)", ["text"]),
         "distributed": plpy.prepare("SELECT s.distributed FROM tally.settings AS s"),
+        "lock": plpy.prepare("SELECT pg_catalog.pg_advisory_lock($1)", ["bigint"]),
+        "unlock": plpy.prepare("SELECT pg_catalog.pg_advisory_unlock($1)", ["bigint"]),
         "isolation": plpy.prepare("SELECT pg_catalog.current_setting('default_transaction_isolation') AS v"),
         "set_isolation": plpy.prepare(
             "SELECT pg_catalog.set_config('default_transaction_isolation', $1, false)", ["text"]
@@ -113,7 +130,8 @@ class _Isolation:
     def __init__(self, plpy, plans):
         self.plpy, self.plans = plpy, plans
         self.saved = None
-        if plpy.execute(plans["distributed"])[0]["distributed"]:
+        plans["distributed"] = bool(plpy.execute(plans["distributed"])[0]["distributed"])
+        if plans["distributed"]:
             self.saved = plpy.execute(plans["isolation"])[0]["v"]
             plpy.execute(plans["set_isolation"], ["repeatable read"])
             plpy.commit()

@@ -31,9 +31,20 @@ BEGIN
         RAISE EXCEPTION 'tally._fold_distributed: a distributed fold step needs a REPEATABLE READ transaction, not %',
                         current_setting('transaction_isolation')
             USING ERRCODE = 'active_sql_transaction',
-                  HINT = 'fold with CALL tally.compact() or tally.compact_step(), which set the isolation themselves';
+                  HINT = 'fold with CALL tally.compact() or tally.compact_loop(), which set the isolation themselves';
     END IF;
-    PERFORM pg_advisory_xact_lock(tally._fold_lock_key());
+    -- One step at a time, and this transaction's snapshot taken after the
+    -- last step committed: the caller holds the fold lock at session
+    -- level, taken before this transaction began (tally.compact does).
+    IF NOT EXISTS (
+        SELECT 1 FROM pg_locks AS l
+        WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.granted AND l.mode = 'ExclusiveLock'
+          AND l.objsubid = 1 AND ((l.classid::bigint << 32) | l.objid::bigint) = tally._fold_lock_key()
+    ) THEN
+        RAISE EXCEPTION 'tally._fold_distributed: a distributed fold step needs the fold lock taken before its transaction'
+            USING ERRCODE = 'active_sql_transaction',
+                  HINT = 'fold with CALL tally.compact() or tally.compact_loop(), which take it';
+    END IF;
     -- One connection per worker: every statement below runs in the same
     -- worker transaction, with the snapshot of the first.
     PERFORM set_config('citus.max_adaptive_executor_pool_size', '1', true);

@@ -9,9 +9,15 @@ LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    v_names text[];
+    v_keeps interval[];
 BEGIN
-    UPDATE partman.part_config AS pc
-    SET retention = k.keep::text
+    -- The retention per granularity first, then the update: on a
+    -- distributed install Citus plans no UPDATE that calls a STABLE
+    -- function on columns (the reference tables' here).
+    SELECT array_agg(k.name ORDER BY k.name), array_agg(k.keep ORDER BY k.name)
+    INTO v_names, v_keeps
     FROM (
         SELECT g.name,
                CASE WHEN count(c.id) = 0 THEN g.default_retention
@@ -21,7 +27,10 @@ BEGIN
         FROM tally.granularities AS g
         LEFT JOIN tally.counters AS c ON g.name = ANY (c.granularities)
         GROUP BY g.name, g.default_retention
-    ) AS k
+    ) AS k;
+    UPDATE partman.part_config AS pc
+    SET retention = k.keep::text
+    FROM unnest(v_names, v_keeps) AS k (name, keep)
     WHERE pc.parent_table = 'tally.rollup_' || k.name
       AND pc.retention IS DISTINCT FROM k.keep::text;
 END;
