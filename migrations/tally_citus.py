@@ -134,7 +134,10 @@ def distribute() -> None:
     for rel, name, definition in fks:
         ex(f'ALTER TABLE {rel} ADD CONSTRAINT "{name}" {definition}')
     # A distributed table's unique keys include the distribution column.
-    ex("ALTER TABLE tally.quarantine DROP CONSTRAINT quarantine_pkey, ADD CONSTRAINT quarantine_pkey PRIMARY KEY (key, id)")
+    ex(
+        "ALTER TABLE tally.quarantine DROP CONSTRAINT quarantine_pkey,"
+        " ADD CONSTRAINT quarantine_pkey PRIMARY KEY (key, id)"
+    )
     ex(
         "ALTER TABLE tally.event_ids ALTER COLUMN key SET NOT NULL, DROP CONSTRAINT event_ids_pkey,"
         " ADD CONSTRAINT event_ids_pkey PRIMARY KEY (counter_id, key, event_id, seen_on)"
@@ -165,4 +168,3 @@ def distribute() -> None:
             pass
     for fn, arg in DELEGATED.items():
         ex(f"SELECT create_distributed_function('{fn}', '{arg}', colocate_with => 'tally.delta')")
-

@@ -58,7 +58,9 @@ def test_the_migration_distributed_tally(cconn: psycopg.Connection) -> None:
     persistence = cconn.execute(
         """
         SELECT DISTINCT r.result
-        FROM run_command_on_shards('tally.delta_g0_fast_0', $$SELECT relpersistence FROM pg_class WHERE oid = '%s'::regclass$$) AS r
+        FROM run_command_on_shards(
+            'tally.delta_g0_fast_0', $$SELECT relpersistence FROM pg_class WHERE oid = '%s'::regclass$$
+        ) AS r
         """
     ).fetchall()
     assert persistence == [("u",)]
@@ -116,9 +118,7 @@ def test_a_fold_runs_on_both_workers_and_pulls_no_row_to_the_coordinator(
         conn.execute("SET citus.log_remote_commands = on")
         conn.execute("SET client_min_messages = log")
         conn.execute("CALL tally.compact()")
-    workers = {
-        str(r[0]) for r in cconn.execute("SELECT nodeport FROM pg_dist_node WHERE groupid <> 0").fetchall()
-    }
+    workers = {str(r[0]) for r in cconn.execute("SELECT nodeport FROM pg_dist_node WHERE groupid <> 0").fetchall()}
     assert len(workers) == 2
 
     def sent(pattern: str) -> dict[str, int]:

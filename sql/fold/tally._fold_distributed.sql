@@ -26,6 +26,9 @@ DECLARE
     v_set_aside bigint := 0;
     v_g text;
     v_flips bigint;
+    -- this session's temporary tables (see below)
+    v_days text := 'pg_temp.fold_days';
+    v_poison text := 'pg_temp.fold_poison';
 BEGIN
     IF current_setting('transaction_isolation') <> 'repeatable read' THEN
         RAISE EXCEPTION 'tally._fold_distributed: a distributed fold step needs a REPEATABLE READ transaction, not %',
@@ -54,11 +57,14 @@ BEGIN
     IF to_regclass('pg_temp.fold_days') IS NULL THEN
         CREATE TEMP TABLE fold_days (counter_id integer, minute timestamptz, n bigint) ON COMMIT DELETE ROWS;
     END IF;
-    INSERT INTO fold_days
-    SELECT d.counter_id, max(date_trunc('minute', d.at, 'UTC')), count(*)
-    FROM tally.delta AS d
-    GROUP BY d.counter_id, date_trunc('day', d.at, 'UTC');
-    SELECT coalesce(sum(f.n), 0) INTO v_pending FROM fold_days AS f;
+    -- (Statements on this session's temporary tables are dynamic: planned
+    -- when they run, against the tables as they are then.)
+    EXECUTE format(
+        'INSERT INTO %s
+         SELECT d.counter_id, max(date_trunc(''minute'', d.at, ''UTC'')), count(*)
+         FROM tally.delta AS d
+         GROUP BY d.counter_id, date_trunc(''day'', d.at, ''UTC'')', v_days);
+    EXECUTE format('SELECT coalesce(sum(f.n), 0) FROM %s AS f', v_days) INTO v_pending;
     IF v_pending = 0 THEN
         -- Nothing pending in this snapshot: every delta committed before it
         -- is folded. Say so the way a single node does (a flip that found
@@ -69,7 +75,7 @@ BEGIN
         RETURN QUERY SELECT 'flipped'::text, 0::bigint, v_flips, NULL::text, NULL::text;
         RETURN;
     END IF;
-    PERFORM tally._ensure_partitions('pg_temp.fold_days'::regclass);
+    PERFORM tally._ensure_partitions(to_regclass(v_days));
 
     BEGIN
         PERFORM tally._fold_distributed_apply();
@@ -79,33 +85,36 @@ BEGIN
         IF to_regclass('pg_temp.fold_poison') IS NULL THEN
             CREATE TEMP TABLE fold_poison (counter_id integer, key text) ON COMMIT DELETE ROWS;
         END IF;
-        INSERT INTO fold_poison
-        SELECT p.counter_id, p.key
-        FROM (
-            SELECT d.counter_id, d.key, sum(d.delta::numeric) AS s
-            FROM tally.delta AS d
-            GROUP BY d.counter_id, d.key
-        ) AS p
-        LEFT JOIN tally.totals AS t ON t.counter_id = p.counter_id AND t.key = p.key
-        WHERE abs(p.s) > c_max OR abs(p.s + coalesce(t.value, 0)) > c_max;
+        EXECUTE format(
+            'INSERT INTO %2$s
+             SELECT p.counter_id, p.key
+             FROM (
+                 SELECT d.counter_id, d.key, sum(d.delta::numeric) AS s
+                 FROM tally.delta AS d
+                 GROUP BY d.counter_id, d.key
+             ) AS p
+             LEFT JOIN tally.totals AS t ON t.counter_id = p.counter_id AND t.key = p.key
+             WHERE abs(p.s) > %1$s OR abs(p.s + coalesce(t.value, 0)) > %1$s', c_max, v_poison);
         FOR v_g IN SELECT g.name FROM tally.granularities AS g ORDER BY g.ord LOOP
             EXECUTE format(
-                'INSERT INTO fold_poison
+                'INSERT INTO %4$s
                  SELECT p.counter_id, p.key
                  FROM (SELECT d.counter_id, d.key, date_trunc(%1$L, d.at, ''UTC'') AS bucket, sum(d.delta::numeric) AS s
                        FROM tally.delta AS d GROUP BY 1, 2, 3) AS p
                  LEFT JOIN tally.%2$I AS r ON r.counter_id = p.counter_id AND r.key = p.key AND r.bucket = p.bucket
                  WHERE abs(p.s) > %3$s OR abs(p.s + coalesce(r.value, 0)) > %3$s',
-                v_g, 'rollup_' || v_g, c_max);
+                v_g, 'rollup_' || v_g, c_max, v_poison);
         END LOOP;
-        INSERT INTO tally.quarantine (counter_id, key, delta, at, written_at, reason)
-        SELECT d.counter_id, d.key, d.delta, d.at, d.written_at,
-               'the fold would leave the bigint range for this key'
-        FROM tally.delta AS d
-        WHERE (d.counter_id, d.key) IN (SELECT DISTINCT p.counter_id, p.key FROM fold_poison AS p);
+        EXECUTE format(
+            'INSERT INTO tally.quarantine (counter_id, key, delta, at, written_at, reason)
+             SELECT d.counter_id, d.key, d.delta, d.at, d.written_at,
+                    ''the fold would leave the bigint range for this key''
+             FROM tally.delta AS d
+             WHERE (d.counter_id, d.key) IN (SELECT DISTINCT p.counter_id, p.key FROM %s AS p)', v_poison);
         GET DIAGNOSTICS v_set_aside = ROW_COUNT;
-        DELETE FROM tally.delta AS d
-        WHERE (d.counter_id, d.key) IN (SELECT DISTINCT p.counter_id, p.key FROM fold_poison AS p);
+        EXECUTE format(
+            'DELETE FROM tally.delta AS d
+             WHERE (d.counter_id, d.key) IN (SELECT DISTINCT p.counter_id, p.key FROM %s AS p)', v_poison);
         PERFORM tally._fold_distributed_apply();
     END;
     DELETE FROM tally.delta;

@@ -4,7 +4,7 @@
 CREATE TABLE tally.settings (
     singleton boolean NOT NULL DEFAULT TRUE,
     event_window_days integer NOT NULL DEFAULT 7,
-    distributed boolean NOT NULL DEFAULT FALSE,
+    distributed boolean NOT NULL DEFAULT FALSE,  -- noqa: RF04
     CONSTRAINT settings_pkey PRIMARY KEY (singleton),
     CONSTRAINT settings_singleton_check CHECK (singleton),
     CONSTRAINT settings_event_window_days_check CHECK (event_window_days BETWEEN 1 AND 366)
