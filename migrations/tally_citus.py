@@ -10,9 +10,10 @@ worker, revision 0004 distributes tally (docs/scale-out.md):
 - distributed by key, all in one colocation group (shard i of each holds
   the same keys, on the same worker): delta (and its partitions), totals,
   the five rollups (pg_partman's partitions, made later, are distributed
-  automatically), event_ids and quarantine;
+  automatically), event_ids, quarantine and crash_marker (one UNLOGGED row
+  per shard: a worker's crash reset shows as its shards' missing rows);
 - on the coordinator only: the compactor's own bookkeeping (fold_runs,
-  fold_stats, shards, shard_slices, crash_marker, crash_resets) and the
+  fold_stats, shards, shard_slices, crash_resets) and the
   install records;
 - the per-key functions (increment_counter, counter_value, counter_series)
   delegated to the worker that holds p_key; every other tally function is
@@ -48,6 +49,7 @@ REFERENCE = (
 # delta first: it makes the colocation group the others join.
 DISTRIBUTED = (
     "delta",
+    "crash_marker",
     "totals",
     "rollup_minute",
     "rollup_hour",
@@ -142,6 +144,16 @@ def distribute() -> None:
         "ALTER TABLE tally.event_ids ALTER COLUMN key SET NOT NULL, DROP CONSTRAINT event_ids_pkey,"
         " ADD CONSTRAINT event_ids_pkey PRIMARY KEY (counter_id, key, event_id, seen_on)"
     )
+    # The crash marker: one UNLOGGED row per shard, beside the deltas. A
+    # worker's crash reset empties its fast shards and its markers with
+    # them (tally._detect_worker_crash).
+    ex("DELETE FROM tally.crash_marker")
+    ex(
+        "ALTER TABLE tally.crash_marker DROP CONSTRAINT crash_marker_pkey,"
+        " DROP CONSTRAINT crash_marker_singleton_check, DROP COLUMN singleton,"
+        " ADD COLUMN key text NOT NULL, ADD COLUMN shardid bigint NOT NULL,"
+        " ADD CONSTRAINT crash_marker_pkey PRIMARY KEY (key)"
+    )
     ex(f"SELECT create_distributed_table('tally.delta', 'key', shard_count => {shards})")
     for t in DISTRIBUTED[1:]:
         ex(f"SELECT create_distributed_table('tally.{t}', 'key', colocate_with => 'tally.delta')")
@@ -168,3 +180,4 @@ def distribute() -> None:
             pass
     for fn, arg in DELEGATED.items():
         ex(f"SELECT create_distributed_function('{fn}', '{arg}', colocate_with => 'tally.delta')")
+    ex("SELECT tally._mark_shards()")

@@ -63,6 +63,8 @@
 \ir fold/tally._fold_step.sql
 \ir fold/tally._fold_distributed_apply.sql
 \ir fold/tally._fold_distributed.sql
+\ir fold/tally._mark_shards.sql
+\ir fold/tally._detect_worker_crash.sql
 \ir fold/tally._detect_crash_reset.sql
 \ir fold/tally._record_fold.sql
 \ir fold/tally.compact_step.sql

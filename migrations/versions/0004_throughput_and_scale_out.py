@@ -28,6 +28,10 @@ def upgrade() -> None:
     # Where an event id was claimed: the key its increment went to (a
     # distributed install keeps the claim on the key's worker).
     ex("ALTER TABLE tally.event_ids ADD COLUMN key text")
+    # How many marker rows an intact install has (1; on a distributed
+    # install one per shard), and on which node a crash reset happened.
+    ex("ALTER TABLE tally.crash_marker ADD COLUMN expected integer NOT NULL DEFAULT 1")
+    ex("ALTER TABLE tally.crash_resets ADD COLUMN node text")
     grants = tally_code.granted()
     tally_code.drop_code("0003")
     tally_code.apply_code()
@@ -48,4 +52,6 @@ def downgrade() -> None:
     tally_code.apply_code("0003")
     tally_code.regrant(grants)
     ex("ALTER TABLE tally.event_ids DROP COLUMN key")
+    ex("ALTER TABLE tally.crash_resets DROP COLUMN node")
+    ex("ALTER TABLE tally.crash_marker DROP COLUMN expected")
     ex("ALTER TABLE tally.settings DROP COLUMN distributed")

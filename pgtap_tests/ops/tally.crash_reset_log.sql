@@ -15,7 +15,7 @@ SELECT results_eq(
     $$VALUES ('id'::text, 'bigint'::text), ('detected_at', 'timestamp with time zone'),
              ('server_started_at', 'timestamp with time zone'), ('lost_since', 'timestamp with time zone'),
              ('lost_window', 'interval'), ('acknowledged_at', 'timestamp with time zone'),
-             ('acknowledged_by', 'name')$$,
+             ('acknowledged_by', 'name'), ('node', 'text')$$,
     'tally.crash_reset_log columns and types'
 );
 

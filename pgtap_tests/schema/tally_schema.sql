@@ -300,10 +300,10 @@ SELECT columns_are(
     ARRAY['id', 'counter_id', 'key', 'granularity', 'bucket', 'delta', 'reason', 'applied_at', 'applied_by'],
     'tally.corrections has the expected columns'
 );
-SELECT columns_are('tally', 'crash_marker', ARRAY['singleton'], 'tally.crash_marker has the expected columns');
+SELECT columns_are('tally', 'crash_marker', ARRAY['singleton', 'expected'], 'tally.crash_marker has the expected columns');
 SELECT columns_are(
     'tally', 'crash_resets',
-    ARRAY['id', 'detected_at', 'server_started_at', 'lost_since', 'acknowledged_at', 'acknowledged_by'],
+    ARRAY['id', 'detected_at', 'server_started_at', 'lost_since', 'acknowledged_at', 'acknowledged_by', 'node'],
     'tally.crash_resets has the expected columns'
 );
 SELECT is(
@@ -538,8 +538,8 @@ SELECT is_empty(
 SELECT is(
     (SELECT count(*) FROM pg_catalog.pg_proc AS p
      WHERE p.pronamespace = 'tally'::regnamespace AND p.prosecdef),
-    55::bigint,
-    'the search_path check above covers the 55 SECURITY DEFINER functions (a new one changes this count)'
+    57::bigint,
+    'the search_path check above covers the 57 SECURITY DEFINER functions (a new one changes this count)'
 );
 SELECT results_eq(
     $$SELECT p.proname::text COLLATE "default", p.prosecdef

@@ -11,6 +11,9 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    IF tally._distributed() THEN
+        RETURN tally._detect_worker_crash();
+    END IF;
     IF EXISTS (SELECT FROM tally.crash_marker) THEN
         RETURN false;
     END IF;

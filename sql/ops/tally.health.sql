@@ -21,8 +21,9 @@ WITH lag AS (
 gen AS (
     SELECT
         extract(EPOCH FROM now() - w.flipped_at) AS since_flip_s,
+        -- (SELECT 1: Citus 13.2 cannot plan an empty target list here)
         w.flips = 0 AND NOT EXISTS (
-            SELECT FROM tally.fold_runs AS r
+            SELECT 1 FROM tally.fold_runs AS r
             WHERE r.mode IS DISTINCT FROM 'maintenance')
             AS never_run
     FROM tally.write_gen AS w
@@ -69,7 +70,9 @@ drifted AS (
 
 crash AS (
     SELECT
-        NOT EXISTS (SELECT FROM tally.crash_marker) AS undetected,
+        -- fewer marker rows than an intact install has (a distributed
+        -- install: one per shard, a worker's crash empties its own)
+        coalesce((SELECT count(*) < max(m.expected) FROM tally.crash_marker AS m), TRUE) AS undetected,
         (
             SELECT max(cr.detected_at) FROM tally.crash_resets AS cr
             WHERE cr.detected_at > now() - interval '24 hours' AND cr.acknowledged_at IS NULL

@@ -1,7 +1,8 @@
 -- Crash resets detected (tally._detect_crash_reset): when, when the server
 -- started again, and from when fast increments were lost (the last fold that
 -- moved deltas before it); acknowledged_* once an operator has reviewed it
--- (tally.acknowledge_crash), which clears tally.health's 'crash' check.
+-- (tally.acknowledge_crash), which clears tally.health's 'crash' check;
+-- node: the Citus worker that crashed (NULL: this server).
 CREATE TABLE tally.crash_resets (
     id bigint GENERATED ALWAYS AS IDENTITY,
     detected_at timestamptz NOT NULL DEFAULT now(),
@@ -9,5 +10,6 @@ CREATE TABLE tally.crash_resets (
     lost_since timestamptz,
     acknowledged_at timestamptz,
     acknowledged_by name,
+    node text,
     CONSTRAINT crash_resets_pkey PRIMARY KEY (id)
 );

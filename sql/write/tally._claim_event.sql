@@ -21,7 +21,7 @@ DECLARE
     v_n integer;
 BEGIN
     IF EXISTS (
-        SELECT FROM tally.event_ids AS x
+        SELECT 1 FROM tally.event_ids AS x
         WHERE x.key = p_key AND x.counter_id = p_counter_id AND x.event_id = p_event_id
           AND x.seen_on >= (now() AT TIME ZONE 'UTC')::date
                            - (SELECT s.event_window_days FROM tally.settings AS s)
