@@ -2,16 +2,21 @@
 -- hot keys are as likely as any); a drift check looks at these.
 CREATE OR REPLACE FUNCTION tally._sample_keys(p_counter_id integer, p_sample integer)
 RETURNS SETOF text
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC
+AS $$
+BEGIN
+    -- (PL/pgSQL: on a distributed install Citus plans no parameterized SQL
+    -- function that reads a distributed table.)
+    RETURN QUERY
     SELECT t.key FROM tally.totals AS t
-    WHERE t.counter_id = _sample_keys.p_counter_id  -- noqa: RF01
+    WHERE t.counter_id = p_counter_id
     ORDER BY random()
-    LIMIT _sample_keys.p_sample;  -- noqa: RF01
+    LIMIT p_sample;
 END;
+$$;
 
 COMMENT ON FUNCTION tally._sample_keys(integer, integer) IS
 'Internal: a random sample of a counter''s keys for drift checks.';

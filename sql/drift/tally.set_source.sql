@@ -37,10 +37,12 @@ BEGIN
                   HINT = 'e.g. SELECT count(*) FROM follow WHERE subject = $1';
     END IF;
     PERFORM tally._install_source(v_counter, p_query, session_user, p_search_path);
-    INSERT INTO tally.sources AS s (counter_id, query, registered_by)
-    VALUES (v_counter.id, p_query, session_user)
+    -- (registered_at from VALUES: on a distributed install Citus allows no
+    -- volatile or stable function in DO UPDATE SET)
+    INSERT INTO tally.sources AS s (counter_id, query, registered_by, registered_at)
+    VALUES (v_counter.id, p_query, session_user, now())
     ON CONFLICT (counter_id) DO UPDATE
-    SET query = excluded.query, registered_by = excluded.registered_by, registered_at = now();
+    SET query = excluded.query, registered_by = excluded.registered_by, registered_at = excluded.registered_at;
 END;
 $$;
 
