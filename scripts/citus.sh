@@ -19,7 +19,9 @@ PGBIN="${PGBIN:-/usr/lib/postgresql/15/bin}"
 CITUS_PORT="${CITUS_PORT:-54339}"
 PGUSER_OS="${PGUSER_OS:-postgres}"
 LINK="$ROOT/.citusdata"
-BUILD="$(cd "$ROOT/.." && pwd)/shared/citus/build.sh"
+# Where the Citus source and its build script are kept when no Citus is
+# installed: CITUS_BUILD, or ../shared/citus beside the project.
+BUILD="${CITUS_BUILD:-$(cd "$ROOT/.." && pwd)/shared/citus/build.sh}"
 
 as_pg() {
     if [ "$(id -un)" = "$PGUSER_OS" ]; then "$@"; else runuser -u "$PGUSER_OS" -- "$@"; fi
