@@ -45,7 +45,7 @@ BEGIN
     INSERT INTO tally_routine_grants (name, grantee)
     SELECT u.name, 'tally_writer' FROM unnest(ARRAY['increment_counter', 'increment_counters']) AS u (name)
     UNION ALL
-    SELECT u.name, 'tally_reader' FROM unnest(ARRAY['counter_value', 'counter_series', 'top_keys']) AS u (name)
+    SELECT u.name, 'tally_reader' FROM unnest(ARRAY['counter_value', 'counter_series', 'top_keys', 'node_deadlocks']) AS u (name)
     UNION ALL
     SELECT u.name, 'tally_admin' FROM unnest(ARRAY[
         'create_counter', 'drop_counter', 'set_retention', 'reset_retention', 'set_event_window',

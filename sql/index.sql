@@ -119,6 +119,7 @@
 \ir ops/tally.compactor_lag.sql
 \ir ops/tally.compactor_runs.sql
 \ir ops/tally.deadlocks.sql
+\ir ops/tally.node_deadlocks.sql
 \ir ops/tally.quarantined.sql
 \ir ops/tally.counter_status.sql
 \ir ops/tally.crash_reset_log.sql

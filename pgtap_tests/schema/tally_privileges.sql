@@ -56,13 +56,13 @@ SELECT set_eq(
 SELECT set_eq(
     $$SELECT p.proname::text FROM pg_catalog.pg_proc AS p
       WHERE p.pronamespace = 'tally'::regnamespace AND has_function_privilege('tally_reader', p.oid, 'EXECUTE')$$,
-    ARRAY['counter_value', 'counter_series', 'top_keys'],
+    ARRAY['counter_value', 'counter_series', 'top_keys', 'node_deadlocks'],
     'tally_reader may execute exactly the read functions'
 );
 SELECT set_eq(
     $$SELECT p.proname::text FROM pg_catalog.pg_proc AS p
       WHERE p.pronamespace = 'tally'::regnamespace AND has_function_privilege('tally_admin', p.oid, 'EXECUTE')$$,
-    ARRAY['increment_counter', 'increment_counters', 'counter_value', 'counter_series', 'top_keys',
+    ARRAY['increment_counter', 'increment_counters', 'counter_value', 'counter_series', 'top_keys', 'node_deadlocks',
           'create_counter', 'drop_counter', 'set_retention', 'reset_retention', 'set_event_window', 'set_source',
           'check_drift', 'reconcile', 'maintain', 'compact', 'compact_loop', 'compact_step', 'schedule_compactor',
           'unschedule_compactor', 'acknowledge_crash'],

@@ -3,9 +3,12 @@ function a user calls, with exact answers."""
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 
 def test_the_public_api_works_unchanged_on_the_coordinator(cconn: psycopg.Connection, name: str) -> None:
@@ -61,3 +64,51 @@ def test_the_public_api_works_unchanged_on_the_coordinator(cconn: psycopg.Connec
     cconn.execute("SELECT tally.drop_counter(%s)", (name,))
     assert cconn.execute("SELECT count(*) FROM tally.counters WHERE name = %s", (name,)).fetchone() == (0,)
     cconn.execute(f"DROP TABLE public.{src}")
+
+
+def test_deadlocks_are_reported_per_node(cconn: psycopg.Connection) -> None:
+    """tally.node_deadlocks(): one row per node, the coordinator and both
+    workers, each that node's own count (a deadlock made on purpose on one
+    worker shows there, and only there)."""
+    nodes = cconn.execute(
+        "SELECT format('%s:%s', nodename, nodeport) FROM pg_dist_node ORDER BY groupid, nodename, nodeport"
+    ).fetchall()
+    before = dict(cconn.execute("SELECT node, deadlocks FROM tally.node_deadlocks()").fetchall())
+    assert sorted(before) == sorted(n for (n,) in nodes)
+    worker = nodes[1][0]
+    params = conninfo_to_dict(cconn.info.dsn)
+    dsn = make_conninfo(**{**params, "port": worker.split(":")[1]})
+    with psycopg.connect(dsn, autocommit=True) as setup:
+        setup.execute("DROP TABLE IF EXISTS public.deadlock_demo")
+        setup.execute("CREATE TABLE public.deadlock_demo (id int PRIMARY KEY)")
+        setup.execute("INSERT INTO public.deadlock_demo VALUES (1), (2)")
+    a, b = psycopg.connect(dsn), psycopg.connect(dsn)
+    a.execute("UPDATE public.deadlock_demo SET id = id WHERE id = 1")
+    b.execute("UPDATE public.deadlock_demo SET id = id WHERE id = 2")
+    outcome: list[str] = []
+
+    def second() -> None:
+        try:
+            b.execute("UPDATE public.deadlock_demo SET id = id WHERE id = 1")
+            outcome.append("b went on")
+        except psycopg.errors.DeadlockDetected:
+            outcome.append("b deadlocked")
+
+    t = threading.Thread(target=second)
+    t.start()
+    time.sleep(0.3)
+    try:
+        a.execute("UPDATE public.deadlock_demo SET id = id WHERE id = 2")
+        outcome.append("a went on")
+    except psycopg.errors.DeadlockDetected:
+        outcome.append("a deadlocked")
+    t.join(timeout=30)
+    for c in (a, b):
+        c.rollback()
+        c.execute("SELECT pg_stat_force_next_flush()")
+        c.close()
+    assert len(outcome) == 2 and sum(o.endswith("deadlocked") for o in outcome) == 1, outcome
+    with psycopg.connect(dsn, autocommit=True) as setup:
+        setup.execute("DROP TABLE public.deadlock_demo")
+    after = dict(cconn.execute("SELECT node, deadlocks FROM tally.node_deadlocks()").fetchall())
+    assert {n: after[n] - before[n] for n in after} == {n: int(n == worker) for n in after}
