@@ -59,7 +59,7 @@ def test_pg_cron_on_the_coordinator_folds_a_distributed_install(
             ):
                 time.sleep(0.5)
     assert folded >= 500, runs
-    assert runs and all(status in ("running", "succeeded") for status, _ in runs), runs
+    assert runs and all(status != "failed" for status, _ in runs), runs
     assert (
         cconn.execute(
             "SELECT count(*) FROM tally.delta WHERE counter_id = (SELECT id FROM tally.counters WHERE name = %s)",
