@@ -181,3 +181,5 @@ def distribute() -> None:
     for fn, arg in DELEGATED.items():
         ex(f"SELECT create_distributed_function('{fn}', '{arg}', colocate_with => 'tally.delta')")
     ex("SELECT tally._mark_shards()")
+    # (as sql/grants.sql does on a distributed install, from now on)
+    ex("GRANT SELECT ON ALL TABLES IN SCHEMA tally TO tally_reader")

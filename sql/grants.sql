@@ -75,3 +75,15 @@ BEGIN
     END LOOP;
 END;
 $grants$;
+
+-- On a distributed install Citus checks the tables a view reads as the
+-- role that reads the view, not as its owner (on the shards and on the
+-- coordinator alike): there tally_reader may read tally's tables, as
+-- tally_admin may everywhere (never write them), so that the views work.
+DO $distributed$
+BEGIN
+    IF tally._distributed() THEN
+        GRANT SELECT ON ALL TABLES IN SCHEMA tally TO tally_reader;
+    END IF;
+END;
+$distributed$;
