@@ -13,7 +13,11 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 @pytest.fixture
 def logins(cconn: psycopg.Connection, name: str):
     made = []
-    for role, grant in ((f"{name}_app", "tally_writer"), (f"{name}_dash", "tally_reader")):
+    for role, grant in (
+        (f"{name}_app", "tally_writer"),
+        (f"{name}_dash", "tally_reader"),
+        (f"{name}_ops", "tally_admin"),
+    ):
         cconn.execute(f"CREATE ROLE {role} LOGIN")  # Citus creates it on every node
         cconn.execute(f"GRANT {grant} TO {role}")
         made.append(role)
@@ -25,7 +29,7 @@ def logins(cconn: psycopg.Connection, name: str):
 def test_writer_and_reader_logins_work_through_the_coordinator_and_no_further(
     citus_dsn: str, cconn: psycopg.Connection, name: str, logins: list[str]
 ) -> None:
-    app, dash = logins
+    app, dash, ops = logins
     params = conninfo_to_dict(citus_dsn)
     cconn.execute("SELECT tally.create_counter(%s)", (name,))
     with psycopg.connect(make_conninfo(**{**params, "user": app}), autocommit=True) as conn:
@@ -39,10 +43,18 @@ def test_writer_and_reader_logins_work_through_the_coordinator_and_no_further(
             conn.execute("SELECT tally.counter_value(%s, '1')", (name,))
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("SELECT count(*) FROM tally.delta")
+    with psycopg.connect(make_conninfo(**{**params, "user": ops}), autocommit=True) as conn:
+        conn.execute("CALL tally.compact()")  # an operator's login folds on the workers
+        assert conn.execute("SELECT count(*) FROM tally.maintain() WHERE step = 'failed'").fetchone() == (0,)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT tally._fold_distributed(now())")
+    assert cconn.execute(
+        "SELECT count(*) FROM tally.delta WHERE counter_id = (SELECT id FROM tally.counters WHERE name = %s)", (name,)
+    ).fetchone() == (0,)
     with psycopg.connect(make_conninfo(**{**params, "user": dash}), autocommit=True) as conn:
         for k in range(20):
             assert conn.execute("SELECT tally.counter_value(%s, %s)", (name, str(k))).fetchone() == (2,)
-        assert conn.execute('SELECT count(*) FROM tally.health WHERE "check" = \'crash\'').fetchone() == (1,)
+        assert conn.execute("SELECT count(*) FROM tally.health WHERE \"check\" = 'crash'").fetchone() == (1,)
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("SELECT tally.increment_counter(%s, '1')", (name,))
         # (it reads tally's tables, as the views need on Citus; never writes them)
