@@ -97,5 +97,5 @@ bench-compactor: db ## The longer compactor study: fold rates, lag, backfill whi
 soak: db ## The bloat/lag test for 10 minutes instead of 30 s
 	TALLY_SOAK_SECONDS=600 $(VENV)/bin/pytest -q -s python_client/tests/test_bloat.py
 
-clean: db-stop ## Stop the cluster and remove it and the venv
-	rm -rf "$$(readlink -f .pgdata)" .pgdata $(VENV)
+clean: db-stop citus-stop ## Stop the clusters and remove them and the venv
+	rm -rf "$$(readlink -f .pgdata)" .pgdata "$$(readlink -f .citusdata)" .citusdata $(VENV)
