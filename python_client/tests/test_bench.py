@@ -33,6 +33,7 @@ def test_bench_quick_runs_every_case_and_cleans_up(dsn: str, conn: psycopg.Conne
         "tally_fast",
         "tally_durable",
         "tally_event_id",
+        "tally_ceiling",
         "raw_unlogged_insert",
         "redis_incr",
         "redis_incr_aof",
@@ -59,6 +60,48 @@ def test_bench_quick_runs_every_case_and_cleans_up(dsn: str, conn: psycopg.Conne
     # only what the bench created is gone
     names = [n for (n,) in conn.execute("SELECT name FROM tally.counters ORDER BY name")]
     assert names == ["bench_mine_not_the_benchs"]
+    assert conn.execute("SELECT to_regnamespace('tally_bench_tables')").fetchone()[0] is None
+
+
+def test_bench_only_single_prints_both_hot_path_ratios(dsn: str, conn: psycopg.Connection, tmp_path: Path) -> None:
+    bench = [str(REPO / ".venv" / "bin" / "python"), str(REPO / "bench" / "run.py")]
+    r = subprocess.run(
+        [*bench, "--dsn", dsn, "--quick", "--only", "single", "--out", str(tmp_path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    res = json.loads((tmp_path / "single.json").read_text())
+    tps = {c["case"]: c["tps"] for c in res["single"]}
+    assert set(tps) == {
+        "naive_update",
+        "upsert",
+        "advisory_upsert",
+        "tally_fast",
+        "tally_durable",
+        "tally_event_id",
+        "tally_ceiling",
+        "raw_unlogged_insert",
+    }
+    assert all(c["exact"] for c in res["single"]), res["single"]
+    r_ = res["ratios"]
+    assert r_["fast_vs_naive"] == round(tps["tally_fast"] / tps["naive_update"], 2)
+    assert r_["fast_vs_raw_insert"] == round(tps["tally_fast"] / tps["raw_unlogged_insert"], 2)
+    assert r_["ceiling_vs_raw_insert"] == round(tps["tally_ceiling"] / tps["raw_unlogged_insert"], 2)
+    lines = r.stdout.splitlines()
+    hot = next(line for line in lines if line.startswith("hot path, tally.increment_counter (fast): "))
+    assert f"{r_['fast_vs_naive']:.2f}x the naive UPDATE (target >= 10x)" in hot, hot
+    assert f"{r_['fast_vs_raw_insert']:.2f}x the raw unlogged INSERT (target >= 0.60x)" in hot, hot
+    assert [t["target"] for t in res["targets"]] == [
+        "fast >= 10x naive UPDATE",
+        "fast >= 60% of raw unlogged INSERT",
+        "durable >= 5x naive UPDATE",
+    ]
+    assert sum(line.startswith("  [met ") or line.startswith("  [MISS]") for line in lines) == 3
+    assert not (tmp_path / "latest.json").exists()
+    assert conn.execute("SELECT count(*) FROM tally.counters WHERE name LIKE 'bench%'").fetchone()[0] == 0
     assert conn.execute("SELECT to_regnamespace('tally_bench_tables')").fetchone()[0] is None
 
 
