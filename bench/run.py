@@ -19,8 +19,12 @@ it would in production; the cases that write no deltas leave it idle. The
 "ceiling" case is a SECURITY DEFINER function with pinned search_path that
 only reads the active generation and appends the delta of a known counter
 id: what tally.increment_counter would cost if its counter lookup and its
-checks were free. Both hot-path ratios (against the naive UPDATE and the raw
-INSERT) are printed after the table.
+checks were free. After the single pass, the naive UPDATE, the fast
+counter, the ceiling and the raw INSERT run again in interleaved rounds (3
+rounds of 6 s; the load of a shared machine moves within a minute): both
+hot-path ratios (against the naive UPDATE and the raw INSERT) are the
+medians of the per-round ratios, printed after the table and used for the
+targets.
 
 Writes latest.json and latest.png into the output directory (default
 bench/results/). Exits 1 if a case stored a different count than it committed.
@@ -97,6 +101,8 @@ class Plan:
     count_budget_s: float  # time spent on count(*) samples per history size
     client_threads: int = 16  # the Python client case: threads of one process
     client_seconds: float = 10  # each of its three runs
+    hot_rounds: int = 3  # interleaved rounds of the hot-path comparison
+    hot_seconds: int = 6  # each case of a round
 
 
 FULL = Plan(
@@ -121,7 +127,10 @@ QUICK = Plan(
     value_calls=50,
     count_budget_s=0.5,
     client_seconds=1.5,
+    hot_rounds=1,
+    hot_seconds=2,
 )
+HOT_CASES = ("naive_update", "tally_fast", "tally_ceiling", "raw_unlogged_insert")  # the hot-path rounds
 
 
 # -- the single-increment cases ------------------------------------------------
@@ -277,8 +286,9 @@ def run_single(dsn: str, conn: psycopg.Connection, pg: PgBench, plan: Plan) -> l
             conn.execute("SELECT pg_stat_statements_reset()")
         wal0 = conn.execute("SELECT wal_records, wal_bytes::bigint, wal_sync FROM pg_stat_wal").fetchone()
         # a compactor folds meanwhile, as in production (idle in the cases
-        # that write no deltas)
-        with Compactor(dsn, seconds=2, interval=0.5), WaitSampler(dsn) as waits:
+        # that write no deltas): one compact_loop call spans the case, so its
+        # maintenance runs once, at the start, as pg_cron's minute loop does
+        with Compactor(dsn, seconds=plan.seconds + 1, interval=0.5), WaitSampler(dsn) as waits:
             tps, done = pg.run(case.key, case.script, plan.clients, plan.seconds, case.label)
         wal1 = conn.execute("SELECT wal_records, wal_bytes::bigint, wal_sync FROM pg_stat_wal").fetchone()
         stored = int(conn.execute(case.check).fetchone()[0])
@@ -303,6 +313,48 @@ def run_single(dsn: str, conn: psycopg.Connection, pg: PgBench, plan: Plan) -> l
         say(f"  {case.label:<36} {tps:>10,.0f} increments/s  (stored {stored:,} of {done:,} committed)")
     conn.execute("CALL tally.compact()")
     return out
+
+
+def run_hot_rounds(dsn: str, conn: psycopg.Connection, pg: PgBench, plan: Plan) -> dict:
+    """The hot-path comparison again, interleaved: rounds of naive UPDATE,
+    increment_counter, the ceiling and the raw INSERT, a few seconds each,
+    a compactor running. On a shared machine the load moves within a
+    minute; the median of the per-round ratios is what it moves least.
+    Runs after run_single, whose setup made the cases' tables and counters."""
+    cases = {c.key: c for c in single_cases()}
+    rounds: list[dict[str, int]] = []
+    exact = True
+    for i in range(plan.hot_rounds):
+        conn.execute("CHECKPOINT")
+        tps: dict[str, int] = {}
+        with Compactor(dsn, seconds=len(HOT_CASES) * (plan.hot_seconds + 1) + 1, interval=0.5):
+            for key in HOT_CASES:
+                case = cases[key]
+                before = int(conn.execute(case.check).fetchone()[0])
+                t, done = pg.run(f"hot_{key}", case.script, plan.clients, plan.hot_seconds, f"round {i + 1}: {key}")
+                exact = exact and int(conn.execute(case.check).fetchone()[0]) == before + done
+                tps[key] = round(t)
+        rounds.append(tps)
+        say(f"  round {i + 1}: " + ", ".join(f"{k} {v:,}/s" for k, v in tps.items()))
+
+    def med(a: str, b: str) -> float:
+        return round(statistics.median(r[a] / r[b] for r in rounds if r[b]), 2)
+
+    ratios = {
+        "fast_vs_naive": med("tally_fast", "naive_update"),
+        "fast_vs_raw_insert": med("tally_fast", "raw_unlogged_insert"),
+        "fast_vs_ceiling": med("tally_fast", "tally_ceiling"),
+        "ceiling_vs_naive": med("tally_ceiling", "naive_update"),
+        "ceiling_vs_raw_insert": med("tally_ceiling", "raw_unlogged_insert"),
+    }
+    conn.execute("CALL tally.compact()")
+    return {
+        "rounds": rounds,
+        "ratios": ratios,
+        "exact": exact,
+        "clients": plan.clients,
+        "seconds": plan.hot_seconds,
+    }
 
 
 # -- Redis ------------------------------------------------------------------------
@@ -728,38 +780,39 @@ def ratios(single: list[dict]) -> dict:
     }
 
 
-def single_targets(r: dict) -> list[dict]:
-    """The hot-path targets: single increments against the naive UPDATE and the raw INSERT of the same run."""
+def single_targets(res: dict) -> list[dict]:
+    """The hot-path targets: increment_counter against the naive UPDATE and
+    the raw INSERT (medians of the interleaved rounds), durable against the
+    naive UPDATE (the single pass)."""
+    h, r = res["hot"]["ratios"], res["ratios"]
 
     def t(name: str, value: object, met: bool) -> dict:
         return {"target": name, "measured": value, "met": bool(met)}
 
     return [
-        t("fast >= 10x naive UPDATE", r["fast_vs_naive"], (r["fast_vs_naive"] or 0) >= 10),
-        t("fast >= 60% of raw unlogged INSERT", r["fast_vs_raw_insert"], (r["fast_vs_raw_insert"] or 0) >= 0.6),
+        t("fast >= 10x naive UPDATE", h["fast_vs_naive"], h["fast_vs_naive"] >= 10),
+        t("fast >= 60% of raw unlogged INSERT", h["fast_vs_raw_insert"], h["fast_vs_raw_insert"] >= 0.6),
         t("durable >= 5x naive UPDATE", r["durable_vs_naive"], (r["durable_vs_naive"] or 0) >= 5),
     ]
 
 
-def print_hot_path(r: dict) -> None:
-    """The two hot-path ratios of this run, and where the ceiling is."""
-
-    def x(v: float | None) -> str:
-        return f"{v:.2f}x" if v is not None else "-"
-
+def print_hot_path(res: dict) -> None:
+    """The two hot-path ratios of this run (median of the interleaved rounds), and where the ceiling is."""
+    hot = res["hot"]
+    h = hot["ratios"]
     say("")
     say(
-        f"hot path, tally.increment_counter (fast): {x(r['fast_vs_naive'])} the naive UPDATE (target >= 10x),"
-        f" {x(r['fast_vs_raw_insert'])} the raw unlogged INSERT (target >= 0.60x)"
+        f"hot path, tally.increment_counter (fast), median of {len(hot['rounds'])} interleaved round(s):"
+        f" {h['fast_vs_naive']:.2f}x the naive UPDATE (target >= 10x),"
+        f" {h['fast_vs_raw_insert']:.2f}x the raw unlogged INSERT (target >= 0.60x)"
     )
     say(
-        f"  ceiling (definer fn, generation lookup + INSERT): {x(r['ceiling_vs_naive'])} naive,"
-        f" {x(r['ceiling_vs_raw_insert'])} raw; increment_counter reaches {x(r['fast_vs_ceiling'])} of it"
+        f"  ceiling (definer fn, generation lookup + INSERT): {h['ceiling_vs_naive']:.2f}x naive,"
+        f" {h['ceiling_vs_raw_insert']:.2f}x raw; increment_counter reaches {h['fast_vs_ceiling']:.2f}x of it"
     )
 
 
 def targets(res: dict) -> list[dict]:
-    r = res["ratios"]
     hist = res["history"]
     largest = hist[-1]["counter_value_ms"]["p50"] if hist else None
     smallest = hist[0]["counter_value_ms"]["p50"] if hist else None
@@ -769,7 +822,7 @@ def targets(res: dict) -> list[dict]:
         return {"target": name, "measured": value, "met": bool(met)}
 
     return [
-        *single_targets(r),
+        *single_targets(res),
         t(
             "batch >= 250,000 increments/s",
             res["batch"]["increments_per_s"],
@@ -786,7 +839,7 @@ def targets(res: dict) -> list[dict]:
 
 def print_table(res: dict) -> None:
     _print_single(res)
-    print_hot_path(res["ratios"])
+    print_hot_path(res)
     print_client_table(res["client"])
     say("")
     for t in res["targets"]:
@@ -907,6 +960,7 @@ def run(dsn: str, out_dir: Path | None = None, quick: bool = False, keep: bool =
             single = _step(
                 "Single increments, each its own transaction, one hot key", lambda: run_single(dsn, conn, pg, plan)
             )
+            res["hot"] = _step("The hot path again, interleaved rounds", lambda: run_hot_rounds(dsn, conn, pg, plan))
             single.append(run_redis("Redis INCR (no persistence)", "redis_incr", plan, aof=False))
             single.append(run_redis("Redis INCR (appendfsync everysec)", "redis_incr_aof", plan, aof=True))
             res["single"] = single
@@ -965,7 +1019,12 @@ def exact(res: dict) -> bool:
     single = all(r.get("exact", True) for r in res["single"])
     client = all(c.get("exact", True) for c in res["client"]["cases"])
     return (
-        single and client and res["batch"]["exact"] and res["lag"]["exact"] and all(h["exact"] for h in res["history"])
+        single
+        and client
+        and res["hot"]["exact"]
+        and res["batch"]["exact"]
+        and res["lag"]["exact"]
+        and all(h["exact"] for h in res["history"])
     )
 
 
@@ -1022,14 +1081,15 @@ def run_only_single(dsn: str, out_dir: Path | None = None, quick: bool = False, 
             res["single"] = _step(
                 "Single increments, each its own transaction, one hot key", lambda: run_single(dsn, conn, pg, plan)
             )
+            res["hot"] = _step("The hot path again, interleaved rounds", lambda: run_hot_rounds(dsn, conn, pg, plan))
         finally:
             pg.close()
             if not keep:
                 _cleanup(conn)
     res["ratios"] = ratios(res["single"])
-    res["targets"] = single_targets(res["ratios"])
+    res["targets"] = single_targets(res)
     _print_single(res)
-    print_hot_path(res["ratios"])
+    print_hot_path(res)
     say("")
     for t in res["targets"]:
         say(f"  [{'met ' if t['met'] else 'MISS'}] {t['target']}: {t['measured']}")
@@ -1063,7 +1123,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.only == "single":
         res = run_only_single(args.dsn, out_dir=args.out, quick=args.quick, keep=args.keep)
-        if not all(r["exact"] for r in res["single"]):
+        if not (all(r["exact"] for r in res["single"]) and res["hot"]["exact"]):
             print("tally bench: a single case stored a different count than it committed", file=sys.stderr)
             return 1
         return 0
