@@ -33,6 +33,7 @@ def test_bench_quick_runs_every_case_and_cleans_up(dsn: str, conn: psycopg.Conne
         "tally_fast",
         "tally_durable",
         "tally_event_id",
+        "tally_ceiling",
         "raw_unlogged_insert",
         "redis_incr",
         "redis_incr_aof",
@@ -46,6 +47,7 @@ def test_bench_quick_runs_every_case_and_cleans_up(dsn: str, conn: psycopg.Conne
     assert all(h["counter_value"] == h["count_star"] == h["events"] for h in res["history"])
     assert res["environment"]["cores"] and res["environment"]["postgres"].startswith("15")
     assert {t["target"] for t in res["targets"]} and res["ratios"]["fast_vs_naive"] > 0
+    assert res["hot"]["exact"] and len(res["hot"]["rounds"]) == 1
     assert (tmp_path / "latest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the tables
     lines = r.stdout.splitlines()
@@ -59,6 +61,55 @@ def test_bench_quick_runs_every_case_and_cleans_up(dsn: str, conn: psycopg.Conne
     # only what the bench created is gone
     names = [n for (n,) in conn.execute("SELECT name FROM tally.counters ORDER BY name")]
     assert names == ["bench_mine_not_the_benchs"]
+    assert conn.execute("SELECT to_regnamespace('tally_bench_tables')").fetchone()[0] is None
+
+
+def test_bench_only_single_prints_both_hot_path_ratios(dsn: str, conn: psycopg.Connection, tmp_path: Path) -> None:
+    bench = [str(REPO / ".venv" / "bin" / "python"), str(REPO / "bench" / "run.py")]
+    r = subprocess.run(
+        [*bench, "--dsn", dsn, "--quick", "--only", "single", "--out", str(tmp_path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    res = json.loads((tmp_path / "single.json").read_text())
+    tps = {c["case"]: c["tps"] for c in res["single"]}
+    assert set(tps) == {
+        "naive_update",
+        "upsert",
+        "advisory_upsert",
+        "tally_fast",
+        "tally_durable",
+        "tally_event_id",
+        "tally_ceiling",
+        "raw_unlogged_insert",
+    }
+    assert all(c["exact"] for c in res["single"]), res["single"]
+    assert res["ratios"]["fast_vs_naive"] == round(tps["tally_fast"] / tps["naive_update"], 2)
+    # the hot-path ratios: the interleaved round (one in --quick) after the single pass
+    (round_,) = res["hot"]["rounds"]
+    assert list(round_) == ["naive_update", "tally_fast", "tally_ceiling", "raw_unlogged_insert"]
+    assert res["hot"]["exact"] and all(v > 0 for v in round_.values()), res["hot"]
+    h = res["hot"]["ratios"]
+    assert h["fast_vs_naive"] == round(round_["tally_fast"] / round_["naive_update"], 2)
+    assert h["fast_vs_raw_insert"] == round(round_["tally_fast"] / round_["raw_unlogged_insert"], 2)
+    assert h["ceiling_vs_raw_insert"] == round(round_["tally_ceiling"] / round_["raw_unlogged_insert"], 2)
+    assert h["fast_vs_ceiling"] == round(round_["tally_fast"] / round_["tally_ceiling"], 2)
+    lines = r.stdout.splitlines()
+    hot = next(line for line in lines if line.startswith("hot path, tally.increment_counter (fast), median of 1 "))
+    assert f"{h['fast_vs_naive']:.2f}x the naive UPDATE (target >= 10x)" in hot, hot
+    assert f"{h['fast_vs_raw_insert']:.2f}x the raw unlogged INSERT (target >= 0.60x)" in hot, hot
+    assert [t["measured"] for t in res["targets"]][:2] == [h["fast_vs_naive"], h["fast_vs_raw_insert"]]
+    assert [t["target"] for t in res["targets"]] == [
+        "fast >= 10x naive UPDATE",
+        "fast >= 60% of raw unlogged INSERT",
+        "durable >= 5x naive UPDATE",
+    ]
+    assert sum(line.startswith("  [met ") or line.startswith("  [MISS]") for line in lines) == 3
+    assert not (tmp_path / "latest.json").exists()
+    assert conn.execute("SELECT count(*) FROM tally.counters WHERE name LIKE 'bench%'").fetchone()[0] == 0
     assert conn.execute("SELECT to_regnamespace('tally_bench_tables')").fetchone()[0] is None
 
 
