@@ -135,9 +135,12 @@ def test_server_restart_mid_load(dsn: str, conn: psycopg.Connection) -> None:
         # Once both compactors are connected (spawned processes start slowly
         # on a loaded machine), and the load has run a moment.
         deadline = time.monotonic() + 120
-        while conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'tally test compactor %'"
-        ).fetchone()[0] < 2:
+        while (
+            conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'tally test compactor %'"
+            ).fetchone()[0]
+            < 2
+        ):
             assert time.monotonic() < deadline, "the compactors never connected"
             time.sleep(0.2)
         time.sleep(3)
