@@ -25,15 +25,29 @@ AS $$
 DECLARE
     v_id integer;
     v_durable boolean;
+    v_shard smallint;
 BEGIN
     -- The common case in one statement: look the counter up, check the
     -- arguments and append the delta.
-    IF p_event_id IS NULL THEN
+    IF p_event_id IS NULL AND current_setting('citus.version', true) IS NULL THEN
         INSERT INTO tally.delta (shard, counter_id, key, delta, at)
         SELECT tally._shard(w.gen, c.durable, false), c.id, p_key, p_delta, p_at
         FROM tally.counters AS c CROSS JOIN tally.write_gen AS w
         WHERE c.name = p_counter AND tally._valid_key(p_key) AND p_delta IS NOT NULL AND tally._valid_at(p_at);
         IF FOUND THEN
+            RETURN true;
+        END IF;
+    ELSIF p_event_id IS NULL THEN
+        -- On a Citus node: the lookup, then a one-row INSERT of values, which
+        -- Citus routes straight to the key's shard (an INSERT ... SELECT from
+        -- the reference tables is planned as a distributed INSERT ... SELECT
+        -- at every call). Both shapes are exact on any install; a counter
+        -- dropped in between leaves a delta the fold discards.
+        SELECT tally._shard(w.gen, c.durable, false), c.id INTO v_shard, v_id
+        FROM tally.counters AS c CROSS JOIN tally.write_gen AS w
+        WHERE c.name = p_counter AND tally._valid_key(p_key) AND p_delta IS NOT NULL AND tally._valid_at(p_at);
+        IF FOUND THEN
+            INSERT INTO tally.delta (shard, counter_id, key, delta, at) VALUES (v_shard, v_id, p_key, p_delta, p_at);
             RETURN true;
         END IF;
     END IF;
