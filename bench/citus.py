@@ -79,9 +79,14 @@ def machine_busy() -> tuple[float, float]:
 
 
 def postmaster_of(dsn: str) -> int:
+    """The postmaster of the node of ``dsn`` (the parent of a backend, read
+    while the backend is alive); the node must run on this machine."""
     with psycopg.connect(dsn, autocommit=True) as c:
         backend = c.execute("SELECT pg_backend_pid()").fetchone()[0]
-    return int(_stat(backend)[1])
+        try:
+            return int(_stat(backend)[1])
+        except OSError:
+            raise SystemExit(f"bench/citus.py: the server of {dsn!r} does not run on this machine") from None
 
 
 @dataclass
