@@ -59,9 +59,9 @@ def _stat(pid: int) -> list[str]:
 def node_cpu(postmaster: int) -> float:
     """CPU seconds used so far by a PostgreSQL node: the postmaster, its
     children that exited (cutime/cstime: the postmaster reaps them) and its
-    children alive now."""
-    f = _stat(postmaster)
-    total = sum(int(v) for v in f[11:15])
+    children alive now (read first: one reaped meanwhile is counted twice,
+    never lost)."""
+    total = 0
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -69,6 +69,7 @@ def node_cpu(postmaster: int) -> float:
             c = _stat(int(entry))
             if int(c[1]) == postmaster:
                 total += int(c[11]) + int(c[12])
+    total += sum(int(v) for v in _stat(postmaster)[11:15])
     return total / HZ
 
 
@@ -244,6 +245,10 @@ def run_ingest(t: Target, pg: PgBench, case: Ingest, clients: int, seconds: int)
         with Measure(t) as m:
             wait_timed(proc, seconds, f"{t.label}: {case.label}")
             tps, done = pg.result(proc)
+            # The clients' backends (and on Citus their connections to the
+            # workers) end now: read the CPU once they are gone and counted
+            # in their postmaster's cutime, not while it reaps them.
+            time.sleep(1.5)
         increments = done * case.per_tx
         got = stored(conn, counter)
         drop_counter(conn, counter)
