@@ -14,7 +14,7 @@ TEST_DB ?= tally_test
 LINT_DB ?= tally_lint
 
 .PHONY: help deps db dsn db-stop migrate demo lint pgtap pytest test wheel test-wheel bench bench-compactor soak clean \
-	citus citus-dsn citus-stop test-citus
+	citus citus-dsn citus-stop test-citus bench-citus
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -93,6 +93,16 @@ bench: db ## tally vs UPDATE, upserts, raw INSERT, Redis; batch, fold, lag, read
 bench-compactor: db ## The longer compactor study: fold rates, lag, backfill while live (compactor.json)
 	$(call fresh_db,tally_bench)
 	$(PY) -u bench/compactor.py --dsn "$$($(DB) dsn tally_bench)"
+
+# The two-worker database is migrated first: it makes tally's roles on every
+# node (roles are per cluster; a database that sees only worker 1 makes them there alone).
+bench-citus: db ## tally on Citus (1 and 2 workers) vs single node: increments, batches, folds (citus.txt)
+	$(call fresh_db,tally_bench)
+	@scripts/citus.sh start
+	TALLY_DSN="$$(scripts/citus.sh fresh-db tally_bench2 2)" $(VENV)/bin/alembic upgrade head
+	TALLY_DSN="$$(scripts/citus.sh fresh-db tally_bench1 1)" $(VENV)/bin/alembic upgrade head
+	$(PY) -u bench/citus.py --plain "$$($(DB) dsn tally_bench)" \
+	    --citus1 "$$(scripts/citus.sh dsn tally_bench1)" --citus2 "$$(scripts/citus.sh dsn tally_bench2)"
 
 soak: db ## The bloat/lag test for 10 minutes instead of 30 s
 	TALLY_SOAK_SECONDS=600 $(VENV)/bin/pytest -q -s python_client/tests/test_bloat.py

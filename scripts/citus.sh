@@ -12,6 +12,7 @@
 #   scripts/citus.sh start-node N / stop-node N [mode]   one node, for fault tests
 #   scripts/citus.sh datadir N        node N's data directory
 #   scripts/citus.sh fresh-db NAME    (re)create database NAME on every node, Citus in it, workers registered
+#   scripts/citus.sh fresh-db NAME W  the same with only the first W workers (the others left out)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -116,6 +117,13 @@ register() {
 fresh_db() {
     local name=$1 n nodes=(0 1 2)
     if [ -s "$(data 3)/PG_VERSION" ]; then nodes+=(3); fi
+    if [ -n "${2:-}" ]; then
+        if ! [[ "$2" =~ ^[0-9]+$ ]] || [ "$2" -lt 1 ] || [ "$2" -ge "${#nodes[@]}" ]; then
+            echo "citus.sh fresh-db: $2 workers: this cluster has 1 to $((${#nodes[@]} - 1))" >&2
+            exit 2
+        fi
+        nodes=("${nodes[@]:0:$(($2 + 1))}")
+    fi
     for n in "${nodes[@]}"; do
         DB=postgres psql_on "$n" -c "DROP DATABASE IF EXISTS $name WITH (FORCE)" -c "CREATE DATABASE $name"
         DB=$name psql_on "$n" -c "CREATE EXTENSION citus"
@@ -152,7 +160,7 @@ case "${1:-}" in
     stop-node) stop_node "$2" "${3:-fast}" ;;
     pid) head -1 "$(data "$2")/postmaster.pid" ;;
     datadir) data "${2:-0}" ;;
-    fresh-db) fresh_db "$2" ;;
-    *) echo "usage: $0 start|stop|dsn [db]|node-dsn N [db]|add-worker|start-node N|stop-node N [mode]|pid N|datadir N|fresh-db NAME" >&2
+    fresh-db) fresh_db "$2" "${3:-}" ;;
+    *) echo "usage: $0 start|stop|dsn [db]|node-dsn N [db]|add-worker|start-node N|stop-node N [mode]|pid N|datadir N|fresh-db NAME [W]" >&2
        exit 2 ;;
 esac
