@@ -401,8 +401,10 @@ def test_a_worker_killed_mid_load_loses_only_reported_fast_increments(
         # lost, nothing is counted twice: no total, no bucket above the truth
         # (plus the calls that failed, which may have committed just before).
         over = []
+        lost = 0
         for key in sorted(k for k in KEYS if ports[k] == victim):
             got = c.execute("SELECT tally.counter_value(%s, %s)", (fast, key)).fetchone()[0]
+            lost += max(0, truth.totals.get((fast, key), 0) - got)
             if got > truth.totals.get((fast, key), 0) + unknown_fast.totals.get((fast, key), 0):
                 over.append((key, got, truth.totals.get((fast, key), 0)))
             for g in ("minute", "hour", "day", "week", "month"):
@@ -414,6 +416,10 @@ def test_a_worker_killed_mid_load_loses_only_reported_fast_increments(
                     if value > acked.get(bucket, 0) + maybe.get(bucket, 0):
                         over.append((key, g, bucket, value, acked.get(bucket, 0)))
         assert not over, f"values above the truth (counted twice?): {over[:10]}"
+        print(
+            f"\nworker killed: {failed} calls failed ({len(claimed)} of their durable increments had committed),"
+            f" {lost} acknowledged fast increments lost on it"
+        )
 
         # The loss is reported: one reset, on the killed worker, none elsewhere;
         # tally.health says critical until acknowledged.
