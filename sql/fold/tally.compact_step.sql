@@ -1,12 +1,12 @@
 -- tally.compact_step: one compactor step, as CALL tally.compact() and
 -- tally.compact_loop() run them (each in its own transaction, committed by
--- the procedure): records a crash reset first if one happened
--- (tally._detect_crash_reset), then runs tally._fold_step in a
--- subtransaction. A step that fails is rolled back to that subtransaction
--- (its deltas stay pending), recorded in tally.fold_runs and
--- tally.fold_stats, and reported as action 'retry' (a transient error:
--- deadlock, serialization failure, lock timeout, statement timeout, while
--- p_attempt < p_max_attempts) or 'failed', with its SQLSTATE and message.
+-- the procedure): in a subtransaction, records a crash reset first if one
+-- happened (tally._detect_crash_reset), then runs tally._fold_step. A step
+-- that fails is rolled back to that subtransaction (its deltas stay
+-- pending), recorded in tally.fold_runs and tally.fold_stats, and reported
+-- as action 'retry' (a transient error: deadlock, serialization failure,
+-- lock timeout, statement timeout, while p_attempt < p_max_attempts) or
+-- 'failed', with its SQLSTATE and message.
 -- It never raises for a failed step: the caller decides (compact raises,
 -- compact_loop goes on). Its record is written here, by the step itself, so
 -- nobody can write fold history without folding. With p_slices > 1 it
@@ -54,8 +54,11 @@ BEGIN
                   HINT = format('p_slices from 1 (every key, the default) to %s; p_slice from 0 to p_slices - 1',
                                 tally._slice_buckets());
     END IF;
-    PERFORM tally._detect_crash_reset();
     BEGIN
+        -- In the subtransaction: on a distributed install it reads every
+        -- worker, and a worker that is down fails the step (recorded, and
+        -- compact_loop goes on) instead of the whole compactor.
+        PERFORM tally._detect_crash_reset();
         IF tally._distributed() THEN
             -- Every slice at once: Citus folds each shard on its worker.
             RETURN QUERY
