@@ -7,6 +7,10 @@
 -- as action 'retry' (a transient error: deadlock, serialization failure,
 -- lock timeout, statement timeout, while p_attempt < p_max_attempts) or
 -- 'failed', with its SQLSTATE and message.
+-- On a distributed install every statement of the step reaches a worker
+-- over one connection (citus.max_adaptive_executor_pool_size), so all of
+-- them, the crash check included, share that worker's REPEATABLE READ
+-- snapshot, and the step commits with one prepared transaction per worker.
 -- It never raises for a failed step: the caller decides (compact raises,
 -- compact_loop goes on). Its record is written here, by the step itself, so
 -- nobody can write fold history without folding. With p_slices > 1 it
@@ -27,6 +31,7 @@ LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET timezone = 'UTC'
+SET citus.max_adaptive_executor_pool_size = '1'  -- noqa: PRS
 AS $$
 DECLARE
     c_fn constant text := 'tally.compact_step';
