@@ -146,8 +146,7 @@ SELECT is(
 -- Per delta shard: the transaction that last drained it, and when it was TRUNCATEd.
 SELECT columns_are(
     'tally', 'shards',
-    ARRAY['shard_table', 'drained_xid', 'drained_at', 'truncated_at', 'shard', 'gen', 'durable', 'slot',
-          'resume_counter', 'resume_key'],
+    ARRAY['shard_table', 'drained_xid', 'drained_at', 'resume_at', 'truncated_at', 'shard', 'gen', 'durable', 'slot'],
     'tally.shards has the expected columns'
 );
 SELECT is_empty(
@@ -167,7 +166,7 @@ SELECT col_type_is('tally', 'shards', 'truncated_at', 'timestamp with time zone'
 -- Per delta shard and key slice of a parallel fold: where the slice's last
 -- chunk stopped and the last transaction that deleted its deltas.
 SELECT columns_are(
-    'tally', 'shard_slices', ARRAY['shard_table', 'slices', 'slice', 'deleted_xid', 'resume_counter', 'resume_key'],
+    'tally', 'shard_slices', ARRAY['shard_table', 'slices', 'slice', 'resume_at', 'deleted_xid'],
     'tally.shard_slices has the expected columns'
 );
 SELECT col_is_pk(

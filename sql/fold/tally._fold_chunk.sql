@@ -5,16 +5,9 @@
 -- the caller's transaction: a delta is either pending or folded, never both,
 -- never neither. A shard left empty is marked drained by this transaction.
 --
--- The chunk is fixed first: its row ids, the next p_limit deltas in
--- (counter, key) order (the shard's index), from the pair where the last
--- chunk of the shard stopped (that pair included: a chunk may end inside
--- its deltas). So a chunk holds every delta of the pairs it covers but its
--- last, and a backlog's chunks fold disjoint runs of pairs: a pair's total
--- and buckets are written once per backlog, not once per chunk it is
--- scattered over, each upsert walks one stretch of the rollup indexes, and
--- a backlog drained in chunks is not rescanned from its dead head. A chunk
--- that finds nothing past the resume point starts over from the first pair
--- (stragglers of lower pairs). If folding it would overflow bigint
+-- The chunk is fixed first (its row ids, resuming where the last chunk of
+-- the shard stopped: a TID range scan, so a backlog drained in chunks is not
+-- rescanned from its dead head). If folding it would overflow bigint
 -- (poison: a total, a minute or a bucket out of range), the chunk is rolled
 -- back to a savepoint and the deltas of the offending (counter, key) pairs
 -- IN THAT CHUNK are set aside (tally._quarantine_overflow, which checks the
@@ -39,26 +32,22 @@ SET search_path = pg_catalog, pg_temp
 SET timezone = 'UTC'
 AS $$
 DECLARE
-    v_resume_counter integer;
-    v_resume_key text;
+    v_resume tid;
     v_batch regclass;
     v_slice text := CASE WHEN p_slices > 1
                          THEN format('tally._slice(s.counter_id, s.key, %s) = %s', p_slices, p_slice)
                          ELSE 'true' END;
     v_chunk tid[];
     v_folded bigint;
-    v_last_counter integer;
-    v_last_key text;
+    v_last tid;
     v_poison bigint;
     v_left boolean;
 BEGIN
     IF p_slices > 1 THEN
-        SELECT x.resume_counter, x.resume_key INTO v_resume_counter, v_resume_key
-        FROM tally.shard_slices AS x
-        WHERE x.shard_table = p_rel AND x.slices = p_slices AND x.slice = p_slice;
+        v_resume := coalesce((SELECT x.resume_at FROM tally.shard_slices AS x
+                              WHERE x.shard_table = p_rel AND x.slices = p_slices AND x.slice = p_slice), '(0,0)');
     ELSE
-        SELECT s.resume_counter, s.resume_key INTO v_resume_counter, v_resume_key
-        FROM tally.shards AS s WHERE s.shard_table = p_rel;
+        v_resume := (SELECT s.resume_at FROM tally.shards AS s WHERE s.shard_table = p_rel);
     END IF;
     v_batch := to_regclass('pg_temp.tally_fold_batch');
     IF v_batch IS NULL THEN
@@ -71,21 +60,14 @@ BEGIN
         ) ON COMMIT DELETE ROWS;
         v_batch := to_regclass('pg_temp.tally_fold_batch');
     END IF;
-    IF v_resume_counter IS NOT NULL THEN
-        EXECUTE format(
-            'SELECT ARRAY(SELECT s.ctid FROM %s AS s WHERE (s.counter_id, s.key) >= ($2, $3) AND %s
-                          ORDER BY s.counter_id, s.key LIMIT $1)', p_rel, v_slice)
-        INTO v_chunk USING p_limit, v_resume_counter, v_resume_key;
-    END IF;
-    IF v_resume_counter IS NULL OR cardinality(v_chunk) = 0 THEN
-        -- from the first pair (everything left lies before the resume point)
-        EXECUTE format(
-            'SELECT ARRAY(SELECT s.ctid FROM %s AS s WHERE %s ORDER BY s.counter_id, s.key LIMIT $1)', p_rel, v_slice)
+    EXECUTE format('SELECT ARRAY(SELECT s.ctid FROM %s AS s WHERE s.ctid >= $2 AND %s LIMIT $1)', p_rel, v_slice)
+    INTO v_chunk USING p_limit, v_resume;
+    IF cardinality(v_chunk) = 0 THEN
+        -- everything left lies before the resume point: start over
+        v_resume := '(0,0)';
+        EXECUTE format('SELECT ARRAY(SELECT s.ctid FROM %s AS s WHERE %s LIMIT $1)', p_rel, v_slice)
         INTO v_chunk USING p_limit;
     END IF;
-    -- the pair the chunk ends in: the next chunk starts there
-    EXECUTE format('SELECT s.counter_id, s.key FROM %s AS s WHERE s.ctid = $1', p_rel)
-    INTO v_last_counter, v_last_key USING v_chunk[cardinality(v_chunk)];
     BEGIN
         EXECUTE format(
             'WITH moved AS (
@@ -96,8 +78,8 @@ BEGIN
                  SELECT m.counter_id, m.key, date_trunc(''minute'', m.at), sum(m.delta), count(*)
                  FROM moved AS m
                  GROUP BY 1, 2, 3)
-             SELECT count(*) FROM moved AS m', p_rel, v_batch)
-        INTO v_folded
+             SELECT count(*), max(m.ctid) FROM moved AS m', p_rel, v_batch)
+        INTO v_folded, v_last
         USING v_chunk;
         PERFORM tally._apply_batch(v_batch);
     EXCEPTION WHEN numeric_value_out_of_range THEN
@@ -121,16 +103,14 @@ BEGIN
         -- the shard is drained when no delta of any slice is left: the
         -- reclaim checks that under its lock, after every slice's last
         -- deleting transaction (deleted_xid) is invisible to all
-        INSERT INTO tally.shard_slices AS x (shard_table, slices, slice, deleted_xid, resume_counter, resume_key)
-        VALUES (p_rel, p_slices, p_slice, pg_current_xact_id(),
-                CASE WHEN v_folded = p_limit THEN v_last_counter END, CASE WHEN v_folded = p_limit THEN v_last_key END)
+        INSERT INTO tally.shard_slices AS x (shard_table, slices, slice, resume_at, deleted_xid)
+        VALUES (p_rel, p_slices, p_slice, CASE WHEN v_folded < p_limit THEN '(0,0)'::tid ELSE v_last END,
+                pg_current_xact_id())
         ON CONFLICT (shard_table, slices, slice)
-        DO UPDATE SET deleted_xid = excluded.deleted_xid,
-                      resume_counter = excluded.resume_counter, resume_key = excluded.resume_key;
+        DO UPDATE SET resume_at = excluded.resume_at, deleted_xid = excluded.deleted_xid;
     ELSE
         UPDATE tally.shards AS s
-        SET resume_counter = CASE WHEN v_folded = p_limit THEN v_last_counter END,
-            resume_key = CASE WHEN v_folded = p_limit THEN v_last_key END
+        SET resume_at = CASE WHEN v_folded < p_limit THEN '(0,0)'::tid ELSE v_last END
         WHERE s.shard_table = p_rel;
         EXECUTE format('SELECT EXISTS (SELECT FROM %s)', p_rel) INTO v_left;
         IF NOT v_left THEN

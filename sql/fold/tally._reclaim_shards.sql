@@ -37,8 +37,7 @@ BEGIN
             EXECUTE format('SELECT EXISTS (SELECT FROM %s)', v_rel) INTO v_found;
             IF NOT v_found THEN
                 EXECUTE format('TRUNCATE %s', v_rel);
-                UPDATE tally.shards AS s SET drained_xid = NULL, truncated_at = now(),
-                                         resume_counter = NULL, resume_key = NULL
+                UPDATE tally.shards AS s SET drained_xid = NULL, truncated_at = now(), resume_at = '(0,0)'
                 WHERE s.shard_table = v_rel;
                 DELETE FROM tally.shard_slices AS x WHERE x.shard_table = v_rel;
                 INSERT INTO tally.fold_runs (started_at, deltas, attempts, outcome, shard, mode)
