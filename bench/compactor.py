@@ -27,9 +27,10 @@
    ON CONFLICT DO UPDATE into the totals and into each rollup table (the
    counter's retention applied, as the fold does). Measured twice: in one
    transaction for all the deltas (the limit), and in transactions of
-   100,000 deltas taken in shard order (what a fold of the default chunk
-   size must do at least). Each fold rate is also given as a share of
-   both.
+   100,000 deltas taken in shard order (a fold's chunking at the default
+   chunk size; these run at the session's work_mem and make their scratch
+   table per transaction, so a fold may beat them). Each fold rate is also
+   given as a share of both, by wall clock and per CPU second.
 
 Usage: python bench/compactor.py --dsn "..." [--seconds 30] [--fold-deltas 2000000]
 [--backfill 2000000] [--parallel-deltas 600000] [--repeat 2] [--only parallel] [--out DIR].
