@@ -30,7 +30,8 @@
    100,000 deltas taken in shard order (a fold's chunking at the default
    chunk size; these run at the session's work_mem and make their scratch
    table per transaction, so a fold may beat them). Each fold rate is also
-   given as a share of both, by wall clock and per CPU second.
+   given as a share of both by wall clock, and of the first per CPU
+   second of the backend (the runs get different shares of a shared machine).
 
 Usage: python bench/compactor.py --dsn "..." [--seconds 30] [--fold-deltas 2000000]
 [--backfill 2000000] [--parallel-deltas 600000] [--repeat 2] [--only parallel] [--out DIR].
