@@ -19,6 +19,20 @@
    compactors' sessions are sampled meanwhile (pg_stat_activity: on CPU or
    waiting, and on what).
 
+   Beside them, the ceiling: the same backfill (same keys and timestamps)
+   moved by the bare statements a fold has to run, with no tally machinery
+   (no chunk bookkeeping, no partition checks, no scratch table of the
+   fold's, no quarantine): DELETE the deltas RETURNING them, pre-aggregated
+   per (counter, key, minute), then one INSERT ... SELECT ... GROUP BY ...
+   ON CONFLICT DO UPDATE into the totals and into each rollup table (the
+   counter's retention applied, as the fold does). Measured twice: in one
+   transaction for all the deltas (the limit), and in transactions of
+   100,000 deltas taken in shard order (a fold's chunking at the default
+   chunk size; these run at the session's work_mem and make their scratch
+   table per transaction, so a fold may beat them). Each fold rate is also
+   given as a share of both by wall clock, and of the first per CPU
+   second of the backend (the runs get different shares of a shared machine).
+
 Usage: python bench/compactor.py --dsn "..." [--seconds 30] [--fold-deltas 2000000]
 [--backfill 2000000] [--parallel-deltas 600000] [--repeat 2] [--only parallel] [--out DIR].
 Writes compactor.json (default: bench/results/).
@@ -260,6 +274,106 @@ def _fold_with(dsn: str, slices: int, app: str) -> tuple[float, float, float]:
     return secs, sum(cpu), (busy1 - busy0) / max(total1 - total0, 1e-9)
 
 
+GRANULARITIES = ("minute", "hour", "day", "week", "month")
+
+
+def _bare_fold(conn: psycopg.Connection, counter_id: int, cutoffs: dict[str, str], chunk: list | None) -> int:
+    """One transaction of the ceiling: DELETE the counter's deltas (all, or
+    those at the row ids `chunk` = [shard, tids]) RETURNING them,
+    pre-aggregated per (counter, key, minute) into a temporary table, then
+    one sorted upsert into the totals and one into each rollup table.
+    Returns how many deltas it moved."""
+    with conn.transaction():
+        if chunk is None:
+            picked, args = "tally.delta AS d WHERE d.counter_id = %s", [counter_id]
+        else:
+            picked, args = (
+                f"{chunk[0]} AS d WHERE d.ctid = ANY (%s::tid[]) AND d.counter_id = %s",
+                [chunk[1], counter_id],
+            )
+        conn.execute(
+            "CREATE TEMPORARY TABLE bare_batch ON COMMIT DROP AS"
+            f" WITH moved AS (DELETE FROM {picked} RETURNING d.counter_id, d.key, d.delta, d.at)"
+            " SELECT m.counter_id, m.key, date_trunc('minute', m.at) AS minute, sum(m.delta) AS delta, count(*) AS n"
+            " FROM moved AS m GROUP BY 1, 2, 3",
+            args,
+        )
+        moved = conn.execute("SELECT coalesce(sum(n), 0)::bigint FROM bare_batch").fetchone()[0]
+        conn.execute(
+            "INSERT INTO tally.totals AS t (counter_id, key, value)"
+            " SELECT b.counter_id, b.key, sum(b.delta) FROM bare_batch AS b GROUP BY 1, 2 ORDER BY 1, 2"
+            " ON CONFLICT (counter_id, key) DO UPDATE SET value = t.value + excluded.value"
+        )
+        for g in GRANULARITIES:
+            conn.execute(
+                f"INSERT INTO tally.rollup_{g} AS r (counter_id, key, bucket, value)"
+                f" SELECT b.counter_id, b.key, date_trunc('{g}', b.minute), sum(b.delta) FROM bare_batch AS b"
+                " WHERE b.minute >= %s::timestamptz GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+                " ON CONFLICT (counter_id, key, bucket) DO UPDATE SET value = r.value + excluded.value",
+                (cutoffs[g],),
+            )
+    return moved
+
+
+def _chunks(conn: psycopg.Connection, counter_id: int, limit: int):
+    """The row ids of the counter's deltas, `limit` at a time, shard by
+    shard, each chunk read by a TID range scan from where the last stopped
+    (as a fold reads them); yields [shard, tids]."""
+    shards = conn.execute(
+        "SELECT DISTINCT d.tableoid::regclass::text FROM tally.delta AS d WHERE d.counter_id = %s ORDER BY 1",
+        (counter_id,),
+    ).fetchall()
+    for (shard,) in shards:
+        resume = "(0,0)"
+        while True:
+            tids = conn.execute(
+                f"SELECT ARRAY(SELECT s.ctid FROM {shard} AS s WHERE s.ctid >= %s::tid LIMIT %s)::text[]",
+                (resume, limit),
+            ).fetchone()[0]
+            if not tids:
+                break
+            yield [shard, tids]
+            resume = tids[-1]
+
+
+def fold_ceiling(dsn: str, name: str, n: int, keys: int, seed: int, limit: int | None) -> dict:
+    """The same backfill as a measured fold (same seed), moved by the bare
+    statements (_bare_fold) in one transaction (limit None) or in
+    transactions of `limit` deltas; checked exactly like a fold."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        fresh_counter(conn, name)
+        conn.execute("CALL tally.compact()")
+        conn.execute("CHECKPOINT")
+        _ingest_backfill(dsn, name, n, keys, seed=seed)
+        counter_id = conn.execute("SELECT id FROM tally.counters WHERE name = %s", (name,)).fetchone()[0]
+        # the counter's retention, as the fold applies it (a constant each)
+        cutoffs = {
+            g: conn.execute("SELECT tally._cutoff(%s, %s)::text", (counter_id, g)).fetchone()[0] for g in GRANULARITIES
+        }
+        pid = conn.info.backend_pid
+        cpu0 = _cpu_seconds(pid)
+        busy0, total0 = _machine_busy()
+        t0 = time.monotonic()
+        if limit is None:
+            moved = _bare_fold(conn, counter_id, cutoffs, None)
+        else:
+            moved = sum(_bare_fold(conn, counter_id, cutoffs, chunk) for chunk in _chunks(conn, counter_id, limit))
+        secs = time.monotonic() - t0
+        cpu_s = _cpu_seconds(pid) - cpu0
+        busy1, total1 = _machine_busy()
+        assert moved == n, (moved, n)
+        total = conn.execute("SELECT sum(value) FROM tally.totals WHERE counter_id = %s", (counter_id,)).fetchone()[0]
+        assert total == n, (total, n)
+    return {
+        "seconds": round(secs, 2),
+        "deltas_per_s": round(n / secs),
+        "compactor_cpu_s": round(cpu_s, 1),
+        "deltas_per_cpu_s": round(n / cpu_s) if cpu_s else None,
+        "machine_busy": round((busy1 - busy0) / max(total1 - total0, 1e-9), 3),
+        "load_1min": round(os.getloadavg()[0], 2),
+    }
+
+
 def parallel_folds(dsn: str, n: int, keys: int = 60_000, repeat: int = 2) -> dict:
     """The backfill folded by 1 compactor and by 2 slice compactors, side by side."""
     runs = []
@@ -272,6 +386,9 @@ def parallel_folds(dsn: str, n: int, keys: int = 60_000, repeat: int = 2) -> dic
         conn.execute("CALL tally.compact()")
         for r in range(repeat):
             pair = {}
+            # the ceiling first, on the very deltas the folds below get (seed r)
+            ceiling = fold_ceiling(dsn, "bench_par_ceiling", n, keys, r, None)
+            chunked = fold_ceiling(dsn, "bench_par_ceiling_chunks", n, keys, r, 100_000)
             for slices in (1, 2):
                 name = f"bench_par_{slices}"
                 fresh_counter(conn, name)
@@ -308,7 +425,31 @@ def parallel_folds(dsn: str, n: int, keys: int = 60_000, repeat: int = 2) -> dic
                     "machine_busy": round(machine_busy, 3),
                 }
             ratio = pair[1]["seconds"] / pair[2]["seconds"]
-            runs.append({"one": pair[1], "two_slices": pair[2], "ratio": round(ratio, 2)})
+            for x in (pair[1], pair[2]):
+                x["of_ceiling"] = round(x["deltas_per_s"] / ceiling["deltas_per_s"], 2)
+                x["of_ceiling_chunks"] = round(x["deltas_per_s"] / chunked["deltas_per_s"], 2)
+                if x["deltas_per_cpu_s"] and ceiling["deltas_per_cpu_s"]:
+                    x["cpu_of_ceiling"] = round(x["deltas_per_cpu_s"] / ceiling["deltas_per_cpu_s"], 2)
+            runs.append(
+                {
+                    "ceiling": ceiling,
+                    "ceiling_chunks": chunked,
+                    "one": pair[1],
+                    "two_slices": pair[2],
+                    "ratio": round(ratio, 2),
+                }
+            )
+            for label, x in (("one transaction", ceiling), ("100,000 per transaction", chunked)):
+                print(
+                    f"  ceiling, run {r + 1}: bare DELETE + upserts, {label}: {x['deltas_per_s']:>7,}/s"
+                    f" ({x['seconds']:.1f} s; {x['deltas_per_cpu_s']:,} deltas per CPU s), machine"
+                    f" {x['machine_busy']:.0%} busy (load {x['load_1min']})"
+                )
+            print(
+                f"  fold vs ceiling, run {r + 1}: 1 compactor {pair[1]['of_ceiling']:.0%} of the ceiling"
+                f" ({pair[1].get('cpu_of_ceiling', 0):.0%} per CPU s), {pair[1]['of_ceiling_chunks']:.0%} of"
+                f" its 100,000-delta transactions; 2 slice compactors {pair[2]['of_ceiling']:.0%}"
+            )
             print(
                 f"  parallel folds, run {r + 1}: {n:,} deltas over {keys:,} keys (a year):"
                 f" 1 compactor {pair[1]['deltas_per_s']:>7,}/s ({pair[1]['seconds']:.1f} s),"
