@@ -80,6 +80,8 @@ shared_preload_libraries = 'citus,pg_cron'
 cron.database_name = 'tally'
 max_connections = 300
 max_prepared_transactions = 300
+# Citus's maintenance daemon and pg_cron's workers, per database
+max_worker_processes = 32
 shared_buffers = 256MB
 max_wal_size = 2GB
 log_min_messages = warning
