@@ -181,7 +181,10 @@ def _drain(plpy, plans, max_deltas, max_attempts, slice_=0, slices=1, deadline=N
             waiting_since = None
         if row["action"] == "folded":
             folded += row["folded"]
-        elif plpy.execute(plans["gen"])[0]["emptied"] > start:
+            if not plans.get("distributed"):
+                continue  # (a single node's fold step flips nothing)
+        # (a distributed step that folded also ends with its snapshot drained)
+        if plpy.execute(plans["gen"])[0]["emptied"] > start:
             break
     return folded
 

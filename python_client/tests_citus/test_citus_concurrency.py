@@ -65,3 +65,44 @@ def test_writers_race_compactors_on_citus_exact(citus_dsn: str, cconn: psycopg.C
     ).fetchone()[0]
     assert failed == 0
     assert deadlocks(cconn) == deadlocks_before
+
+
+def test_compact_returns_while_writers_keep_writing(citus_dsn: str, cconn: psycopg.Connection, name: str) -> None:
+    """A compact() call ends once what was committed before it is folded,
+    not when writers pause: on Citus every step drains its own snapshot."""
+    import threading
+
+    cconn.execute("SELECT tally.create_counter(%s)", (name,))
+    stop = threading.Event()
+    written: list[int] = []
+
+    def writer() -> None:
+        with psycopg.connect(citus_dsn, autocommit=True) as conn:
+            n = 0
+            while not stop.is_set() and n < 100_000:
+                conn.execute(
+                    "SELECT tally.increment_counters(array_fill(%s::text, ARRAY[50]),"
+                    " ARRAY(SELECT g::text FROM generate_series(1, 50) AS g), array_fill(1::bigint, ARRAY[50]))",
+                    (name,),
+                )
+                n += 50
+            written.append(n)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        time.sleep(2)
+        before = cconn.execute("SELECT tally.counter_value(%s, '1')", (name,)).fetchone()[0]
+        assert before > 0
+        cconn.execute("SET statement_timeout = '60s'")
+        started = time.monotonic()
+        cconn.execute("CALL tally.compact()")  # 57014 if it waited for the writer to stop
+        took = time.monotonic() - started
+        assert t.is_alive(), "the writer stopped before compact() returned"
+        cconn.execute("RESET statement_timeout")
+    finally:
+        stop.set()
+        t.join(timeout=60)
+    assert took < 60
+    cconn.execute("CALL tally.compact()")
+    assert cconn.execute("SELECT tally.counter_value(%s, '1')", (name,)).fetchone()[0] == written[0] // 50

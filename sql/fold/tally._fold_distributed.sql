@@ -65,13 +65,15 @@ BEGIN
          FROM tally.delta AS d
          GROUP BY d.counter_id, date_trunc(''day'', d.at, ''UTC'')', v_days);
     EXECUTE format('SELECT coalesce(sum(f.n), 0) FROM %s AS f', v_days) INTO v_pending;
+    -- Every step, folding or not, ends with every delta its snapshot sees
+    -- folded, and that snapshot is newer than the last step's commit (the
+    -- fold lock is taken before the transaction). Say so the way a single
+    -- node does (a flip that found both generations empty): a compact()
+    -- call is done two steps after it began, whatever writers keep adding.
+    UPDATE tally.write_gen AS w
+    SET flips = w.flips + 1, flipped_at = now(), emptied_at_flip = ARRAY[w.flips + 1, w.flips + 1]
+    RETURNING w.flips INTO v_flips;
     IF v_pending = 0 THEN
-        -- Nothing pending in this snapshot: every delta committed before it
-        -- is folded. Say so the way a single node does (a flip that found
-        -- both generations empty), so a compact() call knows it is done.
-        UPDATE tally.write_gen AS w
-        SET flips = w.flips + 1, flipped_at = now(), emptied_at_flip = ARRAY[w.flips + 1, w.flips + 1]
-        RETURNING w.flips INTO v_flips;
         RETURN QUERY SELECT 'flipped'::text, 0::bigint, v_flips, NULL::text, NULL::text;
         RETURN;
     END IF;
@@ -131,7 +133,7 @@ BEGIN
     END IF;
     INSERT INTO tally.fold_runs (started_at, deltas, attempts, outcome, shard, mode)
     VALUES (p_started, v_deleted, p_attempt, 'ok', 'tally.delta', 'delete');
-    RETURN QUERY SELECT 'folded'::text, v_deleted, (SELECT w.flips FROM tally.write_gen AS w), NULL::text,
+    RETURN QUERY SELECT 'folded'::text, v_deleted, v_flips, NULL::text,
                         CASE WHEN v_set_aside > 0 THEN 'quarantine' ELSE 'delete' END;
 END;
 $$;
