@@ -91,9 +91,15 @@ CONF
         echo "host all all 127.0.0.1/32 trust" >>"$d/pg_hba.conf"
     fi
     as_pg mkdir -p "$SOCK"
-    if ! as_pg "$PGBIN/pg_ctl" -D "$d" status >/dev/null 2>&1; then
-        as_pg "$PGBIN/pg_ctl" -D "$d" -l "$d/postgres.log" -w -t 60 start >/dev/null
-    fi
+    # (A loopback port in the ephemeral range can be held for a moment by a
+    # client connection's local end: try again before giving up.)
+    local try
+    for try in 1 2 3 4 5; do
+        if as_pg "$PGBIN/pg_ctl" -D "$d" status >/dev/null 2>&1; then break; fi
+        if as_pg "$PGBIN/pg_ctl" -D "$d" -l "$d/postgres.log" -w -t 60 start >/dev/null; then break; fi
+        [ "$try" -lt 5 ] || { echo "citus: node $n did not start (see $d/postgres.log)" >&2; exit 1; }
+        sleep 2
+    done
     if ! DB=postgres psql_on "$n" -c "SELECT 1 FROM pg_database WHERE datname = 'tally'" | grep -q 1; then
         DB=postgres psql_on "$n" -c "CREATE DATABASE tally"
     fi
