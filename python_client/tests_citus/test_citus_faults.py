@@ -141,8 +141,9 @@ def outage(exc: BaseException, down_port: int | None) -> bool:
     up: a failed connection (class 08, the server going down or not up yet),
     or Citus's error about that worker's connection. Also Citus's failure to
     roll a subtransaction back over a connection that broke inside it (a
-    compactor step's, tally.compact_step, at the moment of the crash): the
-    whole call fails and commits nothing. Anything else (a deadlock, a
+    compactor step's, tally.compact_step, at the moment of the crash), or to
+    commit a step over it: the whole call fails; the two-phase commit
+    decides what the step did. Anything else (a deadlock, a
     serialization failure, a wrong result) is not."""
     if down_port is None or not isinstance(exc, psycopg.Error):
         return False
@@ -150,6 +151,10 @@ def outage(exc: BaseException, down_port: int | None) -> bool:
     if state is None or state.startswith("08") or state in workers.KILLED:
         return True
     if state == "XX000" and str(exc).startswith("RollbackAndReleaseCurrentSubTransaction: unexpected state"):
+        return True
+    # the step's commit (two-phase, from PL/Python's plpy.commit) over the
+    # connection to the worker that just died: libpq's own words
+    if state == "XX000" and "server closed the connection unexpectedly" in str(exc):
         return True
     return f":{down_port}" in str(exc)
 
