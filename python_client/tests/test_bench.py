@@ -116,7 +116,23 @@ def test_bench_only_single_prints_both_hot_path_ratios(dsn: str, conn: psycopg.C
 def test_compactor_study_small_runs_every_part(dsn: str, tmp_path: Path) -> None:
     study = [str(REPO / ".venv" / "bin" / "python"), str(REPO / "bench" / "compactor.py")]
     r = subprocess.run(
-        [*study, "--dsn", dsn, "--seconds", "2", "--fold-deltas", "5000", "--backfill", "5000", "--out", str(tmp_path)],
+        [
+            *study,
+            "--dsn",
+            dsn,
+            "--seconds",
+            "2",
+            "--fold-deltas",
+            "5000",
+            "--backfill",
+            "5000",
+            "--parallel-deltas",
+            "20000",
+            "--repeat",
+            "1",
+            "--out",
+            str(tmp_path),
+        ],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -137,3 +153,5 @@ def test_compactor_study_small_runs_every_part(dsn: str, tmp_path: Path) -> None
         assert any(line.startswith(f"  fold rate, {f['case']}") for line in lines), f["case"]
     assert any(line.startswith("  lag under max single-row ingest:") for line in lines)
     assert any(line.startswith("  backfill: 5,000 increments over a year") for line in lines)
+    # the parallel folds, small, and the ceiling beside them
+    assert res["parallel_folds"]["deltas"] == 20000 and len(res["parallel_folds"]["runs"]) == 1
