@@ -160,6 +160,18 @@ def distribute() -> None:
     for t in REFERENCE + DISTRIBUTED:
         ex(f"SELECT truncate_local_data_after_distributing_table('tally.{t}')")
     ex("UPDATE tally.settings SET distributed = true")
+    distribute_functions()
+    ex("SELECT tally._mark_shards()")
+    # (as sql/grants.sql does on a distributed install, from now on)
+    ex("GRANT SELECT ON ALL TABLES IN SCHEMA tally TO tally_reader")
+
+
+def distribute_functions() -> None:
+    """Put tally's functions on every node, the per-key ones delegated to
+    their key's worker: after distribute(), and after a later revision made
+    the code again (tally_code.apply_code) on a distributed install."""
+    ex = tally_code.execute
+    conn = tally_code.raw()
     # Every function on every node (Citus makes the ones that depend only
     # on distributed objects there already); the per-key ones delegated.
     for (fn,) in conn.execute(
@@ -180,6 +192,3 @@ def distribute() -> None:
             pass
     for fn, arg in DELEGATED.items():
         ex(f"SELECT create_distributed_function('{fn}', '{arg}', colocate_with => 'tally.delta')")
-    ex("SELECT tally._mark_shards()")
-    # (as sql/grants.sql does on a distributed install, from now on)
-    ex("GRANT SELECT ON ALL TABLES IN SCHEMA tally TO tally_reader")

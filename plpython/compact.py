@@ -36,7 +36,8 @@ STOP = "57014"
 # steps, and folds any slice itself once it has waited HELP_AFTER seconds.
 WAIT = 0.05
 HELP_AFTER = 5.0
-# tally._fold_lock_key(): on a distributed install each step holds it at
+# tally._fold_lock_key() (an internal function the invoker may not call; a
+# test checks the two agree): on a distributed install each step holds it at
 # session level (tally._fold_distributed checks).
 FOLD_LOCK = 7361756479000001
 
@@ -111,7 +112,7 @@ def _plans(plpy):
             " WHERE s.name OPERATOR(pg_catalog.=) 'statement_timeout'"
         ),
         "set_search_path": plpy.prepare("SELECT pg_catalog.set_config('search_path', $1, false)", ["text"]),
-        "distributed": plpy.prepare("SELECT s.distributed FROM tally.settings AS s"),
+        "read_distributed": plpy.prepare("SELECT s.distributed FROM tally.settings AS s"),
         "lock": plpy.prepare("SELECT pg_catalog.pg_advisory_lock($1)", ["bigint"]),
         "unlock": plpy.prepare("SELECT pg_catalog.pg_advisory_unlock($1)", ["bigint"]),
         "isolation": plpy.prepare("SELECT pg_catalog.current_setting('default_transaction_isolation') AS v"),
@@ -130,7 +131,8 @@ class _Isolation:
     def __init__(self, plpy, plans):
         self.plpy, self.plans = plpy, plans
         self.saved = None
-        plans["distributed"] = bool(plpy.execute(plans["distributed"])[0]["distributed"])
+        # (plans["distributed"]: whether this install is, read once per call)
+        plans["distributed"] = bool(plpy.execute(plans["read_distributed"])[0]["distributed"])
         if plans["distributed"]:
             self.saved = plpy.execute(plans["isolation"])[0]["v"]
             plpy.execute(plans["set_isolation"], ["repeatable read"])

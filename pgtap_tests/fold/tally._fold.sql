@@ -7,7 +7,7 @@
 -- step folds in delete mode and nothing is TRUNCATEd (the drains are not
 -- committed; truncation across transactions is tested by pytest); refusals.
 BEGIN;
-SELECT plan(38);
+SELECT plan(39);
 
 -- The caller's settings, to check a fold leaves them alone (a lock_timeout
 -- of its own, to tell it from any value a step might set).
@@ -233,6 +233,15 @@ SELECT throws_ok(
     'SELECT tally._fold(NULL)',
     '22023', 'tally._fold_step: limit NULL must be a positive number of deltas',
     'a NULL limit is refused'
+);
+
+-- The compactor (PL/Python, run by its invoker, who may not call internal
+-- functions) holds its own copy of the fold lock key.
+SELECT ok(
+    (SELECT p.prosrc LIKE '%' || E'\nFOLD_LOCK = ' || tally._fold_lock_key() || E'\n%'
+     FROM pg_catalog.pg_proc AS p
+     WHERE p.oid = 'tally.compact(integer, integer, integer, integer)'::regprocedure),
+    'tally.compact''s FOLD_LOCK is tally._fold_lock_key()'
 );
 
 SELECT * FROM finish();

@@ -1,6 +1,7 @@
 """How the migration chooses distributed mode (migrations/tally_citus.py):
 auto distributes exactly when Citus has workers; on insists; off keeps a
-plain install; a distributed install refuses to go below 0004."""
+plain install; a distributed install refuses to go below 0004, and a later
+revision that makes the code again distributes it again, both ways."""
 
 from __future__ import annotations
 
@@ -71,10 +72,71 @@ def test_a_bad_setting_is_refused(coordinator_db: str) -> None:
     assert "distributed='maybe' is not one of on, off, auto" in refused.stderr
 
 
+HEAD = sorted(p.name[:4] for p in (REPO / "migrations" / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))[-1]
+
+
+def version(dsn: str) -> str:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute("SELECT version_num FROM tally.alembic_version").fetchone()[0]
+
+
 def test_a_distributed_install_refuses_to_go_below_0004(citus_dsn: str) -> None:
     assert distributed(citus_dsn) is True
     refused = alembic(citus_dsn, "downgrade", "0003")
     assert refused.returncode != 0
     assert "a distributed install cannot go below 0004" in refused.stderr
-    with psycopg.connect(citus_dsn) as conn:
-        assert conn.execute("SELECT version_num FROM tally.alembic_version").fetchone() == ("0004",)
+    assert version(citus_dsn) == HEAD  # all of it rolled back
+
+
+def routines(dsn: str) -> list[tuple]:
+    """tally's functions as Citus knows them: distributed or not, and the
+    argument a delegated one is routed by."""
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(
+            """
+            SELECT p.oid::regprocedure::text, o.objid IS NOT NULL, o.distribution_argument_index
+            FROM pg_proc AS p
+            LEFT JOIN pg_dist_object AS o ON o.classid = 'pg_proc'::regclass AND o.objid = p.oid
+            WHERE p.pronamespace = 'tally'::regnamespace
+            ORDER BY 1
+            """
+        ).fetchall()
+
+
+@pytest.mark.skipif(HEAD == "0004", reason="no revision after 0004 makes the code again")
+def test_revisions_after_0004_distribute_the_code_again_both_ways(citus_dsn: str, name: str) -> None:
+    """Down to 0004 and up to the head again: each time the code is made
+    again, and each time it is on every node and delegated as before, and
+    counts go on exactly."""
+    before = routines(citus_dsn)
+    assert ("tally.increment_counter(text,text,bigint,timestamp with time zone,text)", True, 1) in before
+    with psycopg.connect(citus_dsn, autocommit=True) as conn:
+        conn.execute("SELECT tally.create_counter(%s)", (name,))
+        for i in range(50):
+            conn.execute("SELECT tally.increment_counter(%s, %s, %s)", (name, f"k{i % 10}", i))
+    try:
+        down = alembic(citus_dsn, "downgrade", "0004")
+        assert down.returncode == 0, down.stderr
+        assert version(citus_dsn) == "0004"
+        at_0004 = routines(citus_dsn)
+        assert [r for r in at_0004 if r[1]] != []
+        assert {r[0]: r[2] for r in at_0004 if r[2] is not None} == {r[0]: r[2] for r in before if r[2] is not None}
+    finally:
+        up = alembic(citus_dsn, "upgrade", "head")
+        assert up.returncode == 0, up.stderr
+    assert version(citus_dsn) == HEAD
+    assert routines(citus_dsn) == before
+    with psycopg.connect(citus_dsn, autocommit=True) as conn:
+        for i in range(50, 100):
+            conn.execute("SELECT tally.increment_counter(%s, %s, %s)", (name, f"k{i % 10}", i))
+        conn.execute("CALL tally.compact()")
+        values = {
+            k: v
+            for k, v in conn.execute(
+                "SELECT key, value FROM tally.totals t JOIN tally.counters c ON c.id = t.counter_id WHERE c.name = %s",
+                (name,),
+            ).fetchall()
+        }
+        # the truth: key k{j} got every i with i % 10 == j
+        assert values == {f"k{j}": sum(i for i in range(100) if i % 10 == j) for j in range(10)}
+        assert conn.execute("SELECT count(*) FROM tally.delta").fetchone()[0] == 0

@@ -42,6 +42,7 @@ DECLARE
     v_last tid;
     v_poison bigint;
     v_left boolean;
+    v_seqscan text := current_setting('enable_seqscan');
 BEGIN
     IF p_slices > 1 THEN
         v_resume := coalesce((SELECT x.resume_at FROM tally.shard_slices AS x
@@ -69,6 +70,14 @@ BEGIN
         INTO v_chunk USING p_limit;
     END IF;
     BEGIN
+        -- A TID scan of the chunk, not a sequential scan of the shard: the
+        -- planner costs each of the chunk's row ids as a random page read of
+        -- its own (a 100,000-row chunk then outweighs a scan of millions of
+        -- rows), so it would read the whole shard for every chunk and a
+        -- backlog would cost the square of its size. Sequential scans are
+        -- off for this statement only (an overflow in it rolls the setting
+        -- back with the block).
+        PERFORM set_config('enable_seqscan', 'off', true);
         EXECUTE format(
             'WITH moved AS (
                  DELETE FROM %1$s AS d WHERE d.ctid = ANY ($1)
@@ -81,6 +90,7 @@ BEGIN
              SELECT count(*), max(m.ctid) FROM moved AS m', p_rel, v_batch)
         INTO v_folded, v_last
         USING v_chunk;
+        PERFORM set_config('enable_seqscan', v_seqscan, true);
         PERFORM tally._apply_batch(v_batch);
     EXCEPTION WHEN numeric_value_out_of_range THEN
         v_poison := tally._quarantine_overflow(p_rel, v_chunk);

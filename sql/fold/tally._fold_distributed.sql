@@ -48,9 +48,9 @@ BEGIN
             USING ERRCODE = 'active_sql_transaction',
                   HINT = 'fold with CALL tally.compact() or tally.compact_loop(), which take it';
     END IF;
-    -- One connection per worker: every statement below runs in the same
-    -- worker transaction, with the snapshot of the first.
-    PERFORM set_config('citus.max_adaptive_executor_pool_size', '1', true);
+    -- One connection per worker (tally.compact_step runs with
+    -- citus.max_adaptive_executor_pool_size = 1): every statement below
+    -- runs in the same worker transaction, with the snapshot of the first.
 
     -- The first statement on each worker (its snapshot): what is pending,
     -- and per counter and UTC day the latest minute, for the partitions.
