@@ -28,14 +28,16 @@ def run_load(
     writer_fn=workers.writer,
     reconnect: bool = False,
     during=None,
+    slices: int = 1,
 ) -> tuple[Truth, list]:
-    """Start writers and compactors, run `during(stop_event)` (if given) in this
-    process while they work, and return the merged truth and the compactor results."""
+    """Start writers and compactors (with slices > 1, compactor i folds slice
+    i % slices), run `during()` (if given) in this process while they work,
+    and return the merged truth and the compactor results."""
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     stop = ctx.Event()
     procs = [
-        ctx.Process(target=workers.compactor, args=(dsn, i, stop, out, max_deltas, reconnect))
+        ctx.Process(target=workers.compactor, args=(dsn, i, stop, out, max_deltas, reconnect, slices))
         for i in range(compactors)
     ]
     procs += [

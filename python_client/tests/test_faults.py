@@ -126,7 +126,8 @@ def test_statement_and_lock_timeouts_inside_folds(dsn: str, conn: psycopg.Connec
     assert workers.deadlocks(conn) == deadlocks_before
 
 
-def test_server_restart_mid_load(dsn: str, conn: psycopg.Connection) -> None:
+@pytest.mark.parametrize("slices", [1, 2], ids=["two plain compactors", "two slice compactors"])
+def test_server_restart_mid_load(dsn: str, conn: psycopg.Connection, slices: int) -> None:
     setup_counters(conn)
     conn.execute("CREATE TABLE acks (writer int, seq int, PRIMARY KEY (writer, seq))")
     datadir = subprocess.check_output([str(REPO / "scripts" / "db.sh"), "datadir"], text=True).strip()
@@ -181,10 +182,22 @@ def test_server_restart_mid_load(dsn: str, conn: psycopg.Connection) -> None:
         writer_fn=workers.acked_writer,
         reconnect=True,
         during=restart,
+        slices=slices,
     )
     assert sum(lost for *_, lost in compactor_results) >= 1, "the restart did not hit the compactors"
     with psycopg.connect(dsn, autocommit=True) as fresh:
         check_exact(fresh, truth, days_back=30)
+        failed = fresh.execute("SELECT count(*) FROM tally.fold_runs WHERE outcome <> 'ok'").fetchone()[0]
+        if slices > 1:
+            folded = dict(
+                fresh.execute(
+                    "SELECT slice, sum(deltas) FROM tally.fold_runs WHERE slices = %s AND mode = 'delete'"
+                    " GROUP BY slice",
+                    (slices,),
+                ).fetchall()
+            )
+            assert sorted(folded) == list(range(slices)) and all(n > 0 for n in folded.values()), folded
+    assert failed == 0
 
 
 def test_an_overflowing_delta_is_quarantined_and_everything_else_stays_exact(

@@ -141,10 +141,14 @@ def acked_writer(dsn: str, seed: int, counters: list[str], iterations: int, days
     out.put(("writer", seed, lost_connections, errors, truth.to_plain()))
 
 
-def compactor(dsn: str, ident: int, stop, out, max_deltas: int = 20_000, reconnect: bool = False) -> None:
-    """Loop CALL tally.compact() until told to stop. With reconnect, a
-    connection the test killed (terminated backend, restart) is counted and
-    survived; any other error (a deadlock, a timeout) stops it with an error."""
+def compactor(
+    dsn: str, ident: int, stop, out, max_deltas: int = 20_000, reconnect: bool = False, slices: int = 1
+) -> None:
+    """Loop CALL tally.compact() until told to stop (with slices > 1: of
+    slice ident % slices, beside the other slices' compactors). With
+    reconnect, a connection the test killed (terminated backend, restart) is
+    counted and survived; any other error (a deadlock, a timeout) stops it
+    with an error."""
     errors: list[str] = []
     calls = 0
     lost = 0
@@ -155,7 +159,9 @@ def compactor(dsn: str, ident: int, stop, out, max_deltas: int = 20_000, reconne
         conn.execute("SELECT set_config('application_name', %s, false)", (name,))
         while not stop.is_set():
             try:
-                conn.execute("CALL tally.compact(%s::integer)", (max_deltas,))
+                conn.execute(
+                    "CALL tally.compact(%s::integer, 5, %s::integer, %s::integer)", (max_deltas, ident % slices, slices)
+                )
                 calls += 1
                 time.sleep(0.02)
             except psycopg.OperationalError as exc:
