@@ -33,18 +33,26 @@ BEGIN
         FROM unnest(p_counter_ids, p_event_ids) AS u (c, e)
     ),
 
+    -- Each wanted id looked up on its own (LATERAL: index probes, one per
+    -- day of the window), never a join that reads every id of the window:
+    -- this plan is generic and made once per session, often while the
+    -- day's partition is new and its size unknown, and a hash anti join
+    -- chosen then would read the whole window for every claim.
     unseen AS (
         SELECT
             w.c,
             w.e
         FROM wanted AS w
-        WHERE NOT EXISTS (
-            SELECT FROM tally.event_ids AS x
+        LEFT JOIN LATERAL (
+            SELECT TRUE AS hit
+            FROM tally.event_ids AS x
             WHERE
                 x.counter_id = w.c AND x.event_id = w.e
                 AND x.seen_on >= (now() AT TIME ZONE 'UTC')::date
                 - (SELECT s.event_window_days FROM tally.settings AS s)
-        )
+            LIMIT 1
+        ) AS seen ON TRUE
+        WHERE seen.hit IS NULL
     ),
 
     days AS MATERIALIZED (
