@@ -29,7 +29,13 @@ def run_migrations_online() -> None:
     dsn = context.get_x_argument(as_dictionary=True).get("dsn") or os.environ.get("TALLY_DSN")
     if not dsn:
         raise SystemExit("tally migrations: set TALLY_DSN to the target database (libpq string or URL)")
-    engine = create_engine("postgresql+psycopg://", poolclass=pool.NullPool, creator=lambda: psycopg.connect(dsn))
+    # No server-side prepared statements: a migration works the same through
+    # a transaction-mode pooler (pgbouncer), where they would not persist.
+    engine = create_engine(
+        "postgresql+psycopg://",
+        poolclass=pool.NullPool,
+        creator=lambda: psycopg.connect(dsn, prepare_threshold=None),
+    )
     with engine.connect() as connection:
         context.configure(
             connection=connection,

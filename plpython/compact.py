@@ -1,8 +1,12 @@
-"""Bodies of the PL/Python procedures tally.compact() and tally.compact_loop().
+"""The compactor: what the PL/Python procedures tally.compact() and
+tally.compact_loop() run (`compact`, `compact_loop`).
 
-Runs inside the server: `plpy` is PL/Python's module, handed in by the
-procedure. The work is done by compactor steps (tally.compact_step), each
-its own transaction, committed before the next. A step that fails is rolled
+Held once in the database, as the body of tally._compactor(); the
+procedures load it from there (plpython/run_compactor.py). Runs inside the
+server: `plpy` is PL/Python's module, handed in by the procedure.
+
+The work is done by compactor steps (tally.compact_step), each its own
+transaction, committed before the next. A step that fails is rolled
 back by the step itself (its deltas stay pending) and recorded in
 tally.fold_runs; a transient failure (deadlock, serialization failure, lock
 timeout, statement timeout) comes back as 'retry' and is tried again after
@@ -29,8 +33,9 @@ BACKOFF_CAP = 2.0
 # A backlog (a large backfill) in the inactive generation may hold live
 # increments back at most this long before the generations rotate anyway.
 MAX_GEN_AGE = "2 seconds"
-# query_canceled: an operator's pg_cancel_backend() (or statement_timeout)
-# that persisted through every attempt stops the loop instead of retrying it.
+# query_canceled: a cancel (pg_cancel_backend(), or a client giving up on its
+# call; tally.compact_step does not retry it), or a statement_timeout that
+# persisted through every attempt, stops the loop instead of going on.
 STOP = "57014"
 # A slice compactor waiting for the other slices pauses this long between
 # steps, and folds any slice itself once it has waited HELP_AFTER seconds.
@@ -86,7 +91,7 @@ def _step(plpy, plans, max_deltas, max_attempts, slice_=0, slices=1):
         else:
             row = plpy.execute(plans["step"], args)[0]
             plpy.commit()
-        if row["action"] == "failed":
+        if row["action"] in ("failed", "cancelled"):
             raise StepFailed(row)
         if row["action"] != "retry":
             return row
@@ -194,7 +199,8 @@ def _drain(plpy, plans, max_deltas, max_attempts, slice_=0, slices=1, deadline=N
 def _raise(plpy, failed):
     row = failed.row
     plpy.error(
-        f"tally.compact: a compactor step failed: {row['error']}",
+        f"tally.compact: a compactor step {'was cancelled' if row['action'] == 'cancelled' else 'failed'}:"
+        f" {row['error']}",
         detail="the step was rolled back (its deltas stay pending) and recorded in tally.fold_runs",
         hint="see tally.compactor_runs and tally.health",
         sqlstate=row["sqlstate"],

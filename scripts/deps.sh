@@ -5,7 +5,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 
 PKGS=(postgresql-15 postgresql-contrib postgresql-15-partman postgresql-15-pgtap postgresql-15-cron
-      postgresql-plpython3-15 postgresql-15-plpgsql-check pgtap redis-server)
+      postgresql-plpython3-15 postgresql-15-plpgsql-check pgtap redis-server pgbouncer)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

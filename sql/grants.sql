@@ -45,12 +45,14 @@ BEGIN
     INSERT INTO tally_routine_grants (name, grantee)
     SELECT u.name, 'tally_writer' FROM unnest(ARRAY['increment_counter', 'increment_counters']) AS u (name)
     UNION ALL
-    SELECT u.name, 'tally_reader' FROM unnest(ARRAY['counter_value', 'counter_series', 'top_keys', 'node_deadlocks']) AS u (name)
+    SELECT u.name, 'tally_reader' FROM unnest(ARRAY[
+        'counter_value', 'counter_series', 'top_keys', 'node_deadlocks', 'pending_deltas', 'node_status'
+    ]) AS u (name)
     UNION ALL
     SELECT u.name, 'tally_admin' FROM unnest(ARRAY[
         'create_counter', 'drop_counter', 'set_retention', 'reset_retention', 'set_event_window',
         'set_source', 'check_drift', 'reconcile', 'maintain', 'compact', 'compact_loop', 'compact_step',
-        'schedule_compactor', 'unschedule_compactor', 'acknowledge_crash'
+        'schedule_compactor', 'unschedule_compactor', 'acknowledge_crash', 'release_quarantined'
     ]) AS u (name);
 
     SELECT g.name INTO v_missing FROM tally_routine_grants AS g

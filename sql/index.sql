@@ -30,6 +30,7 @@
 \ir write/tally._check_at.sql
 \ir write/tally._check_event_id.sql
 \ir write/tally._check_increment.sql
+\ir write/tally._counters_vanished.sql
 \ir write/tally._shard_no.sql
 \ir write/tally._shard.sql
 \ir write/tally._claim_days.sql
@@ -65,19 +66,28 @@
 \ir fold/tally._fold_distributed.sql
 \ir fold/tally._mark_shards.sql
 \ir fold/tally._detect_worker_crash.sql
+\ir fold/tally._folded_before.sql
+\ir fold/tally._promoted_at.sql
 \ir fold/tally._detect_crash_reset.sql
 \ir fold/tally._record_fold.sql
 \ir fold/tally.compact_step.sql
 \ir fold/tally._fold.sql
+\ir fold/tally._compactor.sql
 \ir fold/tally.compact.sql
 \ir fold/tally.compact_loop.sql
 
 -- 4. Read: folded values plus the pending deltas of the key, in one
---    statement (one snapshot): counter_value, counter_series, top_keys.
+--    statement (one snapshot): counter_value, counter_series, top_keys. On
+--    a hot standby they read the logged shards only (_logged_shards): the
+--    UNLOGGED fast shards are not replicated. A key with deltas set aside
+--    (quarantine) is read without them, with a WARNING.
 \ir read/tally._overflow.sql
 \ir read/tally._as_bigint.sql
 \ir read/tally._check_range.sql
 \ir read/tally._pending.sql
+\ir read/tally._logged_shards.sql
+\ir read/tally._replica_filter.sql
+\ir read/tally._warn_quarantined.sql
 \ir read/tally._warn_overflow.sql
 \ir read/tally.counter_value.sql
 \ir read/tally.counter_series.sql
@@ -109,13 +119,18 @@
 \ir drift/tally.drift.sql
 
 -- 7. Operations: maintenance (partitions ahead, retention, the idempotency
---    store's days), pg_cron scheduling, crash acknowledgement, and the views
---    tally.health and its inputs.
+--    store's days), pg_cron scheduling, crash acknowledgement, releasing
+--    quarantined deltas, and the views tally.health and its inputs (what
+--    is pending and what this node is: primary or hot standby).
 \ir ops/tally._event_partitions.sql
 \ir ops/tally.maintain.sql
 \ir ops/tally.schedule_compactor.sql
 \ir ops/tally.unschedule_compactor.sql
 \ir ops/tally.acknowledge_crash.sql
+\ir ops/tally._check_release.sql
+\ir ops/tally.release_quarantined.sql
+\ir ops/tally.pending_deltas.sql
+\ir ops/tally.node_status.sql
 \ir ops/tally.compactor_lag.sql
 \ir ops/tally.compactor_runs.sql
 \ir ops/tally.deadlocks.sql

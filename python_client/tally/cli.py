@@ -11,6 +11,8 @@ from pathlib import Path
 
 import psycopg
 
+from tally.connect import connect
+
 PACKAGE = Path(__file__).resolve().parent
 # The source checkout, when the package runs from one (an editable install).
 REPO = PACKAGE.parents[1]
@@ -85,8 +87,7 @@ def cmd_compact(args: argparse.Namespace) -> int:
         )
     if args.workers != 1:
         raise SystemExit("tally compact: --workers needs --loop (a single fold: run one `tally compact`)")
-    with psycopg.connect(_dsn(args), autocommit=True) as conn:
-        conn.execute("SET application_name = 'tally compactor'")
+    with connect(_dsn(args), application_name="tally compactor") as conn:
         conn.execute("CALL tally.compact(%s::integer)", (args.max_deltas,))
     return 0
 
@@ -114,21 +115,34 @@ def _age(seconds: float | None) -> str | None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    with psycopg.connect(_dsn(args), autocommit=True) as conn:
+    with connect(_dsn(args)) as conn:
+        role, replayed_at, streaming, standbys = conn.execute(
+            "SELECT role, replayed_at, streaming, standbys FROM tally.node_status()"
+        ).fetchone()
+        if role == "standby":
+            print(
+                f"Node: hot standby, {'streaming' if streaming else 'NOT streaming'} from a primary;"
+                f" replayed up to {f'{replayed_at:%Y-%m-%d %H:%M:%S%z}' if replayed_at else 'its start'}."
+                "\nReads here leave out fast counters' pending deltas (UNLOGGED, not replicated): see"
+                " 'complete' below.\n"
+            )
+        else:
+            print(f"Node: primary, {standbys} streaming standbys\n")
         counters = conn.execute(
             "SELECT counter, durability, array_to_string(granularities, ','), pending_deltas,"
-            " extract(epoch FROM oldest_pending_age)::float8 FROM tally.counter_status ORDER BY counter"
+            " extract(epoch FROM oldest_pending_age)::float8, pending_complete"
+            " FROM tally.counter_status ORDER BY counter"
         ).fetchall()
         print("Counters")
         print(
             _table(
-                ["counter", "durability", "granularities", "pending", "oldest pending"],
-                [(n, d, g, f"{p:,}", _age(a)) for n, d, g, p, a in counters],
+                ["counter", "durability", "granularities", "pending", "oldest pending", "complete"],
+                [(n, d, g, f"{p:,}", _age(a), "yes" if c else "no") for n, d, g, p, a, c in counters],
                 right={3, 4},
             )
         )
         pending, oldest, last_fold, shards = conn.execute(
-            "SELECT coalesce(sum(pending_deltas), 0), extract(epoch FROM max(oldest_pending_age))::float8,"
+            "SELECT coalesce(sum(pending_deltas), 0)::bigint, extract(epoch FROM max(oldest_pending_age))::float8,"
             " max(last_fold_at), count(*) FILTER (WHERE pending_deltas > 0) FROM tally.compactor_lag"
         ).fetchone()
         runs = conn.execute(

@@ -31,10 +31,15 @@ runs the maintenance. Each handles its errors as above; the process exits
 when all have stopped, with the worst exit code.
 
 SIGTERM and SIGINT stop it: a call in flight is allowed to finish for
-`stop_timeout` seconds; after that the connection is shut down and the
-server rolls back the fold step in flight (the session sets
-client_connection_check_interval, so the server notices within a second).
-It then exits 0.
+`stop_timeout` seconds; after that it is cancelled (a cancel request: the
+server rolls back the fold step in flight, and tally.compact_step does not
+retry a cancel) and the connection is shut down. It then exits 0.
+
+Its connections leave no session state behind and prepare nothing on the
+server (tally.connect), so it runs the same through a pooler in
+transaction mode: the application name is a connection parameter, and
+nothing else is SET. (A statement_timeout of the login bounds each CALL:
+tally.compact_step retries a step it cancels, once per CALL.)
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ import time
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from tally.connect import connect
 from tally.metrics import describe, dsn_database
 
 log = logging.getLogger("tally.compactor")
@@ -133,11 +139,15 @@ class CompactorService:
                 continue
             self.abandoned = True
             log.warning(
-                "the call in flight did not finish within %.0f s of %s: closing the connection"
+                "the call in flight did not finish within %.0f s of %s: cancelling it and closing the connection"
                 " (the server rolls back the fold step in flight)",
                 self.stop_timeout,
                 self.stopping,
             )
+            try:
+                conn.cancel_safe(timeout=5)
+            except (OSError, psycopg.Error) as exc:
+                log.warning("could not cancel the call: %s", exc)
             try:
                 with socket.socket(fileno=os.dup(conn.fileno())) as sock:
                     sock.shutdown(socket.SHUT_RDWR)
@@ -160,18 +170,7 @@ class CompactorService:
         extra: dict[str, object] = {}
         if not str(params.get("host", "/")).startswith("/"):  # TCP
             extra = {k: v for k, v in KEEPALIVES.items() if k not in params}
-        conn = psycopg.connect(self.dsn, autocommit=True, **extra)
-        try:
-            conn.execute("SELECT pg_catalog.set_config('application_name', %s, false)", (self.name,))
-            # A CALL is one statement: a drain of a backlog must not be
-            # cancelled midway by a statement_timeout meant for applications.
-            conn.execute("SET statement_timeout = 0")
-            # Notice a client gone (a stop after stop_timeout) within a second.
-            conn.execute("SET client_connection_check_interval = '1s'")
-        except psycopg.Error:
-            conn.close()
-            raise
-        return conn
+        return connect(self.dsn, application_name=self.name, **extra)
 
     def _call(self, sql: str, params: tuple = ()) -> list[tuple]:
         assert self.conn is not None

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
+from tally.connect import connect
 from tally.progress import Progress
 
 COUNTERS = [
@@ -22,7 +23,7 @@ COUNTERS = [
 
 
 def _setup(dsn: str) -> None:
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    with connect(dsn) as conn:
         for name, grans, durable in COUNTERS:
             exists = conn.execute("SELECT 1 FROM tally.counters WHERE name = %s", (name,)).fetchone()
             if not exists:
@@ -32,7 +33,7 @@ def _setup(dsn: str) -> None:
 def _writer(dsn: str, seed: int, stop_at: float, out: mp.Queue) -> None:
     rnd = random.Random(seed)
     n = 0
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    with connect(dsn) as conn:
         while time.time() < stop_at:
             r = rnd.random()
             if r < 0.6:
@@ -63,8 +64,7 @@ def _writer(dsn: str, seed: int, stop_at: float, out: mp.Queue) -> None:
 
 
 def _compactor(dsn: str, stop_at: float) -> None:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("SET application_name = 'tally demo compactor'")
+    with connect(dsn, application_name="tally demo compactor") as conn:
         while time.time() < stop_at:
             conn.execute("CALL tally.compact()")
             time.sleep(0.5)
@@ -98,7 +98,7 @@ def run_demo(dsn: str, seconds: float = 15, writers: int = 4) -> int:
     print(f"tally demo: {writers} writers + 1 compactor for {seconds:.0f} s ...")
     for p in procs:
         p.start()
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    with connect(dsn) as conn:
         with Progress(seconds, "load + compactor") as bar:
             while time.time() < stop_at:
                 time.sleep(min(1.0, max(0.1, stop_at - time.time())))

@@ -25,6 +25,7 @@ Metric names (all prefixed `tally_`):
 | tally_health_status | gauge (0 ok, 1 warn, 2 critical) | check | tally.health |
 | tally_crash_resets_total | counter | | tally.crash_reset_log |
 | tally_counters | gauge | | tally.counter_status |
+| tally_standby | gauge (1 on a hot standby, 0 on a primary) | | tally.node_status() |
 
 (every one also labelled `database`). When the database cannot be reached
 or a query fails, a scrape answers `tally_up 0` and nothing else: no stale
@@ -43,6 +44,8 @@ from collections.abc import Iterable
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
+
+from tally.connect import connect as pooled_connect
 
 STATUS = {"ok": 0, "warn": 1, "critical": 2}
 CONNECT_TIMEOUT = 5  # seconds, unless the DSN (or PGCONNECT_TIMEOUT) says otherwise
@@ -152,6 +155,12 @@ def collect(conn: psycopg.Connection) -> str:
     f("tally_crash_resets", "counter", "Crash resets that emptied the fast (unlogged) deltas.").add(resets)
     (counters,) = conn.execute("SELECT count(*) FROM tally.counter_status").fetchone()
     f("tally_counters", "gauge", "Counters defined.").add(counters)
+    (role,) = conn.execute("SELECT role FROM tally.node_status()").fetchone()
+    f(
+        "tally_standby",
+        "gauge",
+        "1 on a hot standby (its reads leave out fast counters' pending deltas), 0 on a primary.",
+    ).add(1 if role == "standby" else 0)
 
     return _render(fam.values())
 
@@ -175,10 +184,11 @@ def dsn_database(dsn: str) -> str:
 
 def connect(dsn: str, **kwargs: object) -> psycopg.Connection:
     """A connection for one scrape: connect_timeout 5 s unless the DSN or
-    PGCONNECT_TIMEOUT set one."""
+    PGCONNECT_TIMEOUT set one; safe behind a pooler (tally.connect)."""
     if "connect_timeout" not in conninfo_to_dict(dsn) and "PGCONNECT_TIMEOUT" not in os.environ:
         kwargs.setdefault("connect_timeout", CONNECT_TIMEOUT)
-    return psycopg.connect(dsn, **kwargs)
+    kwargs.setdefault("autocommit", False)
+    return pooled_connect(dsn, **kwargs)
 
 
 def scrape(dsn: str) -> tuple[str, Exception | None]:

@@ -1,5 +1,6 @@
--- tally.drop_counter: remove a counter with its pending deltas, rollups and
--- total. Takes the fold lock so no fold in flight can write it back.
+-- tally.drop_counter: remove a counter with its pending deltas, rollups,
+-- total and the deltas a fold set aside for it (tally.quarantined). Takes
+-- the fold lock so no fold in flight can write it back.
 CREATE OR REPLACE FUNCTION tally.drop_counter(p_name text)
 RETURNS void
 LANGUAGE plpgsql
@@ -21,7 +22,10 @@ BEGIN
     FOR v_g IN SELECT g.name FROM tally.granularities AS g ORDER BY g.ord LOOP
         EXECUTE format('DELETE FROM tally.%I WHERE counter_id = $1', 'rollup_' || v_g) USING v_counter.id;
     END LOOP;
-    EXECUTE format('DROP FUNCTION IF EXISTS tally.%I(text)', 'source_' || v_counter.id);
+    DELETE FROM tally.quarantine AS q WHERE q.counter_id = v_counter.id;
+    IF to_regprocedure(format('tally.%I(text)', 'source_' || v_counter.id)) IS NOT NULL THEN
+        EXECUTE format('DROP FUNCTION tally.%I(text)', 'source_' || v_counter.id);
+    END IF;
     DELETE FROM tally.counters AS c WHERE c.id = v_counter.id;
 END;
 $$;

@@ -1,10 +1,12 @@
 -- tally._detect_worker_crash: on a distributed install, record each worker
 -- whose crash reset emptied its shards of tally.crash_marker (UNLOGGED, as
 -- are the fast delta shards beside them): one tally.crash_resets row per
--- such worker, with the node, its server start and the last fold before it
--- (fast increments written since and not folded were lost there; durable
--- ones and event-id increments are in logged shards and survived). Then the
--- markers are put back. Runs in the compactor's steps, under the fold lock.
+-- such worker, with the node, its server start and the time before which
+-- every acknowledged increment was folded (tally._folded_before: fast
+-- increments acknowledged since, up to the worker's restart, and not folded
+-- were lost there; durable ones and event-id increments are in logged
+-- shards and survived). Then the markers are put back. Runs in the
+-- compactor's steps, under the fold lock.
 CREATE OR REPLACE FUNCTION tally._detect_worker_crash()
 RETURNS boolean
 LANGUAGE plpgsql
@@ -33,10 +35,10 @@ BEGIN
          )
          ORDER BY n.nodename, n.nodeport', v_marker)
     LOOP
-        INSERT INTO tally.crash_resets (server_started_at, lost_since, node)
-        SELECT coalesce(v_started, now()), max(r.finished_at), format('%s:%s', v_name, v_port)
-        FROM tally.fold_runs AS r
-        WHERE r.outcome = 'ok' AND r.deltas > 0 AND r.finished_at < coalesce(v_started, now());
+        INSERT INTO tally.crash_resets (server_started_at, lost_since, lost_until, cause, node)
+        SELECT coalesce(v_started, now()), least(tally._folded_before(w.folded_before), coalesce(v_started, now())),
+               coalesce(v_started, now()), 'crash', format('%s:%s', v_name, v_port)
+        FROM tally.write_gen AS w;
         v_found := true;
     END LOOP;
     IF v_found THEN

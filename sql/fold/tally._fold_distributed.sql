@@ -70,8 +70,11 @@ BEGIN
     -- fold lock is taken before the transaction). Say so the way a single
     -- node does (a flip that found both generations empty): a compact()
     -- call is done two steps after it began, whatever writers keep adding.
+    -- (Every increment acknowledged before this transaction began is
+    -- visible to its snapshot, so folded once it commits: folded_before.)
     UPDATE tally.write_gen AS w
-    SET flips = w.flips + 1, flipped_at = now(), emptied_at_flip = ARRAY[w.flips + 1, w.flips + 1]
+    SET flips = w.flips + 1, flipped_at = now(), emptied_at_flip = ARRAY[w.flips + 1, w.flips + 1],
+        folded_before = ARRAY[now(), now()]
     RETURNING w.flips INTO v_flips;
     IF v_pending = 0 THEN
         RETURN QUERY SELECT 'flipped'::text, 0::bigint, v_flips, NULL::text, NULL::text;

@@ -119,10 +119,17 @@ BEGIN
     END IF;
     IF p_flip_until IS NULL OR v_gen.flips <= p_flip_until THEN
         -- A flip that found the generation empty records it: every delta
-        -- written to that generation before this flip is folded.
+        -- written to that generation before this flip is folded, and so is
+        -- every increment acknowledged before the flip that made it
+        -- inactive (flipped_at, the start of that flip's transaction: such
+        -- an increment's statement ran before that flip committed, so it
+        -- went to this generation or the other, found empty earlier).
+        -- tally._detect_crash_reset reports fast increments lost since
+        -- the older of the two generations' folded_before.
         UPDATE tally.write_gen AS w
         SET gen = 1 - w.gen, flips = w.flips + 1, flipped_at = now(),
-            emptied_at_flip[2 - w.gen] = CASE WHEN v_rotate THEN w.emptied_at_flip[2 - w.gen] ELSE w.flips + 1 END
+            emptied_at_flip[2 - w.gen] = CASE WHEN v_rotate THEN w.emptied_at_flip[2 - w.gen] ELSE w.flips + 1 END,
+            folded_before[2 - w.gen] = CASE WHEN v_rotate THEN w.folded_before[2 - w.gen] ELSE w.flipped_at END
         RETURNING w.* INTO v_gen;
         RETURN QUERY SELECT CASE WHEN v_rotate THEN 'rotated' ELSE 'flipped' END,
                             0::bigint, v_gen.flips, NULL::text, NULL::text;

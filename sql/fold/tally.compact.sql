@@ -18,8 +18,8 @@ CREATE OR REPLACE PROCEDURE tally.compact(
 )
 LANGUAGE plpython3u
 AS $python$
-#include plpython/compact.py
-compact(plpy, p_max_deltas, p_max_attempts, p_slice, p_slices)
+#include plpython/run_compactor.py
+compactor["compact"](plpy, p_max_deltas, p_max_attempts, p_slice, p_slices)
 $python$;
 
 COMMENT ON PROCEDURE tally.compact (integer, integer, integer, integer) IS

@@ -15,8 +15,8 @@ CREATE OR REPLACE PROCEDURE tally.compact_loop(
 )
 LANGUAGE plpython3u
 AS $python$
-#include plpython/compact.py
-compact_loop(plpy, p_seconds, p_interval, p_max_deltas, p_max_attempts, p_slice, p_slices)
+#include plpython/run_compactor.py
+compactor["compact_loop"](plpy, p_seconds, p_interval, p_max_deltas, p_max_attempts, p_slice, p_slices)
 $python$;
 
 COMMENT ON PROCEDURE tally.compact_loop (double precision, double precision, integer, integer, integer, integer) IS

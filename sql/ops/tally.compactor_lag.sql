@@ -1,7 +1,9 @@
 -- tally.compactor_lag: per delta shard, how much is waiting to be folded,
 -- how long the oldest pending increment has waited, and when the last
 -- successful fold ended. Writers append to the active generation; the
--- compactor drains and truncates the inactive one, then flips.
+-- compactor drains and truncates the inactive one, then flips. On a hot
+-- standby a fast shard's pending_deltas and age are NULL: UNLOGGED, it is
+-- not replicated (tally.pending_deltas).
 CREATE OR REPLACE VIEW tally.compactor_lag AS
 WITH shards AS (
     SELECT
@@ -15,11 +17,11 @@ WITH shards AS (
 
 pending AS (
     SELECT
-        d.shard,
-        count(*) AS pending_deltas,
-        min(d.written_at) AS oldest_written_at
-    FROM tally.delta AS d
-    GROUP BY d.shard
+        p.shard,
+        sum(p.deltas)::bigint AS pending_deltas,
+        min(p.oldest_written_at) AS oldest_written_at
+    FROM tally.pending_deltas() AS p
+    GROUP BY p.shard
 ),
 
 last_fold AS (
@@ -33,7 +35,10 @@ SELECT
     s.shard_table,
     CASE s.relpersistence WHEN 'u' THEN 'fast' ELSE 'durable' END AS durability,
     s.shard / 8 = w.gen AS active,
-    coalesce(p.pending_deltas, 0) AS pending_deltas,
+    CASE
+        WHEN s.relpersistence = 'u' AND pg_catalog.pg_is_in_recovery() THEN NULL
+        ELSE coalesce(p.pending_deltas, 0)
+    END AS pending_deltas,
     now() - p.oldest_written_at AS oldest_pending_age,
     l.finished_at AS last_fold_at
 FROM shards AS s
@@ -43,4 +48,5 @@ CROSS JOIN tally.write_gen AS w
 ORDER BY s.shard;
 
 COMMENT ON VIEW tally.compactor_lag IS
-'Per delta shard: generation active or not, pending deltas, age of the oldest pending increment, last successful fold.';
+'Per delta shard: generation active or not, pending deltas, age of the oldest pending increment, last successful fold '
+'(on a hot standby NULL for the unreplicated fast shards).';

@@ -1,21 +1,29 @@
 -- tally.health: one row per check, status ok / warn / critical and a
 -- human reason, cheap enough to poll for alerts:
+--   node       primary, or a hot standby (warn when it does not stream
+--              from a primary); on a standby the compactor and lag checks
+--              say so instead of alerting: the compactor runs on the primary
 --   compactor  never run since install, or not running (no step for a
 --              while) while deltas wait for it
 --   lag        the oldest pending increment's age (warn 10 s, critical 60 s)
 --   folds      compactor steps that failed (after retries) in the last hour
---   maintenance the last maintenance run failed in part, or the event-id
---              partition of today or tomorrow is missing
+--   maintenance the last maintenance run failed in part, or is overdue (a
+--              compactor runs but maintenance has not for 2 hours), or the
+--              event-id partition of today or tomorrow is missing
 --   drift      the latest drift checks found inconsistencies or drift
---   crash      a crash reset emptied the fast deltas (last 24 h, or now),
---              until acknowledged (tally.acknowledge_crash)
+--   crash      a crash reset (or a promotion) emptied the fast deltas (last
+--              24 h, or now), until acknowledged (tally.acknowledge_crash)
 --   quarantine deltas set aside because folding them would overflow
 CREATE OR REPLACE VIEW tally.health AS
-WITH lag AS (
+WITH node AS (
+    SELECT n.* FROM tally.node_status() AS n
+),
+
+lag AS (
     SELECT
-        count(*) AS pending,
-        extract(EPOCH FROM now() - min(d.written_at)) AS oldest_s
-    FROM tally.delta AS d
+        coalesce(sum(p.deltas), 0)::bigint AS pending,
+        extract(EPOCH FROM now() - min(p.oldest_written_at)) AS oldest_s
+    FROM tally.pending_deltas() AS p
 ),
 
 gen AS (
@@ -46,6 +54,7 @@ maint AS (
             WHERE r.mode = 'maintenance'
             ORDER BY r.id DESC LIMIT 1
         ) AS last_run,
+        (SELECT b.installed_at FROM tally.install_baseline AS b) AS installed_at,
         (
             SELECT array_agg(d.day ORDER BY d.day)
             FROM (VALUES ((now() AT TIME ZONE 'UTC')::date), ((now() AT TIME ZONE 'UTC')::date + 1)) AS d (day)
@@ -59,6 +68,17 @@ maint AS (
         ) AS missing_days
 ),
 
+due AS (
+    SELECT
+        m.*,
+        coalesce((m.last_run).finished_at, m.installed_at) + interval '1 hour' AS due_at,
+        -- a compactor steps (it flips at least once a call) yet maintenance
+        -- has not run for an hour past its due time
+        coalesce((m.last_run).finished_at, m.installed_at) < now() - interval '2 hours'
+        AND (SELECT g.since_flip_s FROM gen AS g) < 600 AS overdue
+    FROM maint AS m
+),
+
 drifted AS (
     SELECT
         count(*) FILTER (WHERE d.inconsistent_keys > 0) AS inconsistent,
@@ -70,17 +90,15 @@ drifted AS (
 
 crash AS (
     SELECT
-        -- fewer marker rows than an intact install has (a distributed
-        -- install: one per shard, a worker's crash empties its own)
-        coalesce((SELECT count(*) < max(m.expected) FROM tally.crash_marker AS m), TRUE) AS undetected,
+        coalesce((SELECT n.unrecorded_crash FROM node AS n), FALSE) AS undetected,
         (
             SELECT max(cr.detected_at) FROM tally.crash_resets AS cr
             WHERE cr.detected_at > now() - interval '24 hours' AND cr.acknowledged_at IS NULL
         ) AS recent_at,
         (
-            SELECT cr.lost_since FROM tally.crash_resets AS cr
+            SELECT cr FROM tally.crash_resets AS cr
             ORDER BY cr.id DESC LIMIT 1
-        ) AS lost_since,
+        ) AS latest,
         (
             SELECT cr FROM tally.crash_resets AS cr
             WHERE cr.detected_at > now() - interval '24 hours' AND cr.acknowledged_at IS NOT NULL
@@ -96,10 +114,30 @@ poison AS (
 )
 
 SELECT
-    'compactor'::text AS "check",
+    'node'::text AS "check",
+    CASE WHEN n.role = 'standby' AND NOT n.streaming THEN 'warn' ELSE 'ok' END AS status,
+    CASE
+        WHEN n.role = 'primary'
+            THEN format('primary, %s streaming standbys', n.standbys)
+        WHEN n.streaming
+            THEN
+                format(
+                    'standby, streaming: reads are as of %s; they leave out fast counters'' pending deltas '
+                    '(UNLOGGED, not replicated)', coalesce(n.replayed_at::text, 'its start')
+                )
+        ELSE format(
+            'standby, not streaming from a primary: reads are as of %s and may be stale',
+            coalesce(n.replayed_at::text, 'its start')
+        )
+    END AS reason
+FROM node AS n
+UNION ALL
+SELECT
+    'compactor' AS "check",
     -- Late only when something has waited for it: a delta written a moment
     -- ago on an idle database has had no chance to be folded yet.
     CASE
+        WHEN n.role = 'standby' THEN 'ok'
         WHEN g.never_run AND (l.pending = 0 OR l.oldest_s < 60) THEN 'warn'
         WHEN g.never_run THEN 'critical'
         WHEN l.pending = 0 OR least(g.since_flip_s, l.oldest_s) < 10 THEN 'ok'
@@ -107,6 +145,12 @@ SELECT
         ELSE 'critical'
     END AS status,
     CASE
+        WHEN n.role = 'standby'
+            THEN
+                format(
+                    'standby: the compactor runs on the primary (see tally.health there); replicated here: '
+                    '%s logged deltas pending', l.pending
+                )
         WHEN g.never_run
             THEN
                 format(
@@ -126,14 +170,21 @@ SELECT
             round(g.since_flip_s::numeric), l.pending, round(l.oldest_s::numeric)
         )
     END AS reason
-FROM lag AS l CROSS JOIN gen AS g
+FROM lag AS l CROSS JOIN gen AS g CROSS JOIN node AS n
 UNION ALL
 SELECT
     'lag' AS "check",
-    CASE WHEN coalesce(l.oldest_s, 0) < 10 THEN 'ok' WHEN l.oldest_s < 60 THEN 'warn' ELSE 'critical' END AS status,
-    format('oldest pending increment: %s s (%s pending)', round(coalesce(l.oldest_s, 0)::numeric, 1), l.pending)
-        AS reason
-FROM lag AS l
+    CASE
+        WHEN n.role = 'standby' OR coalesce(l.oldest_s, 0) < 10 THEN 'ok'
+        WHEN l.oldest_s < 60 THEN 'warn'
+        ELSE 'critical'
+    END AS status,
+    format(
+        '%soldest pending increment: %s s (%s pending)',
+        CASE WHEN n.role = 'standby' THEN 'standby, logged deltas only: ' ELSE '' END,
+        round(coalesce(l.oldest_s, 0)::numeric, 1), l.pending
+    ) AS reason
+FROM lag AS l CROSS JOIN node AS n
 UNION ALL
 SELECT
     'folds' AS "check",
@@ -152,6 +203,7 @@ SELECT
     CASE
         WHEN m.missing_days IS NOT NULL THEN 'critical'
         WHEN (m.last_run).outcome = 'failed' THEN 'warn'
+        WHEN m.overdue THEN 'warn'
         ELSE 'ok'
     END AS status,
     CASE
@@ -163,10 +215,22 @@ SELECT
                 )
         WHEN (m.last_run).outcome = 'failed'
             THEN format('the last maintenance, at %s, failed in part: %s', (m.last_run).finished_at, (m.last_run).error)
-        WHEN (m.last_run).id IS NULL THEN 'maintenance never run'
-        ELSE format('last maintenance at %s: ok', (m.last_run).finished_at)
+        WHEN m.overdue
+            THEN
+                format(
+                    'overdue: the compactor runs but maintenance has not since %s (due hourly): run '
+                    'tally.maintain(), or schedule it (tally.schedule_compactor(); tally compact --loop runs it)',
+                    coalesce((m.last_run).finished_at::text, format('install, at %s', m.installed_at))
+                )
+        WHEN (m.last_run).id IS NULL
+            THEN
+                format(
+                    'not run yet; due by %s (a compactor loop runs it at its start, then hourly)',
+                    m.installed_at + interval '1 hour'
+                )
+        ELSE format('last maintenance at %s: ok; next due by %s', (m.last_run).finished_at, m.due_at)
     END AS reason
-FROM maint AS m
+FROM due AS m
 UNION ALL
 SELECT
     'drift' AS "check",
@@ -181,13 +245,15 @@ SELECT
     'crash' AS "check",
     CASE WHEN c.undetected OR c.recent_at IS NOT NULL THEN 'critical' ELSE 'ok' END AS status,
     CASE
-        WHEN c.undetected THEN 'a crash reset emptied the fast (unlogged) deltas; the next compactor run records it'
+        WHEN c.undetected
+            THEN 'a crash reset (or a promotion) emptied the fast (unlogged) deltas; the next compactor step records it'
         WHEN c.recent_at IS NOT NULL
             THEN
                 format(
-                    'crash reset detected at %s: fast increments written since %s and not folded were lost; '
+                    '%s detected at %s: fast increments acknowledged from %s to %s and not folded were lost; '
                     'once reviewed, clear it with tally.acknowledge_crash()',
-                    c.recent_at, coalesce(c.lost_since::text, 'install')
+                    CASE (c.latest).cause WHEN 'promotion' THEN 'promotion' ELSE 'crash reset' END,
+                    c.recent_at, coalesce((c.latest).lost_since::text, 'install'), (c.latest).lost_until
                 )
         WHEN (c.acknowledged).id IS NOT NULL
             THEN

@@ -25,7 +25,7 @@ BEGIN
             WHERE f.counter_id = $1 AND f.key = p.key %2$s), 0) AS value
         FROM (
             SELECT d.key, sum(d.delta) AS pending FROM tally.delta AS d
-            WHERE d.counter_id = $1 %3$s
+            WHERE d.counter_id = $1 %3$s%4$s
             GROUP BY d.key
         ) AS p
         ORDER BY p.key
@@ -33,7 +33,8 @@ BEGIN
         CASE WHEN p_granularity = 'all' THEN 'tally.totals' ELSE format('tally.%I', 'rollup_' || p_granularity) END,
         CASE WHEN p_granularity = 'all' THEN '' ELSE format('AND f.bucket = date_trunc(%L, $2)', p_granularity) END,
         CASE WHEN p_granularity = 'all' THEN ''
-             ELSE format('AND date_trunc(%1$L, d.at) = date_trunc(%1$L, $2)', p_granularity) END)
+             ELSE format('AND date_trunc(%1$L, d.at) = date_trunc(%1$L, $2)', p_granularity) END,
+        tally._replica_filter('d'))
     USING p_counter.id, p_bucket
     LOOP
         CONTINUE WHEN v_value BETWEEN -9223372036854775808 AND 9223372036854775807;

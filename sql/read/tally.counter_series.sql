@@ -2,7 +2,10 @@
 -- [p_from, p_to), ascending, each with its value (folded plus pending).
 -- A bucket is listed when it received at least one increment, even if its
 -- increments net to zero, and is still within the counter's retention.
--- Buckets are UTC; week is the ISO week (Monday).
+-- Buckets are UTC; week is the ISO week (Monday). On a hot standby the
+-- pending deltas are the logged ones (see tally.counter_value); a key with
+-- deltas set aside in tally.quarantine is answered without them, with a
+-- WARNING.
 CREATE OR REPLACE FUNCTION tally.counter_series(
     p_counter text,
     p_key text,
@@ -19,6 +22,7 @@ AS $$
 DECLARE
     c_fn constant text := 'tally.counter_series';
     v_counter tally.counters := tally._counter(c_fn, p_counter);
+    v_quarantined bigint;
 BEGIN
     PERFORM tally._check_key(c_fn, p_key);
     PERFORM tally._check_range(c_fn, p_from, p_to);
@@ -42,12 +46,16 @@ BEGIN
             SELECT date_trunc(%2$L, d.at, 'UTC'), d.delta
             FROM tally.delta AS d
             WHERE d.counter_id = $1 AND d.key = $2
-              AND d.at >= greatest(date_trunc(%2$L, $3, 'UTC'), $5) AND date_trunc(%2$L, d.at, 'UTC') < $4
+              AND d.at >= greatest(date_trunc(%2$L, $3, 'UTC'), $5) AND date_trunc(%2$L, d.at, 'UTC') < $4%3$s
         ) AS s
         GROUP BY s.bucket
         ORDER BY s.bucket
-        $q$, 'rollup_' || p_granularity, p_granularity)
+        $q$, 'rollup_' || p_granularity, p_granularity, tally._replica_filter('d'))
     USING v_counter.id, p_key, p_from, p_to, tally._cutoff(v_counter.id, p_granularity), p_counter;
+    SELECT count(*) INTO v_quarantined FROM tally.quarantine AS q WHERE q.counter_id = v_counter.id AND q.key = p_key;
+    IF v_quarantined > 0 THEN
+        PERFORM tally._warn_quarantined(c_fn, p_counter, p_key, v_quarantined);
+    END IF;
 END;
 $$;
 

@@ -3,6 +3,9 @@
 -- (p_bucket is then ignored). Ties are broken by key. Includes pending deltas.
 -- A key whose pending deltas overflow bigint (poison the next fold sets
 -- aside) is left out with a WARNING: it never fails the read of the others.
+-- On a hot standby the pending deltas are the logged ones (see
+-- tally.counter_value); deltas set aside in tally.quarantine are not
+-- counted, with a WARNING.
 CREATE OR REPLACE FUNCTION tally.top_keys(
     p_counter text,
     p_granularity text,
@@ -19,24 +22,32 @@ DECLARE
     c_fn constant text := 'tally.top_keys';
     v_counter tally.counters := tally._counter(c_fn, p_counter);
     v_granularity text := tally._granularity(c_fn, v_counter, p_granularity);
+    v_quarantined bigint;
 BEGIN
     IF p_limit IS NULL OR p_limit < 1 OR p_limit > 10000 THEN
         RAISE EXCEPTION '%: limit % is out of range', c_fn, coalesce(p_limit::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'pass a limit from 1 to 10000';
     END IF;
+    SELECT count(*) INTO v_quarantined FROM tally.quarantine AS q WHERE q.counter_id = v_counter.id;
+    IF v_quarantined > 0 THEN
+        PERFORM tally._warn_quarantined(c_fn, p_counter, NULL, v_quarantined);
+    END IF;
     IF v_granularity = 'all' THEN
-        RETURN QUERY
-        SELECT s.key, sum(s.value)::bigint AS value
-        FROM (
-            SELECT t.key, t.value::numeric FROM tally.totals AS t WHERE t.counter_id = v_counter.id
-            UNION ALL
-            SELECT d.key, d.delta FROM tally.delta AS d WHERE d.counter_id = v_counter.id
-        ) AS s
-        GROUP BY s.key
-        HAVING sum(s.value) BETWEEN -9223372036854775808 AND 9223372036854775807
-        ORDER BY 2 DESC, 1
-        LIMIT p_limit;
+        RETURN QUERY EXECUTE format(
+            $q$
+            SELECT s.key, sum(s.value)::bigint AS value
+            FROM (
+                SELECT t.key, t.value::numeric FROM tally.totals AS t WHERE t.counter_id = $1
+                UNION ALL
+                SELECT d.key, d.delta FROM tally.delta AS d WHERE d.counter_id = $1%1$s
+            ) AS s
+            GROUP BY s.key
+            HAVING sum(s.value) BETWEEN -9223372036854775808 AND 9223372036854775807
+            ORDER BY 2 DESC, 1
+            LIMIT $2
+            $q$, tally._replica_filter('d'))
+        USING v_counter.id, p_limit;
         PERFORM tally._warn_overflow(c_fn, v_counter, 'all', NULL);
         RETURN;
     END IF;
@@ -58,13 +69,13 @@ BEGIN
             UNION ALL
             SELECT d.key, d.delta
             FROM tally.delta AS d
-            WHERE d.counter_id = $1 AND date_trunc(%2$L, d.at, 'UTC') = date_trunc(%2$L, $2, 'UTC')
+            WHERE d.counter_id = $1 AND date_trunc(%2$L, d.at, 'UTC') = date_trunc(%2$L, $2, 'UTC')%3$s
         ) AS s
         GROUP BY s.key
         HAVING sum(s.value) BETWEEN -9223372036854775808 AND 9223372036854775807
         ORDER BY 2 DESC, 1
         LIMIT $3
-        $q$, 'rollup_' || v_granularity, v_granularity)
+        $q$, 'rollup_' || v_granularity, v_granularity, tally._replica_filter('d'))
     USING v_counter.id, p_bucket, p_limit;
     PERFORM tally._warn_overflow(c_fn, v_counter, v_granularity, p_bucket);
 END;

@@ -3,13 +3,17 @@
 -- there has held the active one for over 2 s. emptied_at_flip[g + 1]: the
 -- flip that found generation g empty while inactive and made it active (a
 -- compactor call is done once both are past the flip count it began at,
--- whichever compactor flipped).
+-- whichever compactor flipped). folded_before[g + 1]: the start of the
+-- flip that made generation g inactive, recorded when a later flip found it
+-- empty: every increment acknowledged before it is folded (the older of the
+-- two bounds what a crash or a promotion can lose, tally._folded_before).
 CREATE TABLE tally.write_gen (
     singleton boolean NOT NULL DEFAULT TRUE,
     gen smallint NOT NULL,
     flips bigint NOT NULL DEFAULT 0,
     flipped_at timestamptz NOT NULL DEFAULT now(),
     emptied_at_flip bigint[] NOT NULL DEFAULT '{0,0}',
+    folded_before timestamptz[] NOT NULL DEFAULT '{NULL,NULL}',
     CONSTRAINT write_gen_pkey PRIMARY KEY (singleton),
     CONSTRAINT write_gen_singleton_check CHECK (singleton),
     CONSTRAINT write_gen_gen_check CHECK (gen IN (0, 1))

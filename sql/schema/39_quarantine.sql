@@ -13,3 +13,7 @@ CREATE TABLE tally.quarantine (
     reason text NOT NULL,
     CONSTRAINT quarantine_pkey PRIMARY KEY (id)
 );
+
+-- Reads probe it per key (a WARNING when a key has deltas set aside) and
+-- tally.release_quarantined takes a key's rows.
+CREATE INDEX quarantine_counter_id_key_idx ON tally.quarantine (counter_id, key);

@@ -1,8 +1,12 @@
--- Crash resets detected (tally._detect_crash_reset): when, when the server
--- started again, and from when fast increments were lost (the last fold that
--- moved deltas before it); acknowledged_* once an operator has reviewed it
--- (tally.acknowledge_crash), which clears tally.health's 'crash' check;
--- node: the Citus worker that crashed (NULL: this server).
+-- Crash resets detected (tally._detect_crash_reset): a crash, or the
+-- promotion of a standby, emptied the UNLOGGED fast deltas. When it was
+-- detected, when the server started again, and the window of fast
+-- increments lost: acknowledged from lost_since (before it every
+-- acknowledged increment was folded; NULL: since install) to lost_until
+-- (the crash restart, or the promotion) and not folded; cause says which;
+-- acknowledged_* once an operator has reviewed it (tally.acknowledge_crash),
+-- which clears tally.health's 'crash' check; node: the Citus worker that
+-- crashed (NULL: this server).
 CREATE TABLE tally.crash_resets (
     id bigint GENERATED ALWAYS AS IDENTITY,
     detected_at timestamptz NOT NULL DEFAULT now(),
@@ -11,5 +15,8 @@ CREATE TABLE tally.crash_resets (
     acknowledged_at timestamptz,
     acknowledged_by name,
     node text,
-    CONSTRAINT crash_resets_pkey PRIMARY KEY (id)
+    lost_until timestamptz NOT NULL,
+    cause text NOT NULL,
+    CONSTRAINT crash_resets_pkey PRIMARY KEY (id),
+    CONSTRAINT crash_resets_cause_check CHECK (cause IN ('crash', 'promotion'))
 );

@@ -53,9 +53,14 @@ BEGIN
     END IF;
 
     -- Say what is wrong, or claim the event id first.
-    SELECT c.id, c.durable INTO v_id, v_durable FROM tally.counters AS c WHERE c.name = p_counter;
     PERFORM tally._check_increment('tally.increment_counter', NULL, p_counter, p_key, p_delta, p_at,
                                    p_event_id IS NOT NULL, p_event_id);
+    -- The counter as it is now (one dropped since the check is refused as
+    -- unknown; one dropped and made again is the new one).
+    SELECT c.id, c.durable INTO v_id, v_durable FROM tally.counters AS c WHERE c.name = p_counter;
+    IF NOT FOUND THEN
+        SELECT c.id, c.durable INTO v_id, v_durable FROM tally._counter('tally.increment_counter', p_counter) AS c;
+    END IF;
     IF p_event_id IS NOT NULL THEN
         IF tally._distributed() THEN
             IF NOT tally._claim_event(v_id, p_key, p_event_id) THEN

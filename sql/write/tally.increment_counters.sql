@@ -8,7 +8,8 @@
 -- tally.increment_counter: elements whose id was applied before, or that
 -- repeat an id earlier in the same batch, are left out and not counted in
 -- the result. Replaying a batch that died, or was partly sent before,
--- applies exactly the elements not applied yet.
+-- applies exactly the elements not applied yet. A counter dropped while the
+-- batch is written (after its check) fails the whole batch as unknown.
 -- SET citus.max_adaptive_executor_pool_size: on a distributed install the
 -- batch's rows reach each worker over the one connection Citus keeps to it,
 -- not over new ones opened (and closed) per call (18x the batches in one
@@ -34,6 +35,7 @@ DECLARE
     c_bulk constant integer := 1000;
     v_n integer;
     v_rows bigint;
+    v_known bigint := 0;
     v_bad record;
     v_elem record;
 BEGIN
@@ -92,6 +94,7 @@ BEGIN
             JOIN tally.counters AS c ON c.name = u.n
             ORDER BY u.i
         LOOP
+            v_known := v_known + 1;
             CONTINUE WHEN NOT tally._claim_event(v_elem.counter_id, v_elem.k, v_elem.e);
             INSERT INTO tally.delta (shard, counter_id, key, delta, at)
             SELECT tally._shard(w.gen, true, v_n > c_bulk), v_elem.counter_id, v_elem.k, v_elem.d,
@@ -99,6 +102,9 @@ BEGIN
             FROM tally.write_gen AS w;
             v_rows := v_rows + 1;
         END LOOP;
+        IF v_known < v_n THEN
+            PERFORM tally._counters_vanished(c_fn, p_counters);
+        END IF;
         RETURN v_rows;
     END IF;
 
@@ -120,13 +126,19 @@ BEGIN
             SELECT DISTINCT ON (x.counter_id, x.e) x.*
             FROM elem AS x
             ORDER BY x.counter_id, x.e, x.i
+        ),
+        inserted AS (
+            INSERT INTO tally.delta (shard, counter_id, key, delta, at)
+            SELECT tally._shard(w.gen, true, v_n > c_bulk), f.counter_id, f.k, f.d, coalesce(f.t, now())
+            FROM firsts AS f
+            JOIN claimed AS cl ON cl.counter_id = f.counter_id AND cl.event_id = f.e
+            CROSS JOIN tally.write_gen AS w
+            RETURNING 1
         )
-        INSERT INTO tally.delta (shard, counter_id, key, delta, at)
-        SELECT tally._shard(w.gen, true, v_n > c_bulk), f.counter_id, f.k, f.d, coalesce(f.t, now())
-        FROM firsts AS f
-        JOIN claimed AS cl ON cl.counter_id = f.counter_id AND cl.event_id = f.e
-        CROSS JOIN tally.write_gen AS w;
-        GET DIAGNOSTICS v_rows = ROW_COUNT;
+        SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM elem) INTO v_rows, v_known;
+        IF v_known < v_n THEN
+            PERFORM tally._counters_vanished(c_fn, p_counters);
+        END IF;
         RETURN v_rows;
     END IF;
 
@@ -136,6 +148,9 @@ BEGIN
     JOIN tally.counters AS c ON c.name = u.n
     CROSS JOIN tally.write_gen AS w;
     GET DIAGNOSTICS v_rows = ROW_COUNT;
+    IF v_rows < v_n THEN
+        PERFORM tally._counters_vanished(c_fn, p_counters);
+    END IF;
     RETURN v_rows;
 END;
 $$;

@@ -1,0 +1,282 @@
+-- tally.compact_loop: the compactor as a long-running job. Folds everything
+-- pending (as tally.compact does) about every p_interval seconds for
+-- p_seconds, then returns. pg_cron starts it every minute with p_seconds
+-- just under 60 (tally.schedule_compactor), so the lag stays near
+-- p_interval; pg_cron never runs a job twice at once. Parallel folds: run
+-- p_slices loops at once, each with its own p_slice (0 .. p_slices - 1),
+-- e.g. tally.schedule_compactor(p_workers => 2).
+CREATE OR REPLACE PROCEDURE tally.compact_loop(
+    p_seconds double precision DEFAULT 55,
+    p_interval double precision DEFAULT 1,
+    p_max_deltas integer DEFAULT 100000,
+    p_max_attempts integer DEFAULT 5,
+    p_slice integer DEFAULT 0,
+    p_slices integer DEFAULT 1
+)
+LANGUAGE plpython3u
+AS $python$
+"""Bodies of the PL/Python procedures tally.compact() and tally.compact_loop().
+
+Runs inside the server: `plpy` is PL/Python's module, handed in by the
+procedure. The work is done by compactor steps (tally.compact_step), each
+its own transaction, committed before the next. A step that fails is rolled
+back by the step itself (its deltas stay pending) and recorded in
+tally.fold_runs; a transient failure (deadlock, serialization failure, lock
+timeout, statement timeout) comes back as 'retry' and is tried again after
+an exponential backoff with jitter, up to p_max_attempts; a step that still
+fails comes back as 'failed'. compact() then raises it; compact_loop() keeps
+going: a compactor that runs as a service never stops on a failed step (the
+failure shows in tally.health), only when its time is up or it is cancelled.
+
+Parallel folds: with p_slices > 1 a call folds slice p_slice only
+(tally._slice), beside calls folding the other slices; it ends, as a plain
+call does, once it has seen each generation empty while inactive (its own
+flips), i.e. every slice's deltas committed before the call are folded.
+While only other slices' deltas are left the step reports 'waiting' and the
+call pauses; when that lasts HELP_AFTER seconds (a slice's compactor is not
+running) it folds chunks of any slice itself, alone, so nothing is left
+behind by a missing compactor.
+"""
+
+import random
+import time
+
+BACKOFF_BASE = 0.05
+BACKOFF_CAP = 2.0
+# A backlog (a large backfill) in the inactive generation may hold live
+# increments back at most this long before the generations rotate anyway.
+MAX_GEN_AGE = "2 seconds"
+# query_canceled: an operator's pg_cancel_backend() (or statement_timeout)
+# that persisted through every attempt stops the loop instead of retrying it.
+STOP = "57014"
+# A slice compactor waiting for the other slices pauses this long between
+# steps, and folds any slice itself once it has waited HELP_AFTER seconds.
+WAIT = 0.05
+HELP_AFTER = 5.0
+# tally._fold_lock_key() (an internal function the invoker may not call; a
+# test checks the two agree): on a distributed install each step holds it at
+# session level (tally._fold_distributed checks).
+FOLD_LOCK = 7361756479000001
+
+
+class StepFailed(Exception):
+    """A compactor step that failed after its last attempt (already recorded)."""
+
+    def __init__(self, row):
+        super().__init__(f"{row['sqlstate']}: {row['error']}")
+        self.row = row
+
+
+def _check(plpy, name, value, minimum, hint):
+    if value is None or value < minimum:
+        plpy.error(f"tally.{name} must be at least {minimum}, got {value!r}", hint=hint, sqlstate="22023")
+
+
+def _check_slice(plpy, name, slice_, slices):
+    if slices is None or slices < 1 or slice_ is None or slice_ < 0 or slice_ >= slices:
+        plpy.error(
+            f"tally.{name}: slice {slice_!r} of {slices!r} is not a slice",
+            hint="p_slices: how many compactors fold at once (1, the default: every key);"
+            " p_slice: this one's, from 0 to p_slices - 1",
+            sqlstate="22023",
+        )
+
+
+def _step(plpy, plans, max_deltas, max_attempts, slice_=0, slices=1):
+    """One compactor step, retried while it reports a transient failure;
+    returns its row, or raises StepFailed."""
+    attempt = 0
+    while True:
+        attempt += 1
+        args = [max_deltas, None, attempt, max_attempts, MAX_GEN_AGE, slice_, slices]
+        if plans.get("distributed"):
+            # The fold lock first, in a transaction of its own: the step's
+            # REPEATABLE READ snapshot is then taken after the previous
+            # step committed, and sees all it did.
+            plpy.execute(plans["lock"], [FOLD_LOCK])
+            plpy.commit()
+            try:
+                row = plpy.execute(plans["step"], args)[0]
+                plpy.commit()
+            finally:
+                plpy.execute(plans["unlock"], [FOLD_LOCK])
+        else:
+            row = plpy.execute(plans["step"], args)[0]
+            plpy.commit()
+        if row["action"] == "failed":
+            raise StepFailed(row)
+        if row["action"] != "retry":
+            return row
+        backoff = min(BACKOFF_CAP, BACKOFF_BASE * (2 ** (attempt - 1)))
+        plpy.execute(plans["sleep"], [backoff * (0.5 + random.random())])
+
+
+def _plans(plpy):
+    return {
+        "step": plpy.prepare(
+            "SELECT s.action, s.folded, s.flips, s.sqlstate, s.error"
+            " FROM tally.compact_step($1, $2, $3, $4, $5::pg_catalog.interval, $6, $7) AS s",
+            ["integer", "bigint", "integer", "integer", "text", "integer", "integer"],
+        ),
+        "gen": plpy.prepare(
+            "SELECT w.flips, LEAST(w.emptied_at_flip[1], w.emptied_at_flip[2]) AS emptied FROM tally.write_gen AS w"
+        ),
+        "maintain": plpy.prepare("SELECT m.step, m.detail FROM tally.maintain() AS m"),
+        "sleep": plpy.prepare("SELECT pg_catalog.pg_sleep($1)", ["float8"]),
+        "search_path": plpy.prepare("SELECT pg_catalog.current_setting('search_path') AS v"),
+        "statement_timeout": plpy.prepare(
+            "SELECT s.setting::pg_catalog.float8 AS ms FROM pg_catalog.pg_settings AS s"
+            " WHERE s.name OPERATOR(pg_catalog.=) 'statement_timeout'"
+        ),
+        "set_search_path": plpy.prepare("SELECT pg_catalog.set_config('search_path', $1, false)", ["text"]),
+        "read_distributed": plpy.prepare("SELECT s.distributed FROM tally.settings AS s"),
+        "lock": plpy.prepare("SELECT pg_catalog.pg_advisory_lock($1)", ["bigint"]),
+        "unlock": plpy.prepare("SELECT pg_catalog.pg_advisory_unlock($1)", ["bigint"]),
+        "isolation": plpy.prepare("SELECT pg_catalog.current_setting('default_transaction_isolation') AS v"),
+        "set_isolation": plpy.prepare(
+            "SELECT pg_catalog.set_config('default_transaction_isolation', $1, false)", ["text"]
+        ),
+    }
+
+
+class _Isolation:
+    """On a distributed install every step runs REPEATABLE READ (on each
+    worker, every statement of a fold step sees one snapshot; see
+    tally._fold_distributed): the session's default isolation is set for
+    the transactions that follow, and the caller's put back at the end."""
+
+    def __init__(self, plpy, plans):
+        self.plpy, self.plans = plpy, plans
+        self.saved = None
+        # (plans["distributed"]: whether this install is, read once per call)
+        plans["distributed"] = bool(plpy.execute(plans["read_distributed"])[0]["distributed"])
+        if plans["distributed"]:
+            self.saved = plpy.execute(plans["isolation"])[0]["v"]
+            plpy.execute(plans["set_isolation"], ["repeatable read"])
+            plpy.commit()
+
+    def restore(self):
+        if self.saved is not None:
+            self.plpy.execute(self.plans["set_isolation"], [self.saved])
+
+
+def _drain(plpy, plans, max_deltas, max_attempts, slice_=0, slices=1, deadline=None):
+    """Steps until each generation was seen empty while inactive since this
+    call began: then every delta committed before the call is folded.
+
+    The generation flips every time the inactive one is empty: such a flip
+    (not a rotation, which flips past a backlog) records its number for the
+    generation it found empty (tally.write_gen.emptied_at_flip). Once both
+    generations' numbers are past the flip count at the start (plus one, for
+    a flip that was under way as the call began), every delta
+    written before is folded, whichever compactor did the flips (several may
+    fold at once, and flip in turns).
+
+    With slices > 1 the steps fold slice `slice_` only; a step reports
+    'waiting' while only other slices' deltas are left (pause, then try
+    again; after HELP_AFTER seconds of it, fold any slice's deltas, alone).
+    Returns early when `deadline` (monotonic) passes.
+    """
+    # A flip numbered start + 1 may have begun (and looked) before this call
+    # did; every later flip looked after it, under the fold lock.
+    start = plpy.execute(plans["gen"])[0]["flips"] + 1
+    folded = 0
+    waiting_since = None
+    while deadline is None or time.monotonic() < deadline:
+        helping = waiting_since is not None and time.monotonic() - waiting_since >= HELP_AFTER
+        if helping:
+            # the other slices' compactors are gone or stuck: fold any key,
+            # alone (under the fold lock exclusive), until nothing is left
+            row = _step(plpy, plans, max_deltas, max_attempts)
+        else:
+            row = _step(plpy, plans, max_deltas, max_attempts, slice_, slices)
+        if row["action"] == "waiting":
+            waiting_since = waiting_since or time.monotonic()
+            if plpy.execute(plans["gen"])[0]["emptied"] > start:
+                break  # the other slices' compactors drained both generations
+            plpy.execute(plans["sleep"], [WAIT])
+            continue
+        if not helping:
+            waiting_since = None
+        if row["action"] == "folded":
+            folded += row["folded"]
+            if not plans.get("distributed"):
+                continue  # (a single node's fold step flips nothing)
+        # (a distributed step that folded also ends with its snapshot drained)
+        if plpy.execute(plans["gen"])[0]["emptied"] > start:
+            break
+    return folded
+
+
+def _raise(plpy, failed):
+    row = failed.row
+    plpy.error(
+        f"tally.compact: a compactor step failed: {row['error']}",
+        detail="the step was rolled back (its deltas stay pending) and recorded in tally.fold_runs",
+        hint="see tally.compactor_runs and tally.health",
+        sqlstate=row["sqlstate"],
+    )
+
+
+def compact(plpy, max_deltas, max_attempts, slice_=0, slices=1):
+    _check(plpy, "compact: p_max_deltas", max_deltas, 1, "the default is 100000")
+    _check(plpy, "compact: p_max_attempts", max_attempts, 1, "the default is 5")
+    _check_slice(plpy, "compact", slice_, slices)
+    plans = _plans(plpy)
+    search_path = plpy.execute(plans["search_path"])[0]["v"]
+    isolation = _Isolation(plpy, plans)
+    try:
+        _drain(plpy, plans, max_deltas, max_attempts, slice_, slices)
+    except StepFailed as failed:
+        _raise(plpy, failed)
+    finally:
+        # pg_partman's create_partition_time() leaves search_path changed
+        # for the session; put the caller's back.
+        plpy.execute(plans["set_search_path"], [search_path])
+        isolation.restore()
+
+
+def compact_loop(plpy, seconds, interval, max_deltas, max_attempts, slice_=0, slices=1):
+    _check(plpy, "compact_loop: p_seconds", seconds, 0, "e.g. 55 for a job pg_cron starts every minute")
+    _check(plpy, "compact_loop: p_interval", interval, 0.01, "seconds between folds, e.g. 1")
+    _check(plpy, "compact_loop: p_max_deltas", max_deltas, 1, "the default is 100000")
+    _check(plpy, "compact_loop: p_max_attempts", max_attempts, 1, "the default is 5")
+    _check_slice(plpy, "compact_loop", slice_, slices)
+    plans = _plans(plpy)
+    search_path = plpy.execute(plans["search_path"])[0]["v"]
+    # A CALL is one statement: a statement_timeout (e.g. set on the role
+    # pg_cron runs the job as) bounds the whole loop. End in time instead of
+    # being cancelled mid-fold; the next run picks up.
+    timeout_ms = plpy.execute(plans["statement_timeout"])[0]["ms"]
+    if timeout_ms:
+        seconds = min(seconds, max(0.0, timeout_ms / 1000.0 - 1.0))
+    deadline = time.monotonic() + seconds
+    isolation = _Isolation(plpy, plans)
+    try:
+        # Maintenance first (today's event-id partition, rollup partitions
+        # ahead), even when no maintenance job is scheduled. It never
+        # raises: its failures are recorded and the loop folds anyway.
+        plpy.execute(plans["maintain"])
+        plpy.commit()
+        while True:
+            tick = time.monotonic()
+            try:
+                _drain(plpy, plans, max_deltas, max_attempts, slice_, slices, deadline if slices > 1 else None)
+            except StepFailed as failed:
+                if failed.row["sqlstate"] == STOP:
+                    _raise(plpy, failed)
+                # recorded by the step; the rest keeps folding next round
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            pause = min(left, max(0.0, interval - (time.monotonic() - tick)))
+            if pause > 0:
+                plpy.execute(plans["sleep"], [pause])
+    finally:
+        plpy.execute(plans["set_search_path"], [search_path])
+        isolation.restore()
+compact_loop(plpy, p_seconds, p_interval, p_max_deltas, p_max_attempts, p_slice, p_slices)
+$python$;
+
+COMMENT ON PROCEDURE tally.compact_loop (double precision, double precision, integer, integer, integer, integer) IS
+'Run the compactor for p_seconds, folding everything pending every p_interval seconds.';

@@ -1,0 +1,55 @@
+-- tally.counter_series: the buckets of one granularity that overlap
+-- [p_from, p_to), ascending, each with its value (folded plus pending).
+-- A bucket is listed when it received at least one increment, even if its
+-- increments net to zero, and is still within the counter's retention.
+-- Buckets are UTC; week is the ISO week (Monday).
+CREATE OR REPLACE FUNCTION tally.counter_series(
+    p_counter text,
+    p_key text,
+    p_granularity text,
+    p_from timestamptz,
+    p_to timestamptz
+)
+RETURNS TABLE (bucket timestamptz, value bigint)
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c_fn constant text := 'tally.counter_series';
+    v_counter tally.counters := tally._counter(c_fn, p_counter);
+BEGIN
+    PERFORM tally._check_key(c_fn, p_key);
+    PERFORM tally._check_range(c_fn, p_from, p_to);
+    IF tally._granularity(c_fn, v_counter, p_granularity) = 'all' THEN
+        RAISE EXCEPTION '%: granularity "all" has no buckets', c_fn
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'use tally.counter_value() for the all-time total';
+    END IF;
+    IF p_from = p_to THEN
+        RETURN;  -- an empty range overlaps no bucket
+    END IF;
+    RETURN QUERY EXECUTE format(
+        $q$
+        SELECT s.bucket, tally._as_bigint('tally.counter_series', $6, $2, sum(s.value))
+        FROM (
+            SELECT r.bucket, r.value
+            FROM tally.%1$I AS r
+            WHERE r.counter_id = $1 AND r.key = $2
+              AND r.bucket >= greatest(date_trunc(%2$L, $3, 'UTC'), $5) AND r.bucket < $4
+            UNION ALL
+            SELECT date_trunc(%2$L, d.at, 'UTC'), d.delta
+            FROM tally.delta AS d
+            WHERE d.counter_id = $1 AND d.key = $2
+              AND d.at >= greatest(date_trunc(%2$L, $3, 'UTC'), $5) AND date_trunc(%2$L, d.at, 'UTC') < $4
+        ) AS s
+        GROUP BY s.bucket
+        ORDER BY s.bucket
+        $q$, 'rollup_' || p_granularity, p_granularity)
+    USING v_counter.id, p_key, p_from, p_to, tally._cutoff(v_counter.id, p_granularity), p_counter;
+END;
+$$;
+
+COMMENT ON FUNCTION tally.counter_series(text, text, text, timestamptz, timestamptz) IS
+'Non-empty buckets of one granularity overlapping [p_from, p_to), ascending, folded plus pending.';

@@ -1,0 +1,30 @@
+-- tally.drop_counter: remove a counter with its pending deltas, rollups and
+-- total. Takes the fold lock so no fold in flight can write it back.
+CREATE OR REPLACE FUNCTION tally.drop_counter(p_name text)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_counter tally.counters := tally._counter('tally.drop_counter', p_name);
+    v_g text;
+BEGIN
+    PERFORM pg_advisory_xact_lock(tally._fold_lock_key());
+    IF tally._distributed() THEN
+        -- Citus: the reference table counters is changed after the
+        -- distributed tables, in one transaction: one connection per worker.
+        PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+    END IF;
+    DELETE FROM tally.delta AS d WHERE d.counter_id = v_counter.id;
+    DELETE FROM tally.totals AS t WHERE t.counter_id = v_counter.id;
+    FOR v_g IN SELECT g.name FROM tally.granularities AS g ORDER BY g.ord LOOP
+        EXECUTE format('DELETE FROM tally.%I WHERE counter_id = $1', 'rollup_' || v_g) USING v_counter.id;
+    END LOOP;
+    EXECUTE format('DROP FUNCTION IF EXISTS tally.%I(text)', 'source_' || v_counter.id);
+    DELETE FROM tally.counters AS c WHERE c.id = v_counter.id;
+END;
+$$;
+
+COMMENT ON FUNCTION tally.drop_counter(text) IS
+'Remove a counter and everything counted for it (pending deltas, rollups, total).';

@@ -1,0 +1,216 @@
+-- tally.health: one row per check, status ok / warn / critical and a
+-- human reason, cheap enough to poll for alerts:
+--   compactor  never run since install, or not running (no step for a
+--              while) while deltas wait for it
+--   lag        the oldest pending increment's age (warn 10 s, critical 60 s)
+--   folds      compactor steps that failed (after retries) in the last hour
+--   maintenance the last maintenance run failed in part, or the event-id
+--              partition of today or tomorrow is missing
+--   drift      the latest drift checks found inconsistencies or drift
+--   crash      a crash reset emptied the fast deltas (last 24 h, or now),
+--              until acknowledged (tally.acknowledge_crash)
+--   quarantine deltas set aside because folding them would overflow
+CREATE OR REPLACE VIEW tally.health AS
+WITH lag AS (
+    SELECT
+        count(*) AS pending,
+        extract(EPOCH FROM now() - min(d.written_at)) AS oldest_s
+    FROM tally.delta AS d
+),
+
+gen AS (
+    SELECT
+        extract(EPOCH FROM now() - w.flipped_at) AS since_flip_s,
+        -- (SELECT 1: Citus 13.2 cannot plan an empty target list here)
+        w.flips = 0 AND NOT EXISTS (
+            SELECT 1 FROM tally.fold_runs AS r
+            WHERE r.mode IS DISTINCT FROM 'maintenance')
+            AS never_run
+    FROM tally.write_gen AS w
+),
+
+failed AS (
+    SELECT
+        count(*) AS n,
+        max(r.finished_at) AS last_at
+    FROM tally.fold_runs AS r
+    WHERE
+        r.outcome = 'failed' AND r.mode IS DISTINCT FROM 'maintenance'
+        AND r.finished_at > now() - interval '1 hour'
+),
+
+maint AS (
+    SELECT
+        (
+            SELECT r FROM tally.fold_runs AS r
+            WHERE r.mode = 'maintenance'
+            ORDER BY r.id DESC LIMIT 1
+        ) AS last_run,
+        (
+            SELECT array_agg(d.day ORDER BY d.day)
+            FROM (VALUES ((now() AT TIME ZONE 'UTC')::date), ((now() AT TIME ZONE 'UTC')::date + 1)) AS d (day)
+            WHERE NOT EXISTS (
+                SELECT FROM pg_catalog.pg_inherits AS i
+                INNER JOIN pg_catalog.pg_class AS c ON i.inhrelid = c.oid
+                WHERE
+                    i.inhparent = 'tally.event_ids'::regclass
+                    AND c.relname = 'event_ids_p' || to_char(d.day, 'YYYYMMDD')
+            )
+        ) AS missing_days
+),
+
+drifted AS (
+    SELECT
+        count(*) FILTER (WHERE d.inconsistent_keys > 0) AS inconsistent,
+        count(*) FILTER (WHERE d.drifting_keys > 0) AS drifting,
+        string_agg(d.counter, ', ' ORDER BY d.counter)
+        FILTER (WHERE d.inconsistent_keys > 0 OR d.drifting_keys > 0) AS counters
+    FROM tally.drift AS d
+),
+
+crash AS (
+    SELECT
+        -- fewer marker rows than an intact install has (a distributed
+        -- install: one per shard, a worker's crash empties its own)
+        coalesce((SELECT count(*) < max(m.expected) FROM tally.crash_marker AS m), TRUE) AS undetected,
+        (
+            SELECT max(cr.detected_at) FROM tally.crash_resets AS cr
+            WHERE cr.detected_at > now() - interval '24 hours' AND cr.acknowledged_at IS NULL
+        ) AS recent_at,
+        (
+            SELECT cr.lost_since FROM tally.crash_resets AS cr
+            ORDER BY cr.id DESC LIMIT 1
+        ) AS lost_since,
+        (
+            SELECT cr FROM tally.crash_resets AS cr
+            WHERE cr.detected_at > now() - interval '24 hours' AND cr.acknowledged_at IS NOT NULL
+            ORDER BY cr.id DESC LIMIT 1
+        ) AS acknowledged
+),
+
+poison AS (
+    SELECT
+        count(*) AS n,
+        count(DISTINCT q.counter_id::text || '/' || q.key) AS n_keys
+    FROM tally.quarantine AS q
+)
+
+SELECT
+    'compactor'::text AS "check",
+    -- Late only when something has waited for it: a delta written a moment
+    -- ago on an idle database has had no chance to be folded yet.
+    CASE
+        WHEN g.never_run AND (l.pending = 0 OR l.oldest_s < 60) THEN 'warn'
+        WHEN g.never_run THEN 'critical'
+        WHEN l.pending = 0 OR least(g.since_flip_s, l.oldest_s) < 10 THEN 'ok'
+        WHEN least(g.since_flip_s, l.oldest_s) < 60 THEN 'warn'
+        ELSE 'critical'
+    END AS status,
+    CASE
+        WHEN g.never_run
+            THEN
+                format(
+                    'never run: no compactor step since install (%s pending); schedule it with '
+                    'tally.schedule_compactor() or run `tally compact --loop`', l.pending
+                )
+        WHEN l.pending = 0 THEN 'nothing pending'
+        WHEN g.since_flip_s < 10 THEN format('running: last step %s s ago', round(g.since_flip_s::numeric, 1))
+        WHEN l.oldest_s < 10
+            THEN
+                format(
+                    'last step %s s ago; the oldest pending delta is %s s old',
+                    round(g.since_flip_s::numeric), round(l.oldest_s::numeric, 1)
+                )
+        ELSE format(
+            'not running: no compactor step for %s s, the oldest of %s pending deltas waits %s s',
+            round(g.since_flip_s::numeric), l.pending, round(l.oldest_s::numeric)
+        )
+    END AS reason
+FROM lag AS l CROSS JOIN gen AS g
+UNION ALL
+SELECT
+    'lag' AS "check",
+    CASE WHEN coalesce(l.oldest_s, 0) < 10 THEN 'ok' WHEN l.oldest_s < 60 THEN 'warn' ELSE 'critical' END AS status,
+    format('oldest pending increment: %s s (%s pending)', round(coalesce(l.oldest_s, 0)::numeric, 1), l.pending)
+        AS reason
+FROM lag AS l
+UNION ALL
+SELECT
+    'folds' AS "check",
+    CASE WHEN f.n = 0 THEN 'ok' ELSE 'critical' END AS status,
+    CASE
+        WHEN f.n = 0 THEN 'no fold abandoned in the last hour'
+        ELSE format(
+            '%s folds abandoned after retries in the last hour, last at %s: see tally.compactor_runs',
+            f.n, f.last_at
+        )
+    END AS reason
+FROM failed AS f
+UNION ALL
+SELECT
+    'maintenance' AS "check",
+    CASE
+        WHEN m.missing_days IS NOT NULL THEN 'critical'
+        WHEN (m.last_run).outcome = 'failed' THEN 'warn'
+        ELSE 'ok'
+    END AS status,
+    CASE
+        WHEN m.missing_days IS NOT NULL
+            THEN
+                format(
+                    'the event-id partition of %s is missing: increments with an event id fail; run tally.maintain()',
+                    array_to_string(m.missing_days, ' and ')
+                )
+        WHEN (m.last_run).outcome = 'failed'
+            THEN format('the last maintenance, at %s, failed in part: %s', (m.last_run).finished_at, (m.last_run).error)
+        WHEN (m.last_run).id IS NULL THEN 'maintenance never run'
+        ELSE format('last maintenance at %s: ok', (m.last_run).finished_at)
+    END AS reason
+FROM maint AS m
+UNION ALL
+SELECT
+    'drift' AS "check",
+    CASE WHEN d.inconsistent + d.drifting = 0 THEN 'ok' ELSE 'warn' END AS status,
+    CASE
+        WHEN d.inconsistent + d.drifting = 0 THEN 'no drift in the latest checks'
+        ELSE format('drift found in %s: see tally.drift, repair with tally.reconcile()', d.counters)
+    END AS reason
+FROM drifted AS d
+UNION ALL
+SELECT
+    'crash' AS "check",
+    CASE WHEN c.undetected OR c.recent_at IS NOT NULL THEN 'critical' ELSE 'ok' END AS status,
+    CASE
+        WHEN c.undetected THEN 'a crash reset emptied the fast (unlogged) deltas; the next compactor run records it'
+        WHEN c.recent_at IS NOT NULL
+            THEN
+                format(
+                    'crash reset detected at %s: fast increments written since %s and not folded were lost; '
+                    'once reviewed, clear it with tally.acknowledge_crash()',
+                    c.recent_at, coalesce(c.lost_since::text, 'install')
+                )
+        WHEN (c.acknowledged).id IS NOT NULL
+            THEN
+                format(
+                    'crash reset detected at %s, acknowledged by %s at %s',
+                    (c.acknowledged).detected_at, (c.acknowledged).acknowledged_by::text COLLATE "default",
+                    (c.acknowledged).acknowledged_at
+                )
+        ELSE 'no crash reset in the last 24 hours'
+    END AS reason
+FROM crash AS c
+UNION ALL
+SELECT
+    'quarantine' AS "check",
+    CASE WHEN p.n = 0 THEN 'ok' ELSE 'warn' END AS status,
+    CASE
+        WHEN p.n = 0 THEN 'nothing quarantined'
+        ELSE format(
+            '%s deltas of %s keys set aside (they would overflow bigint): see tally.quarantined',
+            p.n, p.n_keys
+        )
+    END AS reason
+FROM poison AS p;
+
+COMMENT ON VIEW tally.health IS
+'One row per check (compactor, lag, folds, maintenance, drift, crash, quarantine): status ok/warn/critical and why.';
