@@ -236,12 +236,12 @@ SELECT throws_ok(
 );
 
 -- The compactor (PL/Python, run by its invoker, who may not call internal
--- functions) holds its own copy of the fold lock key.
+-- functions) holds its own copy of the fold lock key, in its module.
 SELECT ok(
     (SELECT p.prosrc LIKE '%' || E'\nFOLD_LOCK = ' || tally._fold_lock_key() || E'\n%'
      FROM pg_catalog.pg_proc AS p
-     WHERE p.oid = 'tally.compact(integer, integer, integer, integer)'::regprocedure),
-    'tally.compact''s FOLD_LOCK is tally._fold_lock_key()'
+     WHERE p.oid = 'tally._compactor()'::regprocedure),
+    'the compactor module''s FOLD_LOCK is tally._fold_lock_key()'
 );
 
 SELECT * FROM finish();

@@ -1,8 +1,9 @@
 -- tally.counter_status: one row per counter, by name: durability,
--- granularities, pending deltas and the age of the oldest, created at;
+-- granularities, pending deltas and the age of the oldest, created at,
+-- and whether this node sees every pending delta (on a primary, always);
 -- readable by tally_reader, who may not read tally.counters or the shards.
 BEGIN;
-SELECT plan(9);
+SELECT plan(10);
 
 -- Shape
 SELECT has_view('tally', 'counter_status', 'view tally.counter_status exists');
@@ -13,7 +14,7 @@ SELECT results_eq(
       ORDER BY a.attnum$$,
     $$VALUES ('counter'::text, 'text'::text), ('durability', 'text'), ('granularities', 'text[]'),
              ('pending_deltas', 'bigint'), ('oldest_pending_age', 'interval'),
-             ('created_at', 'timestamp with time zone')$$,
+             ('created_at', 'timestamp with time zone'), ('pending_complete', 'boolean')$$,
     'tally.counter_status columns and types'
 );
 
@@ -31,6 +32,10 @@ SELECT results_eq(
     $$VALUES ('cs_followers'::text, 'durable'::text, '{day}'::text[], 0::bigint, NULL::interval, now()),
              ('cs_views', 'fast', '{minute,hour,day,week,month}', 3, interval '30 seconds', now())$$,
     'by name: durability, granularities, 3 pending deltas whose oldest waits 30 s; none pending: 0 and NULL'
+);
+SELECT is(
+    (SELECT array_agg(pending_complete) FROM tally.counter_status), '{t,t}',
+    'on a primary every pending delta is seen (a hot standby: false for fast counters)'
 );
 
 -- Folded: nothing pending.

@@ -1,5 +1,5 @@
 -- tally.crash_reset_log: tally.crash_resets for a tally_reader login,
--- newest first, with the lost window (server start - lost since).
+-- newest first, with the lost window (lost until - lost since) and cause.
 BEGIN;
 SELECT plan(7);
 
@@ -15,7 +15,8 @@ SELECT results_eq(
     $$VALUES ('id'::text, 'bigint'::text), ('detected_at', 'timestamp with time zone'),
              ('server_started_at', 'timestamp with time zone'), ('lost_since', 'timestamp with time zone'),
              ('lost_window', 'interval'), ('acknowledged_at', 'timestamp with time zone'),
-             ('acknowledged_by', 'name'), ('node', 'text')$$,
+             ('acknowledged_by', 'name'), ('node', 'text'), ('cause', 'text'),
+             ('lost_until', 'timestamp with time zone')$$,
     'tally.crash_reset_log columns and types'
 );
 
@@ -23,15 +24,17 @@ SELECT results_eq(
 SELECT is_empty('SELECT FROM tally.crash_reset_log', 'a fresh install: no crash reset');
 
 -- Two resets (what tally._detect_crash_reset records), newest first.
-INSERT INTO tally.crash_resets (detected_at, server_started_at, lost_since) VALUES
-('2026-11-01 10:00:05+00', '2026-11-01 10:00:00+00', NULL),
-('2026-11-02 12:00:05+00', '2026-11-02 12:00:00+00', '2026-11-02 11:59:58.5+00');
+INSERT INTO tally.crash_resets (detected_at, server_started_at, lost_since, lost_until, cause) VALUES
+('2026-11-01 10:00:05+00', '2026-11-01 10:00:00+00', NULL, '2026-11-01 10:00:00+00', 'crash'),
+('2026-11-02 12:00:05+00', '2026-11-02 11:00:00+00', '2026-11-02 11:59:58.5+00', '2026-11-02 12:00:01+00',
+ 'promotion');
 SELECT results_eq(
-    'SELECT detected_at, server_started_at, lost_since, lost_window FROM tally.crash_reset_log',
-    $$VALUES ('2026-11-02 12:00:05+00'::timestamptz, '2026-11-02 12:00:00+00'::timestamptz,
-              '2026-11-02 11:59:58.5+00'::timestamptz, interval '1.5 seconds'),
-             ('2026-11-01 10:00:05+00', '2026-11-01 10:00:00+00', NULL, NULL)$$,
-    'newest first; the lost window is server start - lost since (NULL: lost since install)'
+    'SELECT detected_at, server_started_at, lost_since, lost_window, cause, lost_until FROM tally.crash_reset_log',
+    $$VALUES ('2026-11-02 12:00:05+00'::timestamptz, '2026-11-02 11:00:00+00'::timestamptz,
+              '2026-11-02 11:59:58.5+00'::timestamptz, interval '2.5 seconds', 'promotion'::text,
+              '2026-11-02 12:00:01+00'::timestamptz),
+             ('2026-11-01 10:00:05+00', '2026-11-01 10:00:00+00', NULL, NULL, 'crash', '2026-11-01 10:00:00+00')$$,
+    'newest first; the lost window is lost until - lost since (NULL: lost since install), and its cause'
 );
 SELECT results_eq(
     'SELECT id FROM tally.crash_reset_log',

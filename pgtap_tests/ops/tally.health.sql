@@ -1,5 +1,6 @@
--- tally.health: one row per check (compactor, lag, folds, drift, crash),
--- status ok / warn / critical and a reason. All 'ok' on a fresh install;
+-- tally.health: one row per check (node, compactor, lag, folds, maintenance,
+-- drift, crash, quarantine), status ok / warn / critical and a reason. All
+-- 'ok' on a fresh install but the compactor (never run);
 -- lag warns at 10 s and is critical at 60 s of the oldest pending increment;
 -- the compactor the same on the time since the last generation flip while
 -- deltas are pending; folds critical with a fold abandoned in the last hour;
@@ -7,9 +8,10 @@
 -- critical when the UNLOGGED marker is gone and for 24 h after a reset,
 -- until acknowledged; compactor 'never run' right after install;
 -- maintenance critical when today's or tomorrow's event-id partition is
--- missing and warn when the last maintenance failed in part.
+-- missing and warn when the last maintenance failed in part or is overdue
+-- while a compactor runs. (A hot standby: python_client/tests/test_replica.py.)
 BEGIN;
-SELECT plan(50);
+SELECT plan(56);
 
 CREATE TEMP VIEW h AS SELECT "check", status, reason FROM tally.health;
 
@@ -30,8 +32,8 @@ SELECT is(
 SELECT results_eq(
     'SELECT "check", status FROM h ORDER BY 1',
     $$VALUES ('compactor'::text, 'warn'::text), ('crash', 'ok'), ('drift', 'ok'), ('folds', 'ok'), ('lag', 'ok'),
-             ('maintenance', 'ok'), ('quarantine', 'ok')$$,
-    'a fresh install has exactly the 7 checks; all ok but the compactor, which never ran (warn)'
+             ('maintenance', 'ok'), ('node', 'ok'), ('quarantine', 'ok')$$,
+    'a fresh install has exactly the 8 checks; all ok but the compactor, which never ran (warn)'
 );
 SELECT results_eq(
     'SELECT "check", reason FROM h ORDER BY 1',
@@ -41,7 +43,9 @@ SELECT results_eq(
              ('drift', 'no drift in the latest checks'),
              ('folds', 'no fold abandoned in the last hour'),
              ('lag', 'oldest pending increment: 0.0 s (0 pending)'),
-             ('maintenance', 'maintenance never run'),
+             ('maintenance', format('not run yet; due by %s (a compactor loop runs it at its start, then hourly)',
+                                    (SELECT installed_at + interval '1 hour' FROM tally.install_baseline))),
+             ('node', format('primary, %s streaming standbys', (SELECT count(*) FROM pg_stat_replication))),
              ('quarantine', 'nothing quarantined')$$,
     'and says why'
 );
@@ -180,31 +184,30 @@ DELETE FROM tally.crash_marker;
 SELECT results_eq(
     $$SELECT status, reason FROM h WHERE "check" = 'crash'$$,
     $$VALUES ('critical'::text,
-              'a crash reset emptied the fast (unlogged) deltas; the next compactor run records it'::text)$$,
+              'a crash reset (or a promotion) emptied the fast (unlogged) deltas; the next compactor step records it'::text)$$,
     'crash: the marker gone (reset not recorded yet) is critical'
 );
 SELECT is(tally.acknowledge_crash(), 0, 'acknowledge_crash: a reset not recorded yet is not acknowledged');
 SELECT is((SELECT status FROM h WHERE "check" = 'crash'), 'critical', 'crash: so it stays critical');
--- The window lost: since the last fold that moved deltas before the server started.
-INSERT INTO tally.fold_runs (started_at, finished_at, deltas, outcome, shard, mode)
-VALUES (pg_postmaster_start_time() - interval '2 seconds', pg_postmaster_start_time() - interval '1 second', 3, 'ok',
-        'tally.delta_g0_fast_0', 'delete'),
-       (pg_postmaster_start_time() - interval '1 second', pg_postmaster_start_time() - interval '0.5 second', 0, 'ok',
-        'tally.delta_g0_fast_0', 'truncate');
+-- The window lost: acknowledged since the older generation's folded_before
+-- (every increment acknowledged before it is folded), up to the restart.
+UPDATE tally.write_gen SET folded_before = ARRAY[pg_postmaster_start_time() - interval '1 second',
+                                                 pg_postmaster_start_time() - interval '2 seconds'];
 SELECT is(tally._detect_crash_reset(), true, '_detect_crash_reset returns true when the marker is gone');
 SELECT is(tally._detect_crash_reset(), false, '_detect_crash_reset returns false the second time');
 SELECT is((SELECT count(*) FROM tally.crash_marker), 1::bigint, '_detect_crash_reset puts the marker back');
 SELECT results_eq(
-    'SELECT detected_at, server_started_at, lost_since FROM tally.crash_resets',
-    $$VALUES (now(), pg_postmaster_start_time(), pg_postmaster_start_time() - interval '1 second')$$,
-    'one reset recorded: now, the server start, and lost_since the last fold that moved deltas before it'
+    'SELECT detected_at, server_started_at, lost_since, lost_until, cause FROM tally.crash_resets',
+    $$VALUES (now(), pg_postmaster_start_time(), pg_postmaster_start_time() - interval '2 seconds',
+              pg_postmaster_start_time(), 'crash'::text)$$,
+    'one reset recorded: now, the server start, lost since the older folded_before, until the restart, a crash'
 );
 SELECT is((SELECT status FROM h WHERE "check" = 'crash'), 'critical', 'crash: a reset detected in the last 24 h stays critical');
 SELECT is(
     (SELECT reason FROM h WHERE "check" = 'crash'),
-    format('crash reset detected at %s: fast increments written since %s and not folded were lost; '
+    format('crash reset detected at %s: fast increments acknowledged from %s to %s and not folded were lost; '
            'once reviewed, clear it with tally.acknowledge_crash()',
-           now(), pg_postmaster_start_time() - interval '1 second'),
+           now(), pg_postmaster_start_time() - interval '2 seconds', pg_postmaster_start_time()),
     'crash: the reason gives when the reset was detected, since when fast increments were lost, and how to clear it'
 );
 SELECT is(tally.acknowledge_crash(), 1, 'acknowledge_crash acknowledges the recorded reset');
@@ -221,6 +224,17 @@ SELECT results_eq(
     $$VALUES ('ok'::text, 'no crash reset in the last 24 hours'::text)$$,
     'crash: a reset over 24 h ago is ok again'
 );
+-- A promotion (recorded by the new primary's first compactor step) says so.
+INSERT INTO tally.crash_resets (server_started_at, lost_since, lost_until, cause)
+VALUES (now() - interval '1 hour', now() - interval '70 seconds', now() - interval '60 seconds', 'promotion');
+SELECT is(
+    (SELECT reason FROM h WHERE "check" = 'crash'),
+    format('promotion detected at %s: fast increments acknowledged from %s to %s and not folded were lost; '
+           'once reviewed, clear it with tally.acknowledge_crash()',
+           now(), now() - interval '70 seconds', now() - interval '60 seconds'),
+    'crash: a promotion names itself and its window'
+);
+SELECT is(tally.acknowledge_crash(), 2, 'acknowledge_crash acknowledges it (and the older one left unacknowledged)');
 
 -- maintenance: the last run failed in part is warn; a missing event-id
 -- partition for today or tomorrow is critical.
@@ -244,7 +258,43 @@ SELECT results_eq(
                                        'run tally.maintain()', (now() AT TIME ZONE 'UTC')::date + 1)$$,
     'maintenance: tomorrow''s event-id partition missing is critical'
 );
-SELECT is((SELECT count(*) FROM h), 7::bigint, 'still exactly 7 checks');
+-- Overdue: a compactor steps (the last flip under 10 minutes ago) but no
+-- maintenance for 2 hours past the last one (or the install).
+DO $$ BEGIN
+    EXECUTE format('CREATE TABLE tally.%I PARTITION OF tally.event_ids FOR VALUES FROM (%L) TO (%L)',
+                   'event_ids_p' || to_char((now() AT TIME ZONE 'UTC')::date + 1, 'YYYYMMDD'),
+                   (now() AT TIME ZONE 'UTC')::date + 1, (now() AT TIME ZONE 'UTC')::date + 2);
+END $$;
+SELECT results_eq(
+    $$SELECT status, reason FROM h WHERE "check" = 'maintenance'$$,
+    $$SELECT 'ok'::text, format('last maintenance at %s: ok; next due by %s', max(finished_at),
+                                max(finished_at) + interval '1 hour')
+      FROM tally.fold_runs WHERE mode = 'maintenance'$$,
+    'maintenance: a clean run says when the next is due'
+);
+UPDATE tally.fold_runs SET finished_at = finished_at - interval '2 hours 1 minute' WHERE mode = 'maintenance';
+UPDATE tally.write_gen SET flipped_at = now() - interval '11 minutes';
+SELECT is((SELECT status FROM h WHERE "check" = 'maintenance'), 'ok',
+          'maintenance: two hours late while no compactor runs is not overdue (nothing runs it)');
+UPDATE tally.write_gen SET flipped_at = now() - interval '1 minute';
+SELECT results_eq(
+    $$SELECT status, reason FROM h WHERE "check" = 'maintenance'$$,
+    $$SELECT 'warn'::text, format('overdue: the compactor runs but maintenance has not since %s (due hourly): run '
+                                  'tally.maintain(), or schedule it (tally.schedule_compactor(); '
+                                  'tally compact --loop runs it)', max(finished_at))
+      FROM tally.fold_runs WHERE mode = 'maintenance'$$,
+    'maintenance: two hours late while a compactor runs is overdue (warn)'
+);
+DELETE FROM tally.fold_runs WHERE mode = 'maintenance';
+UPDATE tally.install_baseline SET installed_at = now() - interval '3 hours';
+SELECT results_eq(
+    $$SELECT status, reason FROM h WHERE "check" = 'maintenance'$$,
+    $$SELECT 'warn'::text, format('overdue: the compactor runs but maintenance has not since install, at %s (due '
+                                  'hourly): run tally.maintain(), or schedule it (tally.schedule_compactor(); '
+                                  'tally compact --loop runs it)', now() - interval '3 hours')$$,
+    'maintenance: never run, installed 3 hours ago, while a compactor runs: overdue'
+);
+SELECT is((SELECT count(*) FROM h), 8::bigint, 'still exactly 8 checks');
 
 SELECT * FROM finish();
 ROLLBACK;

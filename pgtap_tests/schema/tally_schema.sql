@@ -7,7 +7,7 @@
 -- views, the known functions, and the pinned search_path of every SECURITY
 -- DEFINER function.
 BEGIN;
-SELECT plan(179);
+SELECT plan(180);
 
 SELECT has_schema('tally', 'schema tally exists');
 
@@ -212,7 +212,7 @@ SELECT is(
 -- The write generation: one row telling writers which generation to append to.
 SELECT has_table('tally', 'write_gen', 'table tally.write_gen exists');
 SELECT columns_are(
-    'tally', 'write_gen', ARRAY['singleton', 'gen', 'flips', 'flipped_at', 'emptied_at_flip'],
+    'tally', 'write_gen', ARRAY['singleton', 'gen', 'flips', 'flipped_at', 'emptied_at_flip', 'folded_before'],
     'tally.write_gen has the expected columns'
 );
 SELECT col_is_pk('tally', 'write_gen', 'singleton', 'write_gen is keyed by singleton');
@@ -222,13 +222,13 @@ SELECT results_eq(
       WHERE a.attrelid = 'tally.write_gen'::regclass AND a.attnum > 0 AND NOT a.attisdropped
       ORDER BY a.attnum$$,
     $$VALUES ('boolean'::text, true), ('smallint', true), ('bigint', true), ('timestamp with time zone', true),
-             ('bigint[]', true)$$,
-    'write_gen is (singleton boolean, gen smallint, flips bigint, flipped_at timestamptz, emptied_at_flip bigint[]), '
-    'all NOT NULL'
+             ('bigint[]', true), ('timestamp with time zone[]', true)$$,
+    'write_gen is (singleton boolean, gen smallint, flips bigint, flipped_at timestamptz, emptied_at_flip bigint[], '
+    'folded_before timestamptz[]), all NOT NULL'
 );
 SELECT results_eq(
-    'SELECT singleton, gen, flips, emptied_at_flip FROM tally.write_gen',
-    $$VALUES (true, 0::smallint, 0::bigint, '{0,0}'::bigint[])$$,
+    'SELECT singleton, gen, flips, emptied_at_flip, folded_before FROM tally.write_gen',
+    $$VALUES (true, 0::smallint, 0::bigint, '{0,0}'::bigint[], '{NULL,NULL}'::timestamptz[])$$,
     'write_gen holds exactly one row: a fresh install writes to generation 0, never flipped'
 );
 SELECT throws_ok(
@@ -303,8 +303,14 @@ SELECT columns_are(
 SELECT columns_are('tally', 'crash_marker', ARRAY['singleton', 'expected'], 'tally.crash_marker has the expected columns');
 SELECT columns_are(
     'tally', 'crash_resets',
-    ARRAY['id', 'detected_at', 'server_started_at', 'lost_since', 'acknowledged_at', 'acknowledged_by', 'node'],
+    ARRAY['id', 'detected_at', 'server_started_at', 'lost_since', 'acknowledged_at', 'acknowledged_by', 'node',
+          'lost_until', 'cause'],
     'tally.crash_resets has the expected columns'
+);
+SELECT columns_are(
+    'tally', 'quarantine_releases',
+    ARRAY['id', 'counter_id', 'key', 'action', 'deltas', 'delta_sum', 'released_at', 'released_by'],
+    'tally.quarantine_releases has the expected columns'
 );
 SELECT is(
     (SELECT relpersistence::text FROM pg_catalog.pg_class WHERE oid = 'tally.crash_marker'::regclass),
@@ -424,8 +430,8 @@ SELECT has_function(
 SELECT has_function('tally', 'drop_counter', ARRAY['text'], 'function tally.drop_counter(text) exists');
 SELECT has_function('tally', 'maintain', ARRAY['text'], 'function tally.maintain(text) exists');
 SELECT has_function(
-    'tally', 'compact_step', ARRAY['integer', 'bigint', 'integer', 'integer', 'interval', 'integer', 'integer'],
-    'function tally.compact_step(integer, bigint, integer, integer, interval, integer, integer) exists'
+    'tally', 'compact_step', ARRAY['integer', 'bigint', 'integer', 'integer', 'interval', 'integer', 'integer', 'text'],
+    'function tally.compact_step(integer, bigint, integer, integer, interval, integer, integer, text) exists'
 );
 SELECT has_function('tally', 'acknowledge_crash', ARRAY[]::text[], 'function tally.acknowledge_crash() exists');
 SELECT has_function(
@@ -538,8 +544,8 @@ SELECT is_empty(
 SELECT is(
     (SELECT count(*) FROM pg_catalog.pg_proc AS p
      WHERE p.pronamespace = 'tally'::regnamespace AND p.prosecdef),
-    58::bigint,
-    'the search_path check above covers the 58 SECURITY DEFINER functions (a new one changes this count)'
+    64::bigint,
+    'the search_path check above covers the 64 SECURITY DEFINER functions (a new one changes this count)'
 );
 SELECT results_eq(
     $$SELECT p.proname::text COLLATE "default", p.prosecdef

@@ -215,7 +215,7 @@ def test_a_stop_abandons_a_call_stuck_past_the_stop_timeout(dsn: str, conn: psyc
     code, took = s.stop(signal.SIGTERM)
     assert code == 0, s.log
     assert 1 <= took < 4, (took, s.log)
-    assert "did not finish within 1 s of SIGTERM: closing the connection" in s.log
+    assert "did not finish within 1 s of SIGTERM: cancelling it and closing the connection" in s.log
     # The server notices the client is gone and rolls the step back.
     wait_until(lambda: compactor_pids(dsn) == [], 10, "the abandoned backend to end")
     assert pending(dsn) == 1 and folded_total(dsn, "svc", "k") is None

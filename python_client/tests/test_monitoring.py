@@ -25,7 +25,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 REPO = Path(__file__).resolve().parents[2]
 TALLY = str(REPO / ".venv" / "bin" / "tally")
 EXPORTER_YAML = REPO / "monitoring" / "postgres_exporter.yaml"
-CHECKS = {"compactor", "lag", "folds", "maintenance", "drift", "crash", "quarantine"}
+CHECKS = {"node", "compactor", "lag", "folds", "maintenance", "drift", "crash", "quarantine"}
 
 
 def tally(dsn: str, *args: str) -> subprocess.CompletedProcess:
@@ -65,8 +65,8 @@ def some_state(conn: psycopg.Connection) -> str:
     conn.execute("SELECT tally.increment_counters('{page_views,page_views,followers}', '{a,b,alice}', '{1,1,1}')")
     conn.execute("SELECT * FROM tally.check_drift('page_views')")
     conn.execute(
-        "INSERT INTO tally.crash_resets (server_started_at, lost_since)"
-        " VALUES (now() - interval '1 minute', now() - interval '2 minutes')"
+        "INSERT INTO tally.crash_resets (server_started_at, lost_since, lost_until, cause)"
+        " VALUES (now() - interval '1 minute', now() - interval '2 minutes', now() - interval '1 minute', 'crash')"
     )
     return conn.execute("SELECT current_database()").fetchone()[0]
 
@@ -109,7 +109,7 @@ def test_metrics_as_a_tally_reader_login(reader_dsn: str, some_state: str) -> No
         "tally_drift_drifting_keys",
         "tally_drift_max_abs",
     }
-    assert len(fam) == 17
+    assert len(fam) == 18
     for f in fam.values():
         for s in f.samples:
             assert s.labels["database"] == database, (f.name, s.labels)
@@ -145,7 +145,7 @@ def test_every_exporter_query_as_a_tally_reader_login(reader_dsn: str, some_stat
                         assert row[name] is not None, (namespace, name)
             results[namespace] = rows
     assert results["tally_crash_resets"] == [{"database": some_state, "total": 1}]
-    assert results["tally"] == [{"database": some_state, "counters": 2}]
+    assert results["tally"] == [{"database": some_state, "counters": 2, "standby": 0}]
     assert results["tally_lag"][0]["pending_deltas"] == 3
     assert {r["check"] for r in results["tally_health"]} == CHECKS
     assert {r["check"]: r["status"] for r in results["tally_health"]}["crash"] == 2

@@ -172,6 +172,7 @@ def test_metrics_parse_as_prometheus_text(dsn: str, conn: psycopg.Connection) ->
     families = {f.name: f for f in text_string_to_metric_families(out)}
     assert families["tally_health_status"].type == "gauge"
     assert {s.labels["check"] for s in families["tally_health_status"].samples} == {
+        "node",
         "compactor",
         "lag",
         "folds",

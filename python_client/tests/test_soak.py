@@ -199,6 +199,7 @@ def test_soak_the_compactor_never_stops(dsn: str, conn: psycopg.Connection) -> N
     checks, facts = _health(conn)
     assert checks["quarantine"][0] == "warn" and facts["quarantined"] > 0
     assert {c: s for c, (s, _) in checks.items()} == {
+        "node": "ok",
         "compactor": "ok",
         "lag": "ok",
         "folds": "ok",

@@ -65,6 +65,7 @@ def test_the_wheel_is_the_client_and_the_schema_without_the_benchmarks(wheel: Pa
             "tally/client.py",
             "tally/coalesce.py",
             "tally/compactor.py",
+            "tally/connect.py",
             "tally/demo.py",
             "tally/metrics.py",
             "tally/progress.py",

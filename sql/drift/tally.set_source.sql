@@ -28,7 +28,9 @@ DECLARE
 BEGIN
     IF p_query IS NULL THEN
         DELETE FROM tally.sources AS s WHERE s.counter_id = v_counter.id;
-        EXECUTE format('DROP FUNCTION IF EXISTS %s', v_fn);
+        IF to_regprocedure(v_fn) IS NOT NULL THEN
+            EXECUTE format('DROP FUNCTION %s', v_fn);
+        END IF;
         RETURN;
     END IF;
     IF btrim(p_query) = '' OR position('$1' IN p_query) = 0 THEN
