@@ -369,3 +369,63 @@ def test_maintain_drops_event_id_partitions_past_the_window_and_keeps_the_rest(
     # a second run has nothing to do
     steps = conn.execute("SELECT step, detail FROM tally.maintain()").fetchall()
     assert ("event_ids", f"window from {today - timedelta(days=7)}: 0 partitions created, 0 dropped") in steps
+
+
+def test_a_cancel_stops_the_compactor_at_once_recorded_as_retried(dsn: str, conn: psycopg.Connection) -> None:
+    """pg_cancel_backend() of a compact() whose step waits on the fold lock
+    stops it (not retried like a statement_timeout), with the step rolled
+    back and recorded as retried, not as a failed fold: health stays ok."""
+    conn.execute("SELECT tally.create_counter('cx')")
+    conn.execute("SELECT tally.increment_counter('cx', 'k', 3)")
+    conn.execute("SELECT pg_advisory_lock(tally._fold_lock_key())")
+    after = last_run(conn)
+    errors: list[BaseException] = []
+
+    def loop() -> None:
+        try:
+            with psycopg.connect(dsn, autocommit=True, application_name="cancelled loop") as c:
+                c.execute("CALL tally.compact()")
+        except BaseException as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=loop)
+    t.start()
+    try:
+        wait_for_lock_wait(conn, "cancelled loop")
+        started = time.monotonic()
+        conn.execute("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'cancelled loop'")
+        t.join(timeout=30)
+        assert not t.is_alive() and time.monotonic() - started < 5
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(tally._fold_lock_key())")
+    (err,) = errors
+    assert isinstance(err, psycopg.errors.QueryCanceled), err
+    assert "a compactor step was cancelled" in str(err)
+    assert ("retried", "57014") in runs(conn, after) and ("failed", "57014") not in runs(conn, after)
+    assert dict(conn.execute('SELECT "check", status FROM tally.health').fetchall())["folds"] == "ok"
+    conn.execute("CALL tally.compact()")
+    assert value(conn, "cx", "k") == 3
+
+
+def test_the_compactor_runs_the_module_tally_holds_now(dsn: str, conn: psycopg.Connection) -> None:
+    """compact and compact_loop run tally._compactor()'s body, loaded once per
+    session and version: a session that already ran it runs the new code
+    once the function is made again (as a migration does)."""
+    body = conn.execute("SELECT prosrc FROM pg_proc WHERE oid = 'tally._compactor()'::regprocedure").fetchone()[0]
+    with psycopg.connect(dsn, autocommit=True) as session:
+        session.execute("CALL tally.compact()")  # loaded
+        conn.execute(
+            "CREATE OR REPLACE FUNCTION tally._compactor() RETURNS void LANGUAGE plpython3u AS $python$\n"
+            "def compact(plpy, *args):\n    plpy.error('the new compactor')\n$python$"
+        )
+        try:
+            with pytest.raises(psycopg.errors.InternalError, match="the new compactor"):
+                session.execute("CALL tally.compact()")
+        finally:
+            conn.execute(
+                "CREATE OR REPLACE FUNCTION tally._compactor() RETURNS void LANGUAGE plpython3u AS "
+                + "$python$"
+                + body
+                + "$python$"
+            )
+        session.execute("CALL tally.compact()")  # and back

@@ -174,6 +174,17 @@ def _write_for(target: str, seconds: float, seed: int, truth: Truth, errors: lis
         errors.append(exc)
 
 
+def _prepares_through_the_pooler(target: str, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            with psycopg.connect(target, autocommit=True) as c:  # prepare_threshold: psycopg's default
+                while not stop.is_set():
+                    c.execute("SELECT tally.counter_value('views', %s::text)", (str(random.randint(1, 500)),))
+                    c.execute("SELECT count(*) FROM tally.counter_status")
+        except psycopg.Error:
+            time.sleep(0.05)  # a statement it prepared is not on its next server connection: its problem
+
+
 def test_the_compactor_service_runs_through_the_pooler(bouncer: Bouncer, dsn: str, conn) -> None:
     """`tally compact --loop` (two slice workers) through the pooler while
     writers write: no failed fold, nothing pending at the end, every value
@@ -188,6 +199,13 @@ def test_the_compactor_service_runs_through_the_pooler(bouncer: Bouncer, dsn: st
         text=True,
     )
     truth, errors = Truth(), []
+    stop = threading.Event()
+    # An application client that prepares its statements (psycopg's default:
+    # after 5 executions) shares the server connections: what it prepares
+    # is there when the compactor's transactions run on them. It is not
+    # tally's client and may fail; the compactor must not.
+    preparing = threading.Thread(target=_prepares_through_the_pooler, args=(target, stop))
+    preparing.start()
     try:
         writers = [threading.Thread(target=_write_for, args=(target, 6, s, truth, errors)) for s in range(3)]
         for w in writers:
@@ -201,6 +219,8 @@ def test_the_compactor_service_runs_through_the_pooler(bouncer: Bouncer, dsn: st
             "the service to fold everything",
         )
     finally:
+        stop.set()
+        preparing.join()
         service.send_signal(signal.SIGTERM)
         log = service.communicate(timeout=60)[0]
     assert service.returncode == 0, log

@@ -50,7 +50,7 @@ def test_the_public_api_works_unchanged_on_the_coordinator(cconn: psycopg.Connec
     assert cconn.execute("SELECT tally.counter_value(%s, 'b')", (name,)).fetchone() == (3,)
     # the views a monitor reads
     status = dict(cconn.execute('SELECT "check", status FROM tally.health').fetchall())
-    assert set(status) == {"compactor", "lag", "folds", "maintenance", "drift", "crash", "quarantine"}
+    assert set(status) == {"node", "compactor", "lag", "folds", "maintenance", "drift", "crash", "quarantine"}
     assert status["crash"] == "ok" and status["folds"] == "ok"
     assert cconn.execute("SELECT pending_deltas FROM tally.counter_status WHERE counter = %s", (name,)).fetchone() == (
         0,
@@ -112,3 +112,46 @@ def test_deadlocks_are_reported_per_node(cconn: psycopg.Connection) -> None:
         setup.execute("DROP TABLE public.deadlock_demo")
     after = dict(cconn.execute("SELECT node, deadlocks FROM tally.node_deadlocks()").fetchall())
     assert {n: after[n] - before[n] for n in after} == {n: int(n == worker) for n in after}
+
+
+def test_node_status_pending_deltas_and_quarantine_release_on_the_coordinator(
+    cconn: psycopg.Connection, name: str
+) -> None:
+    """The reads added for standbys and operators, and the way out of
+    quarantine, on a distributed install: the same answers as on one node."""
+    assert cconn.execute("SELECT role, unrecorded_crash FROM tally.node_status()").fetchone() == ("primary", False)
+    cconn.execute("SELECT tally.create_counter(%s)", (name,))
+    cconn.execute(
+        "SELECT tally.increment_counters(ARRAY[%s, %s, %s]::text[], ARRAY['a', 'b', 'p'],"
+        " ARRAY[1, 2, 9223372036854775807]::bigint[])",
+        (name, name, name),
+    )
+    cconn.execute("SELECT tally.increment_counter(%s, 'p', 10)", (name,))
+    assert cconn.execute(
+        "SELECT sum(deltas)::bigint FROM tally.pending_deltas() WHERE counter = %s", (name,)
+    ).fetchone() == (4,)
+    assert cconn.execute(
+        "SELECT pending_deltas, pending_complete FROM tally.counter_status WHERE counter = %s", (name,)
+    ).fetchone() == (4, True)
+    cconn.execute("CALL tally.compact()")
+    assert cconn.execute("SELECT key, deltas FROM tally.quarantined WHERE counter = %s", (name,)).fetchall() == [
+        ("p", 2)
+    ]
+    notices: list[str] = []
+    cconn.add_notice_handler(lambda d: notices.append(d.message_primary))
+    assert cconn.execute("SELECT tally.counter_value(%s, 'p')", (name,)).fetchone() == (0,)
+    assert any("has 2 deltas set aside" in n for n in notices), notices
+    assert cconn.execute("SELECT tally.release_quarantined(%s, 'p', 'discard')", (name,)).fetchone() == (2,)
+    assert cconn.execute("SELECT count(*) FROM tally.quarantined WHERE counter = %s", (name,)).fetchone() == (0,)
+    assert cconn.execute(
+        "SELECT r.action, r.deltas FROM tally.quarantine_releases AS r JOIN tally.counters AS c ON c.id = r.counter_id"
+        " WHERE c.name = %s",
+        (name,),
+    ).fetchall() == [("discard", 2)]
+    assert cconn.execute(
+        "SELECT tally.counter_value(%s, 'a'), tally.counter_value(%s, 'b')", (name, name)
+    ).fetchone() == (
+        1,
+        2,
+    )
+    cconn.execute("SELECT tally.drop_counter(%s)", (name,))
