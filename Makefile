@@ -50,6 +50,10 @@ lint: db ## sqlfluff, plpgsql_check over every function, ruff
 	$(VENV)/bin/ruff format --check python_client migrations plpython bench
 	$(call fresh_db,$(LINT_DB))
 	$(PSQL) "$$($(DB) dsn $(LINT_DB))" -qf scripts/plpgsql_check.sql
+	@# the distributed install's bodies (tally.<name>.citus.sql), checked in their place
+	for f in $$(find sql -name 'tally.*.citus.sql' | sort); do \
+	    $(PSQL) "$$($(DB) dsn $(LINT_DB))" -qf "$$f" || exit 1; done
+	$(PSQL) "$$($(DB) dsn $(LINT_DB))" -qf scripts/plpgsql_check.sql
 	$(PSQL) "$$($(DB) dsn postgres)" -qc "DROP DATABASE $(LINT_DB)"
 
 pgtap: db ## pgTAP suite via pg_prove, against a fresh migrated database
@@ -74,9 +78,15 @@ citus-dsn: ## Print the Citus coordinator's libpq connection string (`tally` dat
 citus-stop: ## Stop every node of the Citus cluster
 	@scripts/citus.sh stop
 
-test-citus: deps ## The Citus suite: tally distributed, against a fresh database on the Citus cluster
+test-citus: deps ## The Citus suite: tally distributed; and installed not distributed, tested as a plain install
 	@scripts/citus.sh start
+	@# tally installed on the coordinator but not distributed: the pgTAP suite, as on a single node
+	TALLY_DSN="$$(scripts/citus.sh fresh-db tally_citus_plain)" TALLY_DISTRIBUTED=off $(VENV)/bin/alembic upgrade head
+	$(PSQL) "$$(scripts/citus.sh dsn tally_citus_plain)" -qc "CREATE SCHEMA tap; CREATE EXTENSION pgtap SCHEMA tap"
+	PGOPTIONS='-c search_path=tap,public' pg_prove -h "$$(scripts/citus.sh datadir 0)/../run" -p $(CITUS_PORT) \
+	    -U postgres -d tally_citus_plain --ext .sql -r pgtap_tests/
 	TALLY_CITUS_DSN="$$(scripts/citus.sh fresh-db tally_citus_test)" TALLY_CITUS_SHARD_COUNT=8 \
+	    TALLY_CITUS_PLAIN_DSN="$$(scripts/citus.sh dsn tally_citus_plain)" \
 	    $(VENV)/bin/pytest -q -s python_client/tests_citus
 
 wheel: deps ## Build the client's wheel (with the migrations in tally/_schema/) into dist/

@@ -5,7 +5,11 @@ State (tables, partitions, data) lives in the numbered revisions; code
 is (re)applied by `apply_code()`.
 
 Code: one object per file, `tally.<name>.sql` anywhere under sql/ (its
-identity is the file name, not the folder), plus `sql/grants.sql`. sql/ holds
+identity is the file name, not the folder), plus `sql/grants.sql`. Where a
+distributed install (Citus) needs another body for the same object, it sits
+beside it as `tally.<name>.citus.sql`, with the same signature: each mode
+reads one story, and `apply_code()` installs the body of the install's mode
+(tally.settings.distributed), never both. sql/ holds
 the code of the head revision. An older revision K is described by a reverse
 delta, migrations/code/K/: the objects whose version at K differs from their
 version at the next revision, as applied (`#include plpython/x.py` expanded),
@@ -39,6 +43,8 @@ GRANTS = "grants.sql"
 MANIFEST = "manifest"
 INDEX = "index.sql"
 INDEX_LINE = re.compile(r"^\\ir\s+(\S+)\s*$", re.MULTILINE)
+# The distributed install's body of an object: tally.<name>.citus.sql.
+CITUS = ".citus"
 INCLUDE = re.compile(r"^#include (\S+)\s*$", re.MULTILINE)
 
 VERSION_SCHEMA = "tally"
@@ -206,7 +212,20 @@ def code_digest(code: dict[str, str]) -> str:
 
 
 def object_name(file_name: str) -> str:
-    return file_name.removeprefix("tally.").removesuffix(".sql")
+    return file_name.removeprefix("tally.").removesuffix(".sql").removesuffix(CITUS)
+
+
+def is_citus(file_name: str) -> bool:
+    """A distributed install's body of an object (tally.<name>.citus.sql)."""
+    return file_name.endswith(CITUS + ".sql")
+
+
+def for_mode(code: dict[str, str], order: list[str], distributed: bool) -> list[str]:
+    """The files of `order` that an install of that mode applies: of an
+    object with a distributed body (tally.<name>.citus.sql), that body on a
+    distributed install and the plain one elsewhere."""
+    citus = {object_name(f) for f in code if is_citus(f)}
+    return [f for f in order if object_name(f) not in citus or is_citus(f) == distributed or f == GRANTS]
 
 
 # References to another object of tally in a file's code.
@@ -230,12 +249,15 @@ def _needs(code: dict[str, str]) -> tuple[dict[str, str], dict[str, set[str]]]:
     """{object name: file} and, per object, the objects of tally it needs to
     exist before it is created (views and SQL-language routines are bound
     when created; other bodies when they run)."""
-    names = {object_name(f): f for f in code if f != GRANTS}
-    needs: dict[str, set[str]] = {}
-    for name, f in names.items():
+    names = {object_name(f): f for f in code if f != GRANTS and not is_citus(f)}
+    needs: dict[str, set[str]] = {name: set() for name in names}
+    for f in code:
+        if f == GRANTS:
+            continue
+        name = object_name(f)
         text = code_text(code[f])
         refs = {m.group(2) for m in REFERENCE.finditer(text)} if BOUND.search(text) else set()
-        needs[name] = {r for r in refs if r in names and r != name}
+        needs[name] |= {r for r in refs if r in names and r != name}
     return names, needs
 
 
@@ -274,6 +296,8 @@ def apply_order(code: dict[str, str]) -> list[str]:
     while ready:
         name = heapq.heappop(ready)
         order.append(names[name])
+        if f"tally.{name}{CITUS}.sql" in code:
+            order.append(f"tally.{name}{CITUS}.sql")
         for user in users[name]:
             waiting[user] -= 1
             if waiting[user] == 0:
@@ -342,6 +366,16 @@ def execute(sql: str) -> None:
     conn.execute(sql)
 
 
+def distributed(conn: psycopg.Connection) -> bool:
+    """Whether tally is distributed on Citus in this database
+    (tally.settings.distributed; before revision 0004, never)."""
+    has = conn.execute(
+        "SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass('tally.settings')"
+        " AND attname = 'distributed' AND NOT attisdropped)"
+    ).fetchone()[0]
+    return bool(has and conn.execute("SELECT distributed FROM tally.settings").fetchone()[0])
+
+
 def drop_code(revision: str | None = None) -> None:
     """Drop the views, functions and procedures the code of `revision` (None:
     of the revision calling) created in schema tally; state stays.
@@ -394,7 +428,7 @@ def apply_code(revision: str | None = None) -> None:
         " WHERE c.relnamespace = pg_my_temp_schema() AND c.relkind IN ('r', 'p')"
     )
     before = {r[0] for r in conn.execute(temp)}
-    for name in apply_order(code):
+    for name in for_mode(code, apply_order(code), distributed(conn)):
         try:
             with conn.transaction():
                 conn.execute(code[name])

@@ -9,6 +9,14 @@
 -- An object whose body PostgreSQL binds when it is created (a view, a
 -- LANGUAGE sql function) comes after what it names; PL/pgSQL and PL/Python
 -- bodies are bound when they run.
+--
+-- The mode of an install (single node, or distributed on Citus) is decided
+-- in one place, tally.settings.distributed (tally._distributed()), and
+-- acted on at install time: where the two modes differ, the object has a
+-- second body for Citus beside it (tally.<name>.citus.sql, the same
+-- signature), listed right after the plain one; the migration applies the
+-- body of the install's mode, never both. So the single node's hot path
+-- never asks which mode it is in.
 
 -- 1. Counters: what is counted. A counter has a name, the granularities it
 --    keeps and a durability; everything else refers to it by id.
@@ -36,7 +44,10 @@
 \ir write/tally._claim_days.sql
 \ir write/tally._claim_events.sql
 \ir write/tally._claim_event.sql
+\ir write/tally._append_claimed.sql
+\ir write/tally._append_claimed.citus.sql
 \ir write/tally.increment_counter.sql
+\ir write/tally.increment_counter.citus.sql
 \ir write/tally.increment_counters.sql
 \ir write/tally.set_event_window.sql
 
@@ -57,18 +68,20 @@
 \ir fold/tally._flips.sql
 \ir fold/tally._invisible_to_all.sql
 \ir fold/tally._ensure_partitions.sql
+\ir fold/tally._fold_upserts.sql
 \ir fold/tally._apply_batch.sql
+\ir fold/tally._quarantine_reason.sql
+\ir fold/tally._overflowing.sql
 \ir fold/tally._quarantine_overflow.sql
 \ir fold/tally._fold_chunk.sql
 \ir fold/tally._reclaim_shards.sql
 \ir fold/tally._fold_step.sql
-\ir fold/tally._fold_distributed_apply.sql
-\ir fold/tally._fold_distributed.sql
+\ir fold/tally._fold_step.citus.sql
 \ir fold/tally._mark_shards.sql
-\ir fold/tally._detect_worker_crash.sql
 \ir fold/tally._folded_before.sql
 \ir fold/tally._promoted_at.sql
 \ir fold/tally._detect_crash_reset.sql
+\ir fold/tally._detect_crash_reset.citus.sql
 \ir fold/tally._record_fold.sql
 \ir fold/tally.compact_step.sql
 \ir fold/tally._fold.sql
@@ -135,6 +148,7 @@
 \ir ops/tally.compactor_runs.sql
 \ir ops/tally.deadlocks.sql
 \ir ops/tally.node_deadlocks.sql
+\ir ops/tally.node_deadlocks.citus.sql
 \ir ops/tally.quarantined.sql
 \ir ops/tally.counter_status.sql
 \ir ops/tally.crash_reset_log.sql

@@ -47,7 +47,7 @@ def test_writer_and_reader_logins_work_through_the_coordinator_and_no_further(
         conn.execute("CALL tally.compact()")  # an operator's login folds on the workers
         assert conn.execute("SELECT count(*) FROM tally.maintain() WHERE step = 'failed'").fetchone() == (0,)
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            conn.execute("SELECT tally._fold_distributed(now())")
+            conn.execute("SELECT * FROM tally._fold_step(1)")  # the distributed fold step
     assert cconn.execute(
         "SELECT count(*) FROM tally.delta WHERE counter_id = (SELECT id FROM tally.counters WHERE name = %s)", (name,)
     ).fetchone() == (0,)

@@ -12,11 +12,10 @@ DECLARE
     v_g text;
 BEGIN
     PERFORM pg_advisory_xact_lock(tally._fold_lock_key());
-    IF tally._distributed() THEN
-        -- Citus: the reference table counters is changed after the
-        -- distributed tables, in one transaction: one connection per worker.
-        PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
-    END IF;
+    -- On Citus the reference table counters is changed after the
+    -- distributed tables, in one transaction: one connection per worker.
+    -- (Elsewhere a setting of no consequence, for this transaction.)
+    PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
     DELETE FROM tally.delta AS d WHERE d.counter_id = v_counter.id;
     DELETE FROM tally.totals AS t WHERE t.counter_id = v_counter.id;
     FOR v_g IN SELECT g.name FROM tally.granularities AS g ORDER BY g.ord LOOP

@@ -1,24 +1,19 @@
 -- tally._apply_batch: add the fold batch p_batch (this session's
 -- pg_temp.tally_fold_batch, pre-aggregated per counter, key and minute) to
--- the totals and to every granularity each counter keeps, then empty the
--- batch. Each upsert is aggregated by its conflict key (no statement touches
--- a row twice) and sorted. Called by tally._fold_chunk only, in the fold's
--- transaction.
+-- the totals and to every granularity each counter keeps (tally._fold_upserts,
+-- the writes both modes share), then empty the batch. Called by
+-- tally._fold_chunk only, in the fold's transaction.
 --
--- The counters of the batch (and, per granularity, the oldest bucket each
--- keeps) are looked up once, not per row; the sorts of a chunk of the
--- default size (100,000 deltas) fit in work_mem (64MB here, for this
--- function only) instead of spilling to temporary files.
+-- The rollup partitions the batch needs are made first
+-- (tally._ensure_partitions); the counters of the batch are looked up once.
 CREATE OR REPLACE FUNCTION tally._apply_batch(p_batch regclass)
 RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET timezone = 'UTC'
-SET work_mem = '64MB'
 AS $$
 DECLARE
-    v_g text;
     v_counters integer[];
 BEGIN
     PERFORM tally._ensure_partitions(p_batch);
@@ -34,37 +29,7 @@ BEGIN
                       WHERE c.id IN (SELECT DISTINCT f.counter_id FROM %s AS f)
                       ORDER BY c.id)', p_batch)
     INTO v_counters;
-    EXECUTE format(
-        'INSERT INTO tally.totals AS t (counter_id, key, value)
-         SELECT b.counter_id, b.key, sum(b.delta)::bigint
-         FROM %s AS b
-         WHERE b.counter_id = ANY ($1)
-         GROUP BY b.counter_id, b.key
-         ORDER BY b.counter_id, b.key
-         ON CONFLICT (counter_id, key) DO UPDATE SET value = t.value + excluded.value', p_batch)
-    USING v_counters;
-
-    FOR v_g IN SELECT g.name FROM tally.granularities AS g ORDER BY g.ord LOOP
-        -- Buckets older than the counter's retention are skipped (the total
-        -- and the coarser granularities still count them). MATERIALIZED: one
-        -- _cutoff() call per counter, not one per row.
-        EXECUTE format(
-            'WITH kept AS MATERIALIZED (
-                 SELECT c.id, tally._cutoff(c.id, %2$L) AS cutoff
-                 FROM tally.counters AS c
-                 WHERE %2$L = ANY (c.granularities)
-                   AND c.id = ANY ($1))
-             INSERT INTO tally.%1$I AS r (counter_id, key, bucket, value)
-             SELECT b.counter_id, b.key, date_trunc(%2$L, b.minute), sum(b.delta)::bigint
-             FROM %3$s AS b
-             JOIN kept AS k ON k.id = b.counter_id
-             WHERE b.minute >= k.cutoff
-             GROUP BY 1, 2, 3
-             ORDER BY 1, 2, 3
-             ON CONFLICT (counter_id, key, bucket) DO UPDATE SET value = r.value + excluded.value',
-            'rollup_' || v_g, v_g, p_batch)
-        USING v_counters;
-    END LOOP;
+    PERFORM tally._fold_upserts(p_batch::text, 'minute', v_counters);
     EXECUTE format('DELETE FROM %s', p_batch);  -- (a transaction may fold several chunks)
 END;
 $$;

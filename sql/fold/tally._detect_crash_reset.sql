@@ -9,6 +9,7 @@
 -- it: after a promotion, as replicated) up to the crash (this server's
 -- start) or the promotion (tally._promoted_at). Run by every compactor
 -- step; cheap (one primary-key probe). Returns true when it recorded one.
+-- (A distributed install: tally._detect_crash_reset.citus.sql, per worker.)
 CREATE OR REPLACE FUNCTION tally._detect_crash_reset()
 RETURNS boolean
 LANGUAGE plpgsql
@@ -19,9 +20,6 @@ DECLARE
     v_started timestamptz := pg_postmaster_start_time();
     v_promoted timestamptz;
 BEGIN
-    IF tally._distributed() THEN
-        RETURN tally._detect_worker_crash();
-    END IF;
     IF EXISTS (SELECT FROM tally.crash_marker) THEN
         RETURN false;
     END IF;

@@ -74,16 +74,9 @@ BEGIN
         -- worker, and a worker that is down fails the step (recorded, and
         -- compact_loop goes on) instead of the whole compactor.
         PERFORM tally._detect_crash_reset();
-        IF tally._distributed() THEN
-            -- Every slice at once: Citus folds each shard on its worker.
-            RETURN QUERY
-            SELECT s.action, s.folded, s.flips, NULL::text, NULL::text
-            FROM tally._fold_distributed(v_started, p_attempt) AS s;
-        ELSE
-            RETURN QUERY
-            SELECT s.action, s.folded, s.flips, NULL::text, NULL::text
-            FROM tally._fold_step(p_max_deltas, p_flip_until, p_attempt, p_max_gen_age, p_slice, p_slices) AS s;
-        END IF;
+        RETURN QUERY
+        SELECT s.action, s.folded, s.flips, NULL::text, NULL::text
+        FROM tally._fold_step(p_max_deltas, p_flip_until, p_attempt, p_max_gen_age, p_slice, p_slices) AS s;
         IF p_search_path IS NOT NULL THEN
             PERFORM set_config('search_path', p_search_path, false);
         END IF;

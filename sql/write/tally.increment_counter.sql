@@ -10,6 +10,7 @@
 -- returns false and changes nothing. Such an increment goes to the logged
 -- shards even on a fast counter, so its delta and its event id survive or
 -- vanish together in a crash, and a replay after the crash is exact.
+-- (A distributed install has its own body: tally.increment_counter.citus.sql.)
 CREATE OR REPLACE FUNCTION tally.increment_counter(
     p_counter text,
     p_key text,
@@ -25,29 +26,15 @@ AS $$
 DECLARE
     v_id integer;
     v_durable boolean;
-    v_shard smallint;
 BEGIN
     -- The common case in one statement: look the counter up, check the
     -- arguments and append the delta.
-    IF p_event_id IS NULL AND current_setting('citus.version', true) IS NULL THEN
+    IF p_event_id IS NULL THEN
         INSERT INTO tally.delta (shard, counter_id, key, delta, at)
         SELECT tally._shard(w.gen, c.durable, false), c.id, p_key, p_delta, p_at
         FROM tally.counters AS c CROSS JOIN tally.write_gen AS w
         WHERE c.name = p_counter AND tally._valid_key(p_key) AND p_delta IS NOT NULL AND tally._valid_at(p_at);
         IF FOUND THEN
-            RETURN true;
-        END IF;
-    ELSIF p_event_id IS NULL THEN
-        -- On a Citus node: the lookup, then a one-row INSERT of values, which
-        -- Citus routes straight to the key's shard (an INSERT ... SELECT from
-        -- the reference tables is planned as a distributed INSERT ... SELECT
-        -- at every call). Both shapes are exact on any install; a counter
-        -- dropped in between leaves a delta the fold discards.
-        SELECT tally._shard(w.gen, c.durable, false), c.id INTO v_shard, v_id
-        FROM tally.counters AS c CROSS JOIN tally.write_gen AS w
-        WHERE c.name = p_counter AND tally._valid_key(p_key) AND p_delta IS NOT NULL AND tally._valid_at(p_at);
-        IF FOUND THEN
-            INSERT INTO tally.delta (shard, counter_id, key, delta, at) VALUES (v_shard, v_id, p_key, p_delta, p_at);
             RETURN true;
         END IF;
     END IF;
@@ -62,15 +49,9 @@ BEGIN
         SELECT c.id, c.durable INTO v_id, v_durable FROM tally._counter('tally.increment_counter', p_counter) AS c;
     END IF;
     IF p_event_id IS NOT NULL THEN
-        IF tally._distributed() THEN
-            IF NOT tally._claim_event(v_id, p_key, p_event_id) THEN
-                RETURN false;
-            END IF;
-        ELSE
-            PERFORM FROM tally._claim_events(ARRAY[v_id], ARRAY[p_event_id]);
-            IF NOT FOUND THEN
-                RETURN false;
-            END IF;
+        PERFORM FROM tally._claim_events(ARRAY[v_id], ARRAY[p_event_id]);
+        IF NOT FOUND THEN
+            RETURN false;
         END IF;
     END IF;
     INSERT INTO tally.delta (shard, counter_id, key, delta, at)

@@ -37,7 +37,6 @@ DECLARE
     v_rows bigint;
     v_known bigint := 0;
     v_bad record;
-    v_elem record;
 BEGIN
     IF p_counters IS NULL OR p_keys IS NULL OR p_deltas IS NULL THEN
         RAISE EXCEPTION '%: p_counters, p_keys and p_deltas must not be NULL', c_fn
@@ -84,58 +83,11 @@ BEGIN
                                        v_bad.e);
     END IF;
 
-    IF p_event_ids IS NOT NULL AND tally._distributed() THEN
-        -- Distributed: each element claimed beside its key, in order (a
-        -- repeat within the batch finds the first's claim).
-        v_rows := 0;
-        FOR v_elem IN
-            SELECT u.k, u.d, u.t, u.e, c.id AS counter_id
-            FROM unnest(p_counters, p_keys, p_deltas, p_ats, p_event_ids) WITH ORDINALITY AS u (n, k, d, t, e, i)
-            JOIN tally.counters AS c ON c.name = u.n
-            ORDER BY u.i
-        LOOP
-            v_known := v_known + 1;
-            CONTINUE WHEN NOT tally._claim_event(v_elem.counter_id, v_elem.k, v_elem.e);
-            INSERT INTO tally.delta (shard, counter_id, key, delta, at)
-            SELECT tally._shard(w.gen, true, v_n > c_bulk), v_elem.counter_id, v_elem.k, v_elem.d,
-                   coalesce(v_elem.t, now())
-            FROM tally.write_gen AS w;
-            v_rows := v_rows + 1;
-        END LOOP;
-        IF v_known < v_n THEN
-            PERFORM tally._counters_vanished(c_fn, p_counters);
-        END IF;
-        RETURN v_rows;
-    END IF;
-
     IF p_event_ids IS NOT NULL THEN
-        -- Of each (counter, event id) the first element, if its id is
-        -- claimed now; in logged shards (see tally.increment_counter).
-        WITH elem AS (
-            SELECT u.i, u.k, u.d, u.t, u.e, c.id AS counter_id
-            FROM unnest(p_counters, p_keys, p_deltas, p_ats, p_event_ids) WITH ORDINALITY AS u (n, k, d, t, e, i)
-            JOIN tally.counters AS c ON c.name = u.n
-        ),
-        claimed AS MATERIALIZED (
-            SELECT ce.counter_id, ce.event_id
-            FROM tally._claim_events(
-                (SELECT array_agg(x.counter_id) FROM elem AS x), (SELECT array_agg(x.e) FROM elem AS x)
-            ) AS ce
-        ),
-        firsts AS (
-            SELECT DISTINCT ON (x.counter_id, x.e) x.*
-            FROM elem AS x
-            ORDER BY x.counter_id, x.e, x.i
-        ),
-        inserted AS (
-            INSERT INTO tally.delta (shard, counter_id, key, delta, at)
-            SELECT tally._shard(w.gen, true, v_n > c_bulk), f.counter_id, f.k, f.d, coalesce(f.t, now())
-            FROM firsts AS f
-            JOIN claimed AS cl ON cl.counter_id = f.counter_id AND cl.event_id = f.e
-            CROSS JOIN tally.write_gen AS w
-            RETURNING 1
-        )
-        SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM elem) INTO v_rows, v_known;
+        -- Each (counter, event id) at most once, claimed first; in logged
+        -- shards (see tally.increment_counter).
+        SELECT a.appended, a.known INTO v_rows, v_known
+        FROM tally._append_claimed(p_counters, p_keys, p_deltas, p_ats, p_event_ids, v_n > c_bulk) AS a;
         IF v_known < v_n THEN
             PERFORM tally._counters_vanished(c_fn, p_counters);
         END IF;

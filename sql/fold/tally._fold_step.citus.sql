@@ -1,4 +1,4 @@
--- tally._fold_distributed: one fold step of a distributed install (Citus):
+-- tally._fold_step on a distributed install (Citus): one step folds
 -- every delta this transaction sees, folded into totals and rollups and
 -- deleted, by statements Citus pushes down to every shard of the colocated
 -- tables (grouped by the distribution column, key): each worker folds its
@@ -11,8 +11,19 @@
 -- step at a time (the fold lock, exclusive): no two folds update the same
 -- rows, so none waits on another (writers only append).
 -- A step whose sums overflow bigint sets the offending keys' deltas aside
--- in tally.quarantine (also pushed down) and folds the rest.
-CREATE OR REPLACE FUNCTION tally._fold_distributed(p_started timestamptz, p_attempt integer DEFAULT 1)
+-- in tally.quarantine (also pushed down) and folds the rest. The writes and
+-- the rule of poison are the single node's (tally._fold_upserts,
+-- tally._overflowing), over tally.delta itself. Every key at once (slices
+-- are a single node's); p_limit, p_flip_until and p_max_gen_age are not
+-- used: a step folds everything its snapshot sees.
+CREATE OR REPLACE FUNCTION tally._fold_step(
+    p_limit integer,
+    p_flip_until bigint DEFAULT NULL,
+    p_attempt integer DEFAULT 1,
+    p_max_gen_age interval DEFAULT NULL,
+    p_slice integer DEFAULT 0,
+    p_slices integer DEFAULT 1
+)
 RETURNS TABLE (action text, folded bigint, flips bigint, shard text, mode text)
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -20,18 +31,17 @@ SET search_path = pg_catalog, pg_temp
 SET timezone = 'UTC'
 AS $$
 DECLARE
-    c_max constant numeric := 9223372036854775807;
+    v_started timestamptz := clock_timestamp();
     v_pending bigint;
     v_deleted bigint;
     v_set_aside bigint := 0;
-    v_g text;
     v_flips bigint;
     -- this session's temporary tables (see below)
     v_days text := 'pg_temp.fold_days';
     v_poison text := 'pg_temp.fold_poison';
 BEGIN
     IF current_setting('transaction_isolation') <> 'repeatable read' THEN
-        RAISE EXCEPTION 'tally._fold_distributed: a distributed fold step needs a REPEATABLE READ transaction, not %',
+        RAISE EXCEPTION 'tally._fold_step: a distributed fold step needs a REPEATABLE READ transaction, not %',
                         current_setting('transaction_isolation')
             USING ERRCODE = 'active_sql_transaction',
                   HINT = 'fold with CALL tally.compact() or tally.compact_loop(), which set the isolation themselves';
@@ -44,7 +54,7 @@ BEGIN
         WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.granted AND l.mode = 'ExclusiveLock'
           AND l.objsubid = 1 AND ((l.classid::bigint << 32) | l.objid::bigint) = tally._fold_lock_key()
     ) THEN
-        RAISE EXCEPTION 'tally._fold_distributed: a distributed fold step needs the fold lock taken before its transaction'
+        RAISE EXCEPTION 'tally._fold_step: a distributed fold step needs the fold lock taken before its transaction'
             USING ERRCODE = 'active_sql_transaction',
                   HINT = 'fold with CALL tally.compact() or tally.compact_loop(), which take it';
     END IF;
@@ -83,63 +93,45 @@ BEGIN
     PERFORM tally._ensure_partitions(to_regclass(v_days));
 
     BEGIN
-        PERFORM tally._fold_distributed_apply();
+        PERFORM tally._fold_upserts('tally.delta', 'at', ARRAY(SELECT c.id FROM tally.counters AS c));
     EXCEPTION WHEN numeric_value_out_of_range THEN
-        -- Poison: keys whose total, or a bucket of theirs, would leave the
-        -- bigint range. Set their deltas aside and fold the rest.
+        -- Poison: set aside the deltas of the pairs whose fold would leave
+        -- the bigint range (only the pairs reach the coordinator), and fold
+        -- the rest.
         IF to_regclass('pg_temp.fold_poison') IS NULL THEN
             CREATE TEMP TABLE fold_poison (counter_id integer, key text) ON COMMIT DELETE ROWS;
         END IF;
-        EXECUTE format(
-            'INSERT INTO %2$s
-             SELECT p.counter_id, p.key
-             FROM (
-                 SELECT d.counter_id, d.key, sum(d.delta::numeric) AS s
-                 FROM tally.delta AS d
-                 GROUP BY d.counter_id, d.key
-             ) AS p
-             LEFT JOIN tally.totals AS t ON t.counter_id = p.counter_id AND t.key = p.key
-             WHERE abs(p.s) > %1$s OR abs(p.s + coalesce(t.value, 0)) > %1$s', c_max, v_poison);
-        FOR v_g IN SELECT g.name FROM tally.granularities AS g ORDER BY g.ord LOOP
-            EXECUTE format(
-                'INSERT INTO %4$s
-                 SELECT p.counter_id, p.key
-                 FROM (SELECT d.counter_id, d.key, date_trunc(%1$L, d.at, ''UTC'') AS bucket, sum(d.delta::numeric) AS s
-                       FROM tally.delta AS d GROUP BY 1, 2, 3) AS p
-                 LEFT JOIN tally.%2$I AS r ON r.counter_id = p.counter_id AND r.key = p.key AND r.bucket = p.bucket
-                 WHERE abs(p.s) > %3$s OR abs(p.s + coalesce(r.value, 0)) > %3$s',
-                v_g, 'rollup_' || v_g, c_max, v_poison);
-        END LOOP;
+        EXECUTE format('INSERT INTO %s SELECT p.counter_id, p.key FROM tally._overflowing(%L) AS p',
+                       v_poison, 'tally.delta');
         EXECUTE format(
             'INSERT INTO tally.quarantine (counter_id, key, delta, at, written_at, reason)
-             SELECT d.counter_id, d.key, d.delta, d.at, d.written_at,
-                    ''the fold would leave the bigint range for this key''
+             SELECT d.counter_id, d.key, d.delta, d.at, d.written_at, tally._quarantine_reason()
              FROM tally.delta AS d
              WHERE (d.counter_id, d.key) IN (SELECT DISTINCT p.counter_id, p.key FROM %s AS p)', v_poison);
         GET DIAGNOSTICS v_set_aside = ROW_COUNT;
         EXECUTE format(
             'DELETE FROM tally.delta AS d
              WHERE (d.counter_id, d.key) IN (SELECT DISTINCT p.counter_id, p.key FROM %s AS p)', v_poison);
-        PERFORM tally._fold_distributed_apply();
+        PERFORM tally._fold_upserts('tally.delta', 'at', ARRAY(SELECT c.id FROM tally.counters AS c));
     END;
     DELETE FROM tally.delta;
     GET DIAGNOSTICS v_deleted = ROW_COUNT;
     IF v_deleted + v_set_aside <> v_pending THEN
         -- Not one snapshot per worker after all: fold nothing.
-        RAISE EXCEPTION 'tally._fold_distributed: % deltas pending but % deleted', v_pending, v_deleted + v_set_aside
+        RAISE EXCEPTION 'tally._fold_step: % deltas pending but % deleted', v_pending, v_deleted + v_set_aside
             USING ERRCODE = 'serialization_failure', HINT = 'the step is rolled back and retried';
     END IF;
     IF v_set_aside > 0 THEN
         INSERT INTO tally.fold_runs (started_at, deltas, attempts, outcome, shard, mode, error)
-        VALUES (p_started, v_set_aside, p_attempt, 'ok', 'tally.delta', 'quarantine',
+        VALUES (v_started, v_set_aside, p_attempt, 'ok', 'tally.delta', 'quarantine',
                 format('%s deltas set aside: folding them would overflow bigint (see tally.quarantined)', v_set_aside));
     END IF;
     INSERT INTO tally.fold_runs (started_at, deltas, attempts, outcome, shard, mode)
-    VALUES (p_started, v_deleted, p_attempt, 'ok', 'tally.delta', 'delete');
+    VALUES (v_started, v_deleted, p_attempt, 'ok', 'tally.delta', 'delete');
     RETURN QUERY SELECT 'folded'::text, v_deleted, v_flips, NULL::text,
                         CASE WHEN v_set_aside > 0 THEN 'quarantine' ELSE 'delete' END;
 END;
 $$;
 
-COMMENT ON FUNCTION tally._fold_distributed(timestamptz, integer) IS
-'Internal: one fold step of a distributed install: every pending delta folded and deleted on its own worker.';
+COMMENT ON FUNCTION tally._fold_step(integer, bigint, integer, interval, integer, integer) IS
+'Internal: one compactor step of a distributed install: every pending delta folded and deleted on its own worker.';

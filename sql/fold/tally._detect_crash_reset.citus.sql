@@ -1,4 +1,4 @@
--- tally._detect_worker_crash: on a distributed install, record each worker
+-- tally._detect_crash_reset on a distributed install (Citus): record each worker
 -- whose crash reset emptied its shards of tally.crash_marker (UNLOGGED, as
 -- are the fast delta shards beside them): one tally.crash_resets row per
 -- such worker, with the node, its server start and the time before which
@@ -7,7 +7,7 @@
 -- were lost there; durable ones and event-id increments are in logged
 -- shards and survived). Then the markers are put back. Runs in the
 -- compactor's steps, under the fold lock.
-CREATE OR REPLACE FUNCTION tally._detect_worker_crash()
+CREATE OR REPLACE FUNCTION tally._detect_crash_reset()
 RETURNS boolean
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -48,5 +48,5 @@ BEGIN
 END;
 $$;
 
-COMMENT ON FUNCTION tally._detect_worker_crash() IS
-'Internal: on a distributed install, record each worker whose crash reset emptied its fast shards, then mark them again.';
+COMMENT ON FUNCTION tally._detect_crash_reset() IS
+'Internal: record each worker whose crash reset emptied its fast shards (the window lost), then mark them again.';

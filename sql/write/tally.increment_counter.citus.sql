@@ -1,0 +1,56 @@
+-- tally.increment_counter on a distributed install (Citus): what
+-- tally.increment_counter.sql does on one node, delegated by p_key to the
+-- worker holding the key (outside a transaction block) and shaped for it:
+-- the lookup, then a one-row INSERT of values, which Citus routes straight
+-- to the key's shard (an INSERT ... SELECT from the reference tables is
+-- planned as a distributed INSERT ... SELECT at every call). A counter
+-- dropped in between leaves a delta the fold discards. An event id is
+-- claimed beside its key (tally._claim_event), in the same local
+-- transaction as its delta.
+CREATE OR REPLACE FUNCTION tally.increment_counter(
+    p_counter text,
+    p_key text,
+    p_delta bigint DEFAULT 1,
+    p_at timestamptz DEFAULT now(),
+    p_event_id text DEFAULT NULL
+)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_id integer;
+    v_durable boolean;
+    v_shard smallint;
+BEGIN
+    IF p_event_id IS NULL THEN
+        SELECT tally._shard(w.gen, c.durable, false), c.id INTO v_shard, v_id
+        FROM tally.counters AS c CROSS JOIN tally.write_gen AS w
+        WHERE c.name = p_counter AND tally._valid_key(p_key) AND p_delta IS NOT NULL AND tally._valid_at(p_at);
+        IF FOUND THEN
+            INSERT INTO tally.delta (shard, counter_id, key, delta, at) VALUES (v_shard, v_id, p_key, p_delta, p_at);
+            RETURN true;
+        END IF;
+    END IF;
+
+    -- Say what is wrong, or claim the event id first.
+    PERFORM tally._check_increment('tally.increment_counter', NULL, p_counter, p_key, p_delta, p_at,
+                                   p_event_id IS NOT NULL, p_event_id);
+    SELECT c.id, c.durable INTO v_id, v_durable FROM tally.counters AS c WHERE c.name = p_counter;
+    IF NOT FOUND THEN
+        SELECT c.id, c.durable INTO v_id, v_durable FROM tally._counter('tally.increment_counter', p_counter) AS c;
+    END IF;
+    IF p_event_id IS NOT NULL AND NOT tally._claim_event(v_id, p_key, p_event_id) THEN
+        RETURN false;
+    END IF;
+    INSERT INTO tally.delta (shard, counter_id, key, delta, at)
+    SELECT tally._shard(w.gen, v_durable OR p_event_id IS NOT NULL, false), v_id, p_key, p_delta, p_at
+    FROM tally.write_gen AS w;
+    RETURN true;
+END;
+$$;
+
+COMMENT ON FUNCTION tally.increment_counter(text, text, bigint, timestamptz, text) IS
+'Add p_delta (default 1) to counter p_counter for p_key at p_at (default now()); with p_event_id at most once '
+'within the idempotency window (false for a replay). Appends a delta; never waits on other writers.';
