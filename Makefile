@@ -115,7 +115,7 @@ bench-citus: db ## tally on Citus (1 and 2 workers) vs single node: increments, 
 	    --citus1 "$$(scripts/citus.sh dsn tally_bench1)" --citus2 "$$(scripts/citus.sh dsn tally_bench2)"
 
 soak: db ## The bloat/lag test for 10 minutes instead of 30 s
-	TALLY_SOAK_SECONDS=600 $(VENV)/bin/pytest -q -s python_client/tests/test_bloat.py
+	TALLY_SOAK_SECONDS=600 $(VENV)/bin/pytest -q -s python_client/tests/fold/test_bloat.py
 
 clean: db-stop citus-stop ## Stop the clusters and remove them and the venv
 	rm -rf "$$(readlink -f .pgdata)" .pgdata "$$(readlink -f .citusdata)" .citusdata $(VENV)

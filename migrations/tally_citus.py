@@ -146,7 +146,7 @@ def distribute() -> None:
     )
     # The crash marker: one UNLOGGED row per shard, beside the deltas. A
     # worker's crash reset empties its fast shards and its markers with
-    # them (tally._detect_worker_crash).
+    # them (tally._detect_crash_reset's Citus body).
     ex("DELETE FROM tally.crash_marker")
     ex(
         "ALTER TABLE tally.crash_marker DROP CONSTRAINT crash_marker_pkey,"
@@ -161,7 +161,13 @@ def distribute() -> None:
         ex(f"SELECT truncate_local_data_after_distributing_table('tally.{t}')")
     ex("UPDATE tally.settings SET distributed = true")
     distribute_functions()
-    ex("SELECT tally._mark_shards()")
+    # (the code installed now is revision 0004's, run by its upgrade: the
+    # function was renamed _mark_citus_shards by 0006)
+    ex(
+        "SELECT tally._mark_citus_shards()"
+        if conn.execute("SELECT to_regprocedure('tally._mark_citus_shards()') IS NOT NULL").fetchone()[0]
+        else "SELECT tally._mark_shards()"
+    )
     # (as sql/grants.sql does on a distributed install, from now on)
     ex("GRANT SELECT ON ALL TABLES IN SCHEMA tally TO tally_reader")
 

@@ -21,7 +21,7 @@
 -- 1. Counters: what is counted. A counter has a name, the granularities it
 --    keeps and a durability; everything else refers to it by id.
 \ir counters/tally._distributed.sql
-\ir counters/tally._counter.sql
+\ir counters/tally._lookup_counter.sql
 \ir counters/tally._granularity.sql
 \ir counters/tally.create_counter.sql
 \ir counters/tally.drop_counter.sql
@@ -77,7 +77,7 @@
 \ir fold/tally._reclaim_shards.sql
 \ir fold/tally._fold_step.sql
 \ir fold/tally._fold_step.citus.sql
-\ir fold/tally._mark_shards.sql
+\ir fold/tally._mark_citus_shards.sql
 \ir fold/tally._folded_before.sql
 \ir fold/tally._promoted_at.sql
 \ir fold/tally._detect_crash_reset.sql

@@ -13,6 +13,12 @@
 - The compactor's module is held once, by tally._compactor(); compact and
   compact_loop load it. compact_step puts back the caller's search_path
   and does not retry a cancel.
+- One seam per mode: a distributed install gets the Citus bodies of the
+  objects that have one (tally.<name>.citus.sql: increment_counter,
+  _append_claimed, _fold_step, _detect_crash_reset, node_deadlocks), a
+  single node the plain ones; one fold engine (_fold_upserts,
+  _overflowing) for both; _counter is _lookup_counter, _mark_shards
+  _mark_citus_shards.
 
 Revision ID: 0006
 Revises: 0005

@@ -383,7 +383,7 @@ SELECT has_function(
     'tally', '_check_range', ARRAY['text', 'timestamp with time zone', 'timestamp with time zone'],
     'function tally._check_range(text, timestamptz, timestamptz) exists'
 );
-SELECT has_function('tally', '_counter', ARRAY['text', 'text'], 'function tally._counter(text, text) exists');
+SELECT has_function('tally', '_lookup_counter', ARRAY['text', 'text'], 'function tally._lookup_counter(text, text) exists');
 SELECT has_function(
     'tally', '_cutoff', ARRAY['integer', 'text', 'timestamp with time zone'],
     'function tally._cutoff(integer, text, timestamptz) exists'

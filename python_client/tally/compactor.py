@@ -273,7 +273,7 @@ class CompactorService:
                         if self.conn.broken or self.conn.closed or self.stopping:
                             raise
                         retry = min(self.maintain_every, MAINTAIN_RETRY)
-                        log.error("maintenance failed: %s; folding goes on, next try in %g s", _full(exc), retry)
+                        log.error("maintenance failed: %s; folding goes on, next try in %g s", _error_line(exc), retry)
                         next_maintain = time.monotonic() + retry
                 if self.stopping:
                     break
@@ -302,7 +302,7 @@ class CompactorService:
                     fatal += 1
                     if fatal >= FATAL_ATTEMPTS:
                         log.critical(
-                            "%s: %s; not a transient error, giving up after %d attempts", what, _full(exc), fatal
+                            "%s: %s; not a transient error, giving up after %d attempts", what, _error_line(exc), fatal
                         )
                         code = 1
                         break
@@ -310,7 +310,7 @@ class CompactorService:
                     log.error(
                         "%s: %s; not a transient error (attempt %d of %d), retrying in %.1f s",
                         what,
-                        _full(exc),
+                        _error_line(exc),
                         fatal,
                         FATAL_ATTEMPTS,
                         wait,
@@ -321,7 +321,7 @@ class CompactorService:
                     log.warning(
                         "%s: %s%s; retrying in %.1f s (failure %d in a row)",
                         what,
-                        _full(exc),
+                        _error_line(exc),
                         "; connection lost, reconnecting" if lost and what != "cannot connect" else "",
                         wait,
                         failures,
@@ -375,7 +375,7 @@ HINTS = {
 }
 
 
-def _full(exc: BaseException) -> str:
+def _error_line(exc: BaseException) -> str:
     """describe() plus the server's HINT (or ours), when there is one."""
     text = describe(exc)
     diag = getattr(exc, "diag", None)

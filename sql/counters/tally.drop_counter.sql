@@ -8,7 +8,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_counter tally.counters := tally._counter('tally.drop_counter', p_name);
+    v_counter tally.counters := tally._lookup_counter('tally.drop_counter', p_name);
     v_g text;
 BEGIN
     PERFORM pg_advisory_xact_lock(tally._fold_lock_key());

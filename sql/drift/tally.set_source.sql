@@ -23,7 +23,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     c_fn constant text := 'tally.set_source';
-    v_counter tally.counters := tally._counter(c_fn, p_counter);
+    v_counter tally.counters := tally._lookup_counter(c_fn, p_counter);
     v_fn text := format('tally.%I(text)', 'source_' || v_counter.id);
 BEGIN
     IF p_query IS NULL THEN

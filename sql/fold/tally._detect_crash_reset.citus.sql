@@ -42,7 +42,7 @@ BEGIN
         v_found := true;
     END LOOP;
     IF v_found THEN
-        PERFORM tally._mark_shards();
+        PERFORM tally._mark_citus_shards();
     END IF;
     RETURN v_found;
 END;

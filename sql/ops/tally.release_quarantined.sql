@@ -20,7 +20,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     c_fn constant text := 'tally.release_quarantined';
-    v_counter tally.counters := tally._counter(c_fn, p_counter);
+    v_counter tally.counters := tally._lookup_counter(c_fn, p_counter);
     v_key record;
     v_released bigint := 0;
 BEGIN

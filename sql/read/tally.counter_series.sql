@@ -21,7 +21,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     c_fn constant text := 'tally.counter_series';
-    v_counter tally.counters := tally._counter(c_fn, p_counter);
+    v_counter tally.counters := tally._lookup_counter(c_fn, p_counter);
     v_quarantined bigint;
 BEGIN
     PERFORM tally._check_key(c_fn, p_key);

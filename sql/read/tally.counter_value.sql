@@ -22,7 +22,7 @@ DECLARE
 BEGIN
     SELECT c.id INTO v_id FROM tally.counters AS c WHERE c.name = p_counter;
     IF NOT FOUND THEN
-        PERFORM tally._counter('tally.counter_value', p_counter);
+        PERFORM tally._lookup_counter('tally.counter_value', p_counter);
     END IF;
     IF NOT tally._valid_key(p_key) THEN
         PERFORM tally._check_key('tally.counter_value', p_key);

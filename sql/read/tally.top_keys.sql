@@ -20,7 +20,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     c_fn constant text := 'tally.top_keys';
-    v_counter tally.counters := tally._counter(c_fn, p_counter);
+    v_counter tally.counters := tally._lookup_counter(c_fn, p_counter);
     v_granularity text := tally._granularity(c_fn, v_counter, p_granularity);
     v_quarantined bigint;
 BEGIN

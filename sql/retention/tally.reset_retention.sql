@@ -8,7 +8,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     c_fn constant text := 'tally.reset_retention';
-    v_counter tally.counters := tally._counter(c_fn, p_counter);
+    v_counter tally.counters := tally._lookup_counter(c_fn, p_counter);
 BEGIN
     PERFORM tally._granularity(c_fn, v_counter, p_granularity);
     PERFORM tally._note_coverage(v_counter.id, p_granularity);

@@ -39,7 +39,7 @@ BEGIN
           AND NOT EXISTS (SELECT FROM tally.retention AS r WHERE r.counter_id = c.id AND r.granularity = p_granularity);
         UPDATE tally.granularities AS g SET default_retention = p_keep WHERE g.name = p_granularity;
     ELSE
-        v_counter := tally._counter(c_fn, p_counter);
+        v_counter := tally._lookup_counter(c_fn, p_counter);
         PERFORM tally._granularity(c_fn, v_counter, p_granularity);
         PERFORM tally._note_coverage(v_counter.id, p_granularity);
         INSERT INTO tally.retention AS r (counter_id, granularity, keep)

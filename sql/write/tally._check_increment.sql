@@ -26,7 +26,7 @@ DECLARE
     v_fn text := CASE WHEN p_element IS NULL THEN p_fn ELSE format('%s: element %s', p_fn, p_element) END;
 BEGIN
     IF NOT EXISTS (SELECT FROM tally.counters AS c WHERE c.name = p_counter) THEN
-        PERFORM tally._counter(v_fn, p_counter);
+        PERFORM tally._lookup_counter(v_fn, p_counter);
     END IF;
     PERFORM tally._check_key(v_fn, p_key);
     IF p_delta IS NULL AND p_element IS NULL THEN

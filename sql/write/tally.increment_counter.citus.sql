@@ -39,7 +39,7 @@ BEGIN
                                    p_event_id IS NOT NULL, p_event_id);
     SELECT c.id, c.durable INTO v_id, v_durable FROM tally.counters AS c WHERE c.name = p_counter;
     IF NOT FOUND THEN
-        SELECT c.id, c.durable INTO v_id, v_durable FROM tally._counter('tally.increment_counter', p_counter) AS c;
+        SELECT c.id, c.durable INTO v_id, v_durable FROM tally._lookup_counter('tally.increment_counter', p_counter) AS c;
     END IF;
     IF p_event_id IS NOT NULL AND NOT tally._claim_event(v_id, p_key, p_event_id) THEN
         RETURN false;

@@ -46,7 +46,7 @@ BEGIN
     -- unknown; one dropped and made again is the new one).
     SELECT c.id, c.durable INTO v_id, v_durable FROM tally.counters AS c WHERE c.name = p_counter;
     IF NOT FOUND THEN
-        SELECT c.id, c.durable INTO v_id, v_durable FROM tally._counter('tally.increment_counter', p_counter) AS c;
+        SELECT c.id, c.durable INTO v_id, v_durable FROM tally._lookup_counter('tally.increment_counter', p_counter) AS c;
     END IF;
     IF p_event_id IS NOT NULL THEN
         PERFORM FROM tally._claim_events(ARRAY[v_id], ARRAY[p_event_id]);

@@ -2,7 +2,8 @@
 `tally metrics` and every query of monitoring/postgres_exporter.yaml work
 for a login holding only tally_reader. Metrics carry a `database` label and
 a `tally_up` gauge that turns 0 (still a 200 from --serve) while the
-database is unreachable, and back to 1 when it returns."""
+database is unreachable, and back to 1 when it returns.
+"""
 
 from __future__ import annotations
 
@@ -18,13 +19,17 @@ from pathlib import Path
 import psycopg
 import pytest
 import yaml
+from conftest import REPO
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-REPO = Path(__file__).resolve().parents[2]
 TALLY = str(REPO / ".venv" / "bin" / "tally")
+
+
 EXPORTER_YAML = REPO / "monitoring" / "postgres_exporter.yaml"
+
+
 CHECKS = {"node", "compactor", "lag", "folds", "maintenance", "drift", "crash", "quarantine"}
 
 
@@ -246,3 +251,60 @@ def test_metrics_server_survives_a_database_that_goes_down_and_comes_back(dsn: s
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_metrics_parse_as_prometheus_text(dsn: str, conn: psycopg.Connection) -> None:
+    conn.execute("SELECT tally.create_counter('m')")
+    conn.execute("SELECT tally.increment_counter('m', 'k')")
+    conn.execute("SELECT * FROM tally.check_drift('m')")
+    out = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "tally"), "--dsn", dsn, "metrics"], check=True, capture_output=True, text=True
+    ).stdout
+    families = {f.name: f for f in text_string_to_metric_families(out)}
+    assert families["tally_health_status"].type == "gauge"
+    assert {s.labels["check"] for s in families["tally_health_status"].samples} == {
+        "node",
+        "compactor",
+        "lag",
+        "folds",
+        "maintenance",
+        "drift",
+        "crash",
+        "quarantine",
+    }
+    assert families["tally_folds_abandoned"].type == "counter"
+    assert families["tally_folds_abandoned"].samples[0].value == 0
+    assert sum(s.value for s in families["tally_pending_deltas"].samples) == 1
+    assert families["tally_counters"].samples[0].value == 1
+    database = conn.execute("SELECT current_database()").fetchone()[0]
+    assert families["tally_drift_inconsistent_keys"].samples[0].labels == {"database": database, "counter": "m"}
+    assert [(s.labels, s.value) for s in families["tally_up"].samples] == [({"database": database}, 1.0)]
+    assert all(s.labels["database"] == database for f in families.values() for s in f.samples)
+
+
+def test_metrics_served_over_http(dsn: str) -> None:
+    with socket.socket() as s:  # a free port
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [str(REPO / ".venv" / "bin" / "tally"), "--dsn", dsn, "metrics", "--serve", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+                    body = resp.read().decode()
+                    assert resp.headers["Content-Type"].startswith("text/plain")
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        names = {f.name for f in text_string_to_metric_families(body)}
+        assert {"tally_health_status", "tally_oldest_pending_seconds", "tally_database_deadlocks"} <= names
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from conftest import REPO
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-REPO = Path(__file__).resolve().parents[2]
 TALLY = str(REPO / ".venv" / "bin" / "tally")
 
 

@@ -32,8 +32,8 @@ import psycopg
 import soak_load
 import workers
 from conftest import CLUSTER
+from load import keep_everything
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from test_concurrency import keep_everything
 from truth import Truth, assert_matches
 
 SECONDS = float(os.environ.get("TALLY_SOAK_SECONDS", "180"))

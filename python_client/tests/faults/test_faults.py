@@ -1,6 +1,7 @@
 """Faults during folds: killed compactor backends, statement and lock
 timeouts firing inside folds, a server restart mid-load. After each, every
-value at every granularity equals the ground truth the test keeps."""
+value at every granularity equals the ground truth the test keeps.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import psycopg
 import pytest
 import workers
 from conftest import REPO
-from test_concurrency import check_exact, keep_everything, run_load
+from load import check_exact, keep_everything, run_load
 
 COUNTERS = ["views_fast", "follows_durable"]
 
@@ -198,35 +199,3 @@ def test_server_restart_mid_load(dsn: str, conn: psycopg.Connection, slices: int
             )
             assert sorted(folded) == list(range(slices)) and all(n > 0 for n in folded.values()), folded
     assert failed == 0
-
-
-def test_an_overflowing_delta_is_quarantined_and_everything_else_stays_exact(
-    dsn: str, conn: psycopg.Connection
-) -> None:
-    setup_counters(conn)
-    deadlocks_before = workers.deadlocks(conn)
-
-    def poison() -> None:
-        with psycopg.connect(dsn, autocommit=True) as c:
-            time.sleep(1.0)
-            c.execute("SELECT tally.increment_counter('views_fast', 'poison', 9223372036854775807)")
-            time.sleep(0.5)
-            # Folding this one would overflow the key's total: set aside, not wedged.
-            c.execute("SELECT tally.increment_counter('views_fast', 'poison', 1)")
-            c.execute("SELECT tally.increment_counter('follows_durable', 'poison', -9223372036854775807)")
-            c.execute("SELECT tally.increment_counter('follows_durable', 'poison', -9223372036854775807)")
-
-    truth, _ = run_load(dsn, COUNTERS, writers=8, iterations=500, compactors=2, days_back=30, during=poison)
-    check_exact(conn, truth, days_back=30)  # every other key exact, nothing pending
-    quarantined = dict(conn.execute("SELECT counter, delta_sum FROM tally.quarantined WHERE key = 'poison'").fetchall())
-    # Depending on which fold saw which delta, the first one may have been
-    # folded before the second arrived; either way nothing is lost: what was
-    # folded plus what was set aside is what was written.
-    big = 9223372036854775807
-    for counter, written in (("views_fast", big + 1), ("follows_durable", -2 * big)):
-        assert counter in quarantined, quarantined
-        value = conn.execute("SELECT tally.counter_value(%s, 'poison')", (counter,)).fetchone()[0]
-        assert value + quarantined[counter] == written, (counter, value, quarantined[counter])
-    assert conn.execute("""SELECT status FROM tally.health WHERE "check" = 'quarantine'""").fetchone()[0] == "warn"
-    assert conn.execute("SELECT count(*) FROM tally.fold_runs WHERE outcome = 'failed'").fetchone()[0] == 0
-    assert workers.deadlocks(conn) == deadlocks_before

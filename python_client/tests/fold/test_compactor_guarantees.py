@@ -3,7 +3,8 @@ wait on each other nor on a fold; a fold step that meets a deadlock, a lock
 timeout or a statement timeout is rolled back, recorded and retried;
 tally.maintain() skips what it cannot lock instead of queueing; a
 statement_timeout ends compact_loop in time; maintain() drops the event-id
-partitions past the window and only those."""
+partitions past the window and only those.
+"""
 
 from __future__ import annotations
 
@@ -429,3 +430,103 @@ def test_the_compactor_runs_the_module_tally_holds_now(dsn: str, conn: psycopg.C
                 + "$python$"
             )
         session.execute("CALL tally.compact()")  # and back
+
+
+def health(conn: psycopg.Connection) -> dict[str, tuple[str, str]]:
+    return {c: (s, r) for c, s, r in conn.execute('SELECT "check", status, reason FROM tally.health').fetchall()}
+
+
+PLANS = [
+    "",
+    "SET enable_nestloop = off; SET enable_mergejoin = off",
+    "SET enable_hashjoin = off; SET enable_mergejoin = off",
+    "SET enable_nestloop = off; SET enable_hashjoin = off",
+    "SET enable_indexscan = off; SET enable_bitmapscan = off; SET enable_nestloop = off",
+]
+
+
+@pytest.mark.parametrize("plan", PLANS)
+def test_maintenance_and_the_compactor_survive_any_plan_of_their_catalog_queries(
+    conn: psycopg.Connection, plan: str
+) -> None:
+    # The new user's reproduction: a wide window, catalog statistics that make
+    # the planner scan all of pg_class; then every planner choice.
+    conn.execute("SELECT tally.set_event_window(30)")
+    conn.execute("CALL tally.compact_loop(0.2, 0.1)")
+    conn.execute("ANALYZE pg_catalog.pg_inherits")
+    conn.execute("ANALYZE pg_catalog.pg_class")
+    for stmt in filter(None, plan.split("; ")):
+        conn.execute(stmt)
+    conn.execute("CALL tally.compact_loop(0.2, 0.1)")
+    steps = conn.execute("SELECT step, detail FROM tally.maintain()").fetchall()
+    assert [s for s, _ in steps if s == "failed"] == []
+    # shrinking the window drops exactly the days that fell out of it
+    conn.execute("SELECT tally.set_event_window(7)")
+    days = conn.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = 'tally.event_ids'::regclass").fetchone()[0]
+    assert days == 7 + 1 + 3  # the window, today, three days ahead
+    failed = conn.execute("SELECT count(*) FROM tally.fold_runs WHERE outcome = 'failed'").fetchone()[0]
+    assert failed == 0
+
+
+def test_a_failing_fold_is_recorded_and_compact_loop_goes_on(conn: psycopg.Connection) -> None:
+    conn.execute("SELECT tally.create_counter('f')")
+    conn.execute(
+        """
+        CREATE FUNCTION public.refuse_boom() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.key = 'boom' THEN
+                RAISE EXCEPTION 'no boom here' USING ERRCODE = 'P0042';
+            END IF;
+            RETURN NEW;
+        END $$
+        """
+    )
+    conn.execute(
+        "CREATE TRIGGER refuse_boom BEFORE INSERT OR UPDATE ON tally.totals"
+        " FOR EACH ROW EXECUTE FUNCTION public.refuse_boom()"
+    )
+    conn.execute("SELECT tally.increment_counter('f', 'boom')")
+    # compact() raises the step's own error, after recording it
+    with pytest.raises(psycopg.Error) as raised:
+        conn.execute("CALL tally.compact()")
+    assert raised.value.sqlstate == "P0042"
+    assert "no boom here" in str(raised.value)
+    # compact_loop does not stop: it records each failure and keeps going
+    conn.execute("CALL tally.compact_loop(1.5, 0.2)")
+    failed = conn.execute(
+        "SELECT count(*), min(error) FROM tally.fold_runs WHERE outcome = 'failed' AND mode IS NULL"
+    ).fetchone()
+    # one from compact(), then one (at least) per round of the loop
+    assert failed[0] >= 2 and failed[1] == "P0042: no boom here"
+    assert conn.execute("SELECT abandoned FROM tally.fold_stats").fetchone()[0] == failed[0]
+    status, reason = health(conn)["folds"]
+    assert status == "critical" and f"{failed[0]} folds abandoned" in reason
+    # fixed: the next run folds everything, nothing lost
+    conn.execute("DROP TRIGGER refuse_boom ON tally.totals")
+    conn.execute("CALL tally.compact()")
+    assert conn.execute("SELECT tally.counter_value('f', 'boom')").fetchone()[0] == 1
+    assert conn.execute("SELECT count(*) FROM tally.delta").fetchone()[0] == 0
+
+
+def test_a_failing_maintenance_is_recorded_and_folding_goes_on(conn: psycopg.Connection) -> None:
+    conn.execute("SELECT tally.create_counter('m')")
+    # pg_partman cannot read this interval: its maintenance of rollup_hour fails
+    conn.execute(
+        "UPDATE partman.part_config SET partition_interval = 'not an interval' WHERE parent_table = 'tally.rollup_hour'"
+    )
+    steps = conn.execute("SELECT step, detail FROM tally.maintain()").fetchall()
+    failed = [d for s, d in steps if s == "failed"]
+    assert len(failed) == 1 and failed[0].startswith(
+        "tally.rollup_hour: P0001: invalid input syntax for type interval"
+    ), steps
+    assert ("fold_runs", "0 rows older than 7 days pruned") in steps  # the other steps still ran
+    assert sum(1 for s, _ in steps if s == "partitions") == 4
+    conn.execute("SELECT tally.increment_counter('m', 'k', 3)")
+    conn.execute("CALL tally.compact_loop(0.5, 0.1)")  # runs maintenance first: fails again, folds anyway
+    assert conn.execute("SELECT tally.counter_value('m', 'k')").fetchone()[0] == 3
+    assert conn.execute("SELECT count(*) FROM tally.delta").fetchone()[0] == 0
+    runs = conn.execute("SELECT outcome, error FROM tally.fold_runs WHERE mode = 'maintenance' ORDER BY id").fetchall()
+    assert [o for o, _ in runs] == ["failed", "failed"] and all("not an interval" in e for _, e in runs)
+    status, reason = health(conn)["maintenance"]
+    assert status == "warn" and "tally.rollup_hour: P0001" in reason
+    assert health(conn)["folds"][0] == "ok"

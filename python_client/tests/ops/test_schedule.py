@@ -1,8 +1,9 @@
-"""pg_cron runs parallel compactors: schedule_compactor(p_workers => n)
-installs one job per key slice (tally-compactor-0 .. n-1); scheduling again
-with fewer workers removes the extra jobs, with one worker the single
-tally-compactor job comes back; pg_cron starts the slice loops and they
-fold; unschedule_compactor() removes every job."""
+"""pg_cron runs the compactor: in the database pg_cron lives in
+(cron.database_name, `tally` on the project's cluster), schedule_compactor()
+installs the jobs, pg_cron starts tally.compact_loop() within a minute and
+it folds; unschedule_compactor() removes them. With p_workers => N it runs
+one compactor per key slice.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +13,59 @@ import uuid
 import psycopg
 from conftest import CLUSTER, alembic
 from psycopg.conninfo import make_conninfo
+
+
+def test_pg_cron_runs_the_compactor() -> None:
+    with psycopg.connect(make_conninfo(**CLUSTER), autocommit=True) as admin:
+        cron_db = admin.execute("SELECT current_setting('cron.database_name')").fetchone()[0]
+    dsn = make_conninfo(**{**CLUSTER, "dbname": cron_db})
+    alembic(dsn, "upgrade", "head")
+    name = f"cron_test_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SELECT tally.unschedule_compactor()")
+        # No compactor left running from an earlier schedule: only the job
+        # scheduled below may fold what this test writes.
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND query LIKE 'CALL tally.compact_loop%%' AND pid <> pg_backend_pid()"
+        )
+        conn.execute("SELECT tally.create_counter(%s, '{minute}')", (name,))
+        counter_id = conn.execute("SELECT id FROM tally.counters WHERE name = %s", (name,)).fetchone()[0]
+        try:
+            for delta in (1, 2, 3):
+                conn.execute("SELECT tally.increment_counter(%s, 'k', %s)", (name, delta))
+            jobs = conn.execute("SELECT jobname, schedule, command FROM tally.schedule_compactor(20, 0.5)").fetchall()
+            assert jobs == [
+                ("tally-compactor", "* * * * *", "CALL tally.compact_loop(20, 0.5)"),
+                ("tally-maintenance", "17 * * * *", "SELECT tally.maintain()"),
+            ]
+            # Scheduling again updates the jobs rather than adding more.
+            conn.execute("SELECT tally.schedule_compactor(20, 0.5)")
+            assert conn.execute("SELECT count(*) FROM cron.job WHERE jobname LIKE 'tally-%'").fetchone()[0] == 2
+
+            deadline = time.monotonic() + 100
+            while time.monotonic() < deadline:
+                pending = conn.execute(
+                    "SELECT count(*) FROM tally.delta WHERE counter_id = %s", (counter_id,)
+                ).fetchone()[0]
+                if pending == 0:
+                    break
+                time.sleep(1)
+            assert pending == 0, "pg_cron did not run the compactor within 100 s"
+            assert (
+                conn.execute("SELECT value FROM tally.totals WHERE counter_id = %s", (counter_id,)).fetchone()[0] == 6
+            )
+            ran = conn.execute(
+                "SELECT count(*) FROM cron.job_run_details AS d JOIN cron.job AS j USING (jobid)"
+                " WHERE j.jobname = 'tally-compactor'"
+            ).fetchone()[0]
+            assert ran >= 1
+        finally:
+            removed = conn.execute("SELECT tally.unschedule_compactor()").fetchone()[0]
+            conn.execute("SELECT tally.drop_counter(%s)", (name,))
+        assert removed == 2
+        assert conn.execute("SELECT count(*) FROM cron.job WHERE jobname LIKE 'tally-%'").fetchone()[0] == 0
+
 
 JOBS = (
     "SELECT jobname, command FROM cron.job WHERE jobname LIKE 'tally-%%' AND database = current_database()"

@@ -16,7 +16,7 @@ import traceback
 import psycopg
 import pytest
 import workers
-from test_concurrency import check_exact, keep_everything, run_load
+from load import check_exact, keep_everything, run_load
 
 
 class SliceCompactor(threading.Thread):
