@@ -5,7 +5,10 @@ keeping a ground truth and compactor processes folding beside them
 from __future__ import annotations
 
 import multiprocessing as mp
+import random
+import threading
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -79,3 +82,50 @@ def keep_everything(conn: psycopg.Connection, counters: list[str]) -> None:
     for c in counters:
         for g in ("minute", "hour"):
             conn.execute("SELECT tally.set_retention(%s, %s, NULL)", (c, g))
+
+
+def race_writer(dsn: str, seed: int, stop: threading.Event, errors: Counter, applied: Counter, bad: list[str]) -> None:
+    """A writer racing a drop and create of counter 'rv' (and 'stable' beside
+    it): single increments, with event ids, batches, batches with event ids.
+    Counts what was applied, and the refusals that are tally's own unknown
+    counter (42704 naming the function, with a hint); anything else goes to
+    `bad`."""
+    rnd = random.Random(seed)
+    n = 0
+    with psycopg.connect(dsn, autocommit=True) as c:
+        while not stop.is_set():
+            n += 1
+            kind = rnd.choice(["single", "event", "batch", "batch_event"])
+            try:
+                if kind == "single":
+                    c.execute("SELECT tally.increment_counter('rv', %s::text)", (str(rnd.randint(1, 5)),))
+                elif kind == "event":
+                    c.execute(
+                        "SELECT tally.increment_counter('rv', %s::text, 1, now(), %s::text)",
+                        (str(rnd.randint(1, 5)), f"{seed}-{n}"),
+                    )
+                elif kind == "batch":
+                    (k,) = c.execute(
+                        "SELECT tally.increment_counters(ARRAY['rv', 'stable', 'rv'], ARRAY['a', 'b', 'c'],"
+                        " ARRAY[1, 1, 1]::bigint[])"
+                    ).fetchone()
+                    assert k == 3, k
+                else:
+                    (k,) = c.execute(
+                        "SELECT tally.increment_counters(ARRAY['stable', 'rv'], ARRAY['a', 'b'], ARRAY[1, 1]::bigint[],"
+                        " NULL, ARRAY[%s, %s])",
+                        (f"s-{seed}-{n}", f"r-{seed}-{n}"),
+                    ).fetchone()
+                    assert k == 2, k
+                applied[kind] += 1
+            except psycopg.Error as exc:
+                message = exc.diag.message_primary or ""
+                if (
+                    exc.sqlstate == "42704"
+                    and message.startswith("tally.increment_counter")
+                    and '"rv"' in message
+                    and exc.diag.message_hint
+                ):
+                    errors[kind] += 1
+                else:
+                    bad.append(f"{kind}: {exc.sqlstate}: {message}")

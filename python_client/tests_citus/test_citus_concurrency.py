@@ -9,7 +9,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import psycopg
-from test_concurrency import check_exact, keep_everything, run_load
+from load import check_exact, keep_everything, run_load
 
 DAYS_BACK = 40
 

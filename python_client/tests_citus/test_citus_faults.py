@@ -26,7 +26,7 @@ from pathlib import Path
 
 import psycopg
 import workers
-from test_concurrency import keep_everything
+from load import keep_everything
 from truth import Truth, assert_matches
 
 REPO = Path(__file__).resolve().parents[2]

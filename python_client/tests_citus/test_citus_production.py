@@ -13,10 +13,10 @@ from collections import Counter
 from datetime import UTC, datetime
 
 import psycopg
+from load import race_writer
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 from tally import GroupCommit, Tally
-from test_counters import _writer
 from topology import REPO, Bouncer, wait_until
 from truth import Truth
 
@@ -90,7 +90,7 @@ def test_writers_racing_a_drop_and_create_get_only_unknown_counter(citus_dsn: st
     errors: Counter = Counter()
     applied: Counter = Counter()
     bad: list[str] = []
-    writers = [threading.Thread(target=_writer, args=(citus_dsn, s, stop, errors, applied, bad)) for s in range(4)]
+    writers = [threading.Thread(target=race_writer, args=(citus_dsn, s, stop, errors, applied, bad)) for s in range(4)]
     for w in writers:
         w.start()
     deadline = time.monotonic() + 6

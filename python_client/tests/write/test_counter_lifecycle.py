@@ -6,59 +6,17 @@ whole; every increment a writer was told was applied is counted once.
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections import Counter
 
 import psycopg
+from load import race_writer
 
 WRITERS = 6
 
 
 SECONDS = 8
-
-
-def _writer(dsn: str, seed: int, stop: threading.Event, errors: Counter, applied: Counter, bad: list[str]) -> None:
-    rnd = random.Random(seed)
-    n = 0
-    with psycopg.connect(dsn, autocommit=True) as c:
-        while not stop.is_set():
-            n += 1
-            kind = rnd.choice(["single", "event", "batch", "batch_event"])
-            try:
-                if kind == "single":
-                    c.execute("SELECT tally.increment_counter('rv', %s::text)", (str(rnd.randint(1, 5)),))
-                elif kind == "event":
-                    c.execute(
-                        "SELECT tally.increment_counter('rv', %s::text, 1, now(), %s::text)",
-                        (str(rnd.randint(1, 5)), f"{seed}-{n}"),
-                    )
-                elif kind == "batch":
-                    (k,) = c.execute(
-                        "SELECT tally.increment_counters(ARRAY['rv', 'stable', 'rv'], ARRAY['a', 'b', 'c'],"
-                        " ARRAY[1, 1, 1]::bigint[])"
-                    ).fetchone()
-                    assert k == 3, k
-                else:
-                    (k,) = c.execute(
-                        "SELECT tally.increment_counters(ARRAY['stable', 'rv'], ARRAY['a', 'b'], ARRAY[1, 1]::bigint[],"
-                        " NULL, ARRAY[%s, %s])",
-                        (f"s-{seed}-{n}", f"r-{seed}-{n}"),
-                    ).fetchone()
-                    assert k == 2, k
-                applied[kind] += 1
-            except psycopg.Error as exc:
-                message = exc.diag.message_primary or ""
-                if (
-                    exc.sqlstate == "42704"
-                    and message.startswith("tally.increment_counter")
-                    and '"rv"' in message
-                    and exc.diag.message_hint
-                ):
-                    errors[kind] += 1
-                else:
-                    bad.append(f"{kind}: {exc.sqlstate}: {message}")
 
 
 def test_writers_racing_a_drop_and_create_get_only_unknown_counter(dsn: str, conn: psycopg.Connection) -> None:
@@ -68,7 +26,7 @@ def test_writers_racing_a_drop_and_create_get_only_unknown_counter(dsn: str, con
     errors: Counter = Counter()
     applied: Counter = Counter()
     bad: list[str] = []
-    writers = [threading.Thread(target=_writer, args=(dsn, s, stop, errors, applied, bad)) for s in range(WRITERS)]
+    writers = [threading.Thread(target=race_writer, args=(dsn, s, stop, errors, applied, bad)) for s in range(WRITERS)]
     for w in writers:
         w.start()
     cycles = 0
