@@ -144,13 +144,13 @@ def transform(text: str) -> str:
     return "".join(out)
 
 
-def _ruff(args: list[str], text: str, target: str) -> str:
+def _ruff(args: list[str], text: str, target: str, root: Path) -> str:
     r = subprocess.run(
         [sys.executable, "-m", "ruff", *args, "--stdin-filename", target, "-"],
         input=text,
         capture_output=True,
         text=True,
-        cwd=ROOT,
+        cwd=root,
     )
     if r.returncode != 0:
         raise SystemExit(f"async_to_sync: ruff {args[0]} failed on {target}:\n{r.stderr}")
@@ -164,8 +164,8 @@ def generate(source: str, root: Path = ROOT) -> str:
     for n, line in enumerate(code.splitlines(), 1):
         if found := LEFT_OVER.search(line):
             raise SystemExit(f"async_to_sync: {source}: '{found.group(1)}' left in line {n}: {line.strip()}")
-    code = _ruff(["check", "--select", "I,RUF022", "--fix", "--quiet"], header(source) + code, target)
-    return _ruff(["format", "--quiet"], code, target)
+    code = _ruff(["check", "--select", "I,RUF022", "--fix", "--quiet"], header(source) + code, target, root)
+    return _ruff(["format", "--quiet"], code, target, root)
 
 
 def main(argv: list[str] | None = None) -> int:
