@@ -13,7 +13,7 @@ PSQL = /usr/bin/psql -X -v ON_ERROR_STOP=1
 TEST_DB ?= tally_test
 LINT_DB ?= tally_lint
 
-.PHONY: help deps db dsn db-stop migrate demo lint pgtap pytest test wheel test-wheel bench bench-compactor soak clean \
+.PHONY: help deps db dsn db-stop migrate demo generate lint pgtap pytest test wheel test-wheel bench bench-compactor soak clean \
 	citus citus-dsn citus-stop test-citus bench-citus
 
 help: ## List the targets
@@ -44,10 +44,14 @@ define fresh_db
 	TALLY_DSN="$$($(DB) dsn $(1))" $(VENV)/bin/alembic upgrade head
 endef
 
-lint: db ## sqlfluff, plpgsql_check over every function, ruff
+generate: deps ## Write the sync client and group commit from their async sources
+	$(PY) scripts/async_to_sync.py
+
+lint: db ## sqlfluff, plpgsql_check over every function, ruff, the generated sync client up to date
+	$(PY) scripts/async_to_sync.py --check
 	$(VENV)/bin/sqlfluff lint sql/
-	$(VENV)/bin/ruff check python_client migrations plpython bench
-	$(VENV)/bin/ruff format --check python_client migrations plpython bench
+	$(VENV)/bin/ruff check python_client migrations plpython bench scripts
+	$(VENV)/bin/ruff format --check python_client migrations plpython bench scripts
 	$(call fresh_db,$(LINT_DB))
 	$(PSQL) "$$($(DB) dsn $(LINT_DB))" -qf scripts/plpgsql_check.sql
 	@# the distributed install's bodies (tally.<name>.citus.sql), checked in their place

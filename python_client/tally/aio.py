@@ -1,11 +1,14 @@
-"""The asyncio twin of ``Tally``: the same methods, awaited, over psycopg's
-``AsyncConnectionPool`` or an ``AsyncConnection``. Each method is one call
-of one SQL function; the statements are shared with the sync client."""
+# The source of tally/client.py: edit this file, then run scripts/async_to_sync.py.  # sync:
+"""tally's async client: each method is one call of one SQL function, over
+a caller's ``AsyncConnectionPool`` or ``AsyncConnection`` (the statements:
+``tally._sql``)."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+# sync: import weakref
+# sync: from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence  # sync:
+from contextlib import asynccontextmanager
 from datetime import datetime
 from types import TracebackType
 from typing import TypeVar
@@ -15,8 +18,10 @@ from psycopg.rows import class_row
 from psycopg_pool import AsyncConnectionPool
 
 from tally import _sql
+from tally._coalescer_async import AsyncCoalescer
+from tally._concurrency import ALock
 from tally._sql import Bucket, KeyValue
-from tally.coalesce import AsyncCoalescer, GroupCommit, GroupCommitStats, alocked, check
+from tally.coalesce import GroupCommit, GroupCommitStats, check
 
 __all__ = ["AsyncSource", "AsyncTally", "Bucket", "GroupCommit", "GroupCommitStats", "KeyValue"]
 
@@ -25,7 +30,7 @@ T = TypeVar("T")
 
 
 class AsyncTally:
-    """tally over a caller-owned async connection pool or async connection.
+    """tally over a caller-owned ``AsyncConnectionPool`` or ``AsyncConnection``.
 
     No DDL and no I/O in the constructor. Methods without ``_tx`` run in their
     own transaction (through the pool, or a transaction block on the given
@@ -36,23 +41,27 @@ class AsyncTally:
 
     With ``group_commit=GroupCommit(...)``, ``increment()`` calls from many
     tasks are sent together, one transaction per short window, by a
-    background task on the loop of the first call (see ``tally.coalesce``);
+    background task started by the first call (see ``tally.coalesce``);
     each call still returns only once its increment committed. ``aclose()``
-    (or leaving an ``async with`` block) sends what is pending and ends that
+    (or leaving its ``async with`` block) sends what is pending and stops that
     task; the pool or connection stays the caller's.
     """
 
     def __init__(self, source: AsyncSource, group_commit: GroupCommit | None = None) -> None:
         self._source = source
-        self._lock = asyncio.Lock()  # serializes a single connection
+        self._lock = ALock()  # serializes a single connection
         self._group: AsyncCoalescer | None = None
         if group_commit is not None:
+            # The flusher holds the source and the lock, not this object, so a
+            # client dropped unclosed can be collected (and, on threads, its
+            # finalizer stops the flusher: a thread does not end with a loop).
             if isinstance(source, AsyncConnectionPool):
                 connect, hold = source.connection, 0.05  # a pool connection is kept 50 ms for the next batch
             else:
                 lock = self._lock
-                connect, hold = (lambda: alocked(lock, source)), 0.0  # the connection is shared: give it back at once
+                connect, hold = (lambda: _locked(lock, source)), 0.0  # the connection is shared: give it back at once
             self._group = AsyncCoalescer(connect, group_commit, "AsyncTally.increment", hold)
+            # sync: weakref.finalize(self, self._group.stop_soon)
 
     async def _run(self, fn: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:
         if isinstance(self._source, AsyncConnectionPool):
@@ -63,7 +72,7 @@ class AsyncTally:
 
     # -- group commit ---------------------------------------------------------
     async def aclose(self) -> None:
-        """Send the increments still pending, then end the group commit task.
+        """Send the increments still pending, then stop the group commit task.
 
         Later ``increment()`` calls raise; the other methods keep working.
         Without group commit there is nothing to do."""
@@ -223,3 +232,10 @@ class AsyncTally:
                 )
             async with self._lock:
                 await self._source.execute(_sql.COMPACT, (max_deltas,))
+
+
+@asynccontextmanager
+async def _locked(lock: ALock, conn: psycopg.AsyncConnection) -> AsyncIterator[psycopg.AsyncConnection]:
+    """A single connection, used by one task at a time."""
+    async with lock:
+        yield conn

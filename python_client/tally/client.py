@@ -1,10 +1,14 @@
-"""Thin synchronous client: each method is one call of one SQL function."""
+# Generated from python_client/tally/aio.py by .venv/bin/python scripts/async_to_sync.py: do not edit.
+# Edit python_client/tally/aio.py, then run .venv/bin/python scripts/async_to_sync.py (make generate).
+"""tally's sync client: each method is one call of one SQL function, over
+a caller's ``ConnectionPool`` or ``Connection`` (the statements:
+``tally._sql``)."""
 
 from __future__ import annotations
 
-import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from types import TracebackType
 from typing import TypeVar
@@ -14,8 +18,10 @@ from psycopg.rows import class_row
 from psycopg_pool import ConnectionPool
 
 from tally import _sql
+from tally._coalescer import Coalescer
+from tally._concurrency import Lock
 from tally._sql import Bucket, KeyValue
-from tally.coalesce import Coalescer, GroupCommit, GroupCommitStats, check, locked
+from tally.coalesce import GroupCommit, GroupCommitStats, check
 
 __all__ = ["Bucket", "GroupCommit", "GroupCommitStats", "KeyValue", "Source", "Tally"]
 
@@ -24,34 +30,36 @@ T = TypeVar("T")
 
 
 class Tally:
-    """tally over a caller-owned connection pool or connection.
+    """tally over a caller-owned ``ConnectionPool`` or ``Connection``.
 
     No DDL and no I/O in the constructor. Methods without ``_tx`` run in their
-    own transaction (autocommitted through the pool); the ``*_tx`` variants take
-    the caller's connection so an increment commits or rolls back with the
-    caller's own business write. A single connection is used by one thread at
-    a time.
+    own transaction (through the pool, or a transaction block on the given
+    connection); the ``*_tx`` variants run on the caller's connection, inside
+    whatever transaction the caller has open, so an increment commits or rolls
+    back with the caller's own business write. A single connection is used by
+    one thread at a time.
 
     With ``group_commit=GroupCommit(...)``, ``increment()`` calls from many
     threads are sent together, one transaction per short window, by a
-    background thread (see ``tally.coalesce``); each call still returns only
-    once its increment committed. ``close()`` (or leaving a ``with`` block)
-    sends what is pending and stops that thread; the pool or connection stays
-    the caller's.
+    background thread started by the first call (see ``tally.coalesce``);
+    each call still returns only once its increment committed. ``close()``
+    (or leaving its ``with`` block) sends what is pending and stops that
+    thread; the pool or connection stays the caller's.
     """
 
     def __init__(self, source: Source, group_commit: GroupCommit | None = None) -> None:
         self._source = source
-        self._lock = threading.Lock()  # serializes a single connection
+        self._lock = Lock()  # serializes a single connection
         self._group: Coalescer | None = None
         if group_commit is not None:
-            # The flusher holds the source and the lock, not this object, so
-            # an unclosed Tally that is dropped still stops its thread.
+            # The flusher holds the source and the lock, not this object, so a
+            # client dropped unclosed can be collected (and, on threads, its
+            # finalizer stops the flusher: a thread does not end with a loop).
             if isinstance(source, ConnectionPool):
                 connect, hold = source.connection, 0.05  # a pool connection is kept 50 ms for the next batch
             else:
                 lock = self._lock
-                connect, hold = (lambda: locked(lock, source)), 0.0  # the connection is shared: give it back at once
+                connect, hold = (lambda: _locked(lock, source)), 0.0  # the connection is shared: give it back at once
             self._group = Coalescer(connect, group_commit, "Tally.increment", hold)
             weakref.finalize(self, self._group.stop_soon)
 
@@ -124,7 +132,8 @@ class Tally:
         event_id: str | None = None,
     ) -> bool:
         """increment inside the caller's transaction: it counts only if that transaction commits."""
-        row = conn.execute(_sql.INCREMENT, (counter, key, delta, at, event_id)).fetchone()
+        cur = conn.execute(_sql.INCREMENT, (counter, key, delta, at, event_id))
+        row = cur.fetchone()
         return bool(row and row[0])
 
     def increment_many(
@@ -152,8 +161,8 @@ class Tally:
         event_ids: Sequence[str] | None = None,
     ) -> int:
         """increment_many inside the caller's transaction on ``conn``."""
-        args = _sql.increment_many_args(counters, keys, deltas, ats, event_ids)
-        row = conn.execute(_sql.INCREMENT_MANY, args).fetchone()
+        cur = conn.execute(_sql.INCREMENT_MANY, _sql.increment_many_args(counters, keys, deltas, ats, event_ids))
+        row = cur.fetchone()
         return int(row[0]) if row else 0
 
     # -- reads --------------------------------------------------------------
@@ -163,7 +172,8 @@ class Tally:
 
     def value_tx(self, conn: psycopg.Connection, counter: str, key: str) -> int:
         """value as seen by the caller's transaction (its own uncommitted increments included)."""
-        row = conn.execute(_sql.VALUE, (counter, key)).fetchone()
+        cur = conn.execute(_sql.VALUE, (counter, key))
+        row = cur.fetchone()
         return int(row[0]) if row else 0
 
     def series(self, counter: str, key: str, granularity: str, start: datetime, end: datetime) -> list[Bucket]:
@@ -171,11 +181,18 @@ class Tally:
         return self._run(lambda c: self.series_tx(c, counter, key, granularity, start, end))
 
     def series_tx(
-        self, conn: psycopg.Connection, counter: str, key: str, granularity: str, start: datetime, end: datetime
+        self,
+        conn: psycopg.Connection,
+        counter: str,
+        key: str,
+        granularity: str,
+        start: datetime,
+        end: datetime,
     ) -> list[Bucket]:
         """series inside the caller's transaction on ``conn``."""
         with conn.cursor(row_factory=class_row(Bucket)) as cur:
-            return cur.execute(_sql.SERIES, (counter, key, granularity, start, end)).fetchall()
+            cur.execute(_sql.SERIES, (counter, key, granularity, start, end))
+            return cur.fetchall()
 
     def top(self, counter: str, granularity: str, bucket: datetime | None = None, limit: int = 10) -> list[KeyValue]:
         """The ``limit`` largest keys of one bucket (default: the current one) (tally.top_keys)."""
@@ -191,18 +208,19 @@ class Tally:
     ) -> list[KeyValue]:
         """top inside the caller's transaction on ``conn``."""
         with conn.cursor(row_factory=class_row(KeyValue)) as cur:
-            return cur.execute(_sql.TOP, (counter, granularity, bucket, limit)).fetchall()
+            cur.execute(_sql.TOP, (counter, granularity, bucket, limit))
+            return cur.fetchall()
 
     # -- folding ------------------------------------------------------------
     def compact(self, max_deltas: int = 100_000) -> None:
         """CALL tally.compact(): fold everything pending. Needs autocommit (it commits per fold)."""
         if isinstance(self._source, ConnectionPool):
             with self._source.connection() as conn:
-                conn.autocommit = True
+                conn.set_autocommit(True)
                 try:
                     conn.execute(_sql.COMPACT, (max_deltas,))
                 finally:
-                    conn.autocommit = False
+                    conn.set_autocommit(False)
         else:
             if not self._source.autocommit:
                 raise psycopg.ProgrammingError(
@@ -210,3 +228,10 @@ class Tally:
                 )
             with self._lock:
                 self._source.execute(_sql.COMPACT, (max_deltas,))
+
+
+@contextmanager
+def _locked(lock: Lock, conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
+    """A single connection, used by one thread at a time."""
+    with lock:
+        yield conn

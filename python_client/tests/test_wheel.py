@@ -59,6 +59,9 @@ def test_the_wheel_is_the_client_and_the_schema_without_the_benchmarks(wheel: Pa
         modules = sorted(n for n in names if not n.startswith("tally/_schema/"))
         assert modules == [
             "tally/__init__.py",
+            "tally/_coalescer.py",
+            "tally/_coalescer_async.py",
+            "tally/_concurrency.py",
             "tally/_sql.py",
             "tally/aio.py",
             "tally/cli.py",

@@ -1,7 +1,8 @@
 """Acknowledged means committed, with group commit too: a process whose 16
-threads coalesce increments into a durable counter is SIGKILLed at a random
-time, mid-batch; every increment it reported acknowledged (logged only after
-increment() returned) is in the database, and nothing it did not attempt."""
+threads (tasks, with AsyncTally) coalesce increments into a durable counter
+is SIGKILLed at a random time, mid-batch; every increment it reported
+acknowledged (logged only after increment() returned) is in the database,
+and nothing it did not attempt."""
 
 from __future__ import annotations
 
@@ -17,7 +18,10 @@ from pathlib import Path
 import psycopg
 from tally import Tally
 
-CHILD = r"""
+from .sides import Side
+
+CHILD = {
+    "sync": r"""
 import os, random, sys, threading
 from psycopg_pool import ConnectionPool
 from tally import GroupCommit, Tally
@@ -38,7 +42,32 @@ def work(n):
 for n in range(16):
     threading.Thread(target=work, args=(n,), daemon=True).start()
 threading.Event().wait()
-"""
+""",
+    "async": r"""
+import asyncio, os, random, sys
+from psycopg_pool import AsyncConnectionPool
+from tally import AsyncTally, GroupCommit
+
+dsn, log = sys.argv[1], sys.argv[2]
+fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+async def work(t, n):
+    rnd = random.Random(n)
+    while True:
+        key, delta = f"k{rnd.randrange(8)}", rnd.randrange(1, 10)
+        os.write(fd, f"A {key} {delta}\n".encode())  # attempted
+        await t.increment("gc_kill", key, delta)
+        os.write(fd, f"K {key} {delta}\n".encode())  # acknowledged: increment() returned
+
+async def main():
+    kwargs = {"application_name": "gc-kill-child"}
+    async with AsyncConnectionPool(dsn, min_size=2, max_size=4, kwargs=kwargs, open=False) as pool:
+        t = AsyncTally(pool, group_commit=GroupCommit())
+        await asyncio.gather(*(work(t, n) for n in range(16)))
+
+asyncio.run(main())
+""",
+}
 
 
 def _read(log: Path) -> tuple[Counter, Counter]:
@@ -51,7 +80,9 @@ def _read(log: Path) -> tuple[Counter, Counter]:
     return attempted, acked
 
 
-def test_sigkill_mid_batch_loses_no_acknowledged_increment(dsn: str, conn: psycopg.Connection, tmp_path: Path) -> None:
+def test_sigkill_mid_batch_loses_no_acknowledged_increment(
+    side: Side, dsn: str, conn: psycopg.Connection, tmp_path: Path
+) -> None:
     t = Tally(conn)
     t.create_counter("gc_kill", durable=True)
     attempted: Counter = Counter()
@@ -61,7 +92,7 @@ def test_sigkill_mid_batch_loses_no_acknowledged_increment(dsn: str, conn: psyco
     for round_ in range(3):
         log = tmp_path / f"round{round_}.log"
         log.touch()
-        child = subprocess.Popen([sys.executable, "-c", CHILD, dsn, str(log)], stderr=subprocess.PIPE)
+        child = subprocess.Popen([sys.executable, "-c", CHILD[side.name], dsn, str(log)], stderr=subprocess.PIPE)
         try:
             deadline = time.monotonic() + 60
             while log.read_text().count("K ") < 300:

@@ -1,93 +1,42 @@
-"""Group commit in the client (`Tally(..., group_commit=GroupCommit())`):
-increments of many threads sent together, one transaction per short window,
-and every caller's outcome exactly its own: it returns once its increment
-committed, a failed transaction raises in every caller it held, a refused
-input fails only its caller, an event-id replay returns False to exactly that
-caller, and close() sends what is pending."""
+"""Group commit in the clients (`Tally(..., group_commit=GroupCommit())`,
+`AsyncTally(...)` alike): increments of many threads (tasks) sent together,
+one transaction per short window, and every caller's outcome exactly its
+own: it returns once its increment committed, a failed transaction raises
+in every caller it held, a refused input fails only its caller, an event-id
+replay returns False to exactly that caller, and close() sends what is
+pending."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from psycopg_pool import ConnectionPool
 from tally import GroupCommit, Tally
+
+from .sides import FLUSHER, AsyncSide, Side, counters_locked, run_threads, wait_for
 
 THREADS = 16
 PER_THREAD = 150
 
 
 @pytest.fixture
-def pool(dsn: str):
-    with ConnectionPool(dsn, min_size=2, max_size=4, open=True) as p:
+def pool(side: Side, dsn: str):
+    with side.pool(dsn, min_size=2, max_size=4) as p:
         yield p
 
 
-def _run_threads(n: int, fn: Callable[[int], object]) -> tuple[dict[int, object], dict[int, BaseException]]:
-    """fn(i) in n threads; what each returned or raised."""
-    results: dict[int, object] = {}
-    errors: dict[int, BaseException] = {}
-
-    def run(i: int) -> None:
-        try:
-            results[i] = fn(i)
-        except BaseException as exc:
-            errors[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join(timeout=120)
-        assert not th.is_alive()
-    return results, errors
-
-
-def _wait_for(what: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not what():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-
-
-@contextmanager
-def counters_locked(dsn: str) -> Iterator[Callable[[int], None]]:
-    """Hold ACCESS EXCLUSIVE on tally.counters: every increment statement waits
-    until the block ends. Yields wait_blocked(n): wait until n backends wait on it."""
-    with psycopg.connect(dsn) as locker:
-        locker.execute("LOCK TABLE tally.counters IN ACCESS EXCLUSIVE MODE")
-        pid = locker.info.backend_pid
-
-        def wait_blocked(n: int) -> None:
-            with psycopg.connect(dsn, autocommit=True) as probe:
-                _wait_for(
-                    lambda: (
-                        probe.execute(
-                            "SELECT count(*) FROM pg_stat_activity WHERE %s::integer = ANY(pg_blocking_pids(pid))",
-                            (pid,),
-                        ).fetchone()[0]
-                        >= n
-                    )
-                )
-
-        yield wait_blocked
-        locker.commit()
-
-
-def _stats(t: Tally):
+def _stats(t):
     s = t.group_commit_stats
     assert s is not None
     return s
 
 
-def test_sixteen_threads_coalesced_are_exact(pool: ConnectionPool) -> None:
-    t = Tally(pool, group_commit=GroupCommit(max_delay=0.005))
+def test_sixteen_callers_coalesced_are_exact(side: Side, pool) -> None:
+    t = side.tally(pool, GroupCommit(max_delay=0.005))
     t.create_counter("gc_fast")
     t.create_counter("gc_durable", durable=True)
     hour_ago = datetime.now(UTC) - timedelta(hours=1)
@@ -100,7 +49,7 @@ def test_sixteen_threads_coalesced_are_exact(pool: ConnectionPool) -> None:
         return n
 
     with t:
-        _, errors = _run_threads(THREADS, work)
+        _, errors = run_threads(THREADS, work)
         assert errors == {}
     want: dict[tuple[str, str], int] = {}
     for n in range(THREADS):
@@ -116,13 +65,16 @@ def test_sixteen_threads_coalesced_are_exact(pool: ConnectionPool) -> None:
     series = t.series("gc_fast", "k0", "hour", hour_ago - timedelta(hours=1), datetime.now(UTC) + timedelta(hours=1))
     assert sum(b.value for b in series) == want[("gc_fast", "k0")]
     assert len(series) == 2  # the increments given `at` landed an hour back
+    assert side.flushers() == []  # the flusher is gone
+    with pytest.raises(psycopg.ProgrammingError, match="closed"):
+        t.increment("gc_fast", "k0")
 
 
-def test_on_a_single_connection_it_is_serialized(dsn: str) -> None:
-    """One connection, not thread-safe for concurrent use: coalesced
-    increments and other threads' reads through the same Tally take turns."""
-    with psycopg.connect(dsn) as conn:
-        t = Tally(conn, group_commit=GroupCommit())
+def test_on_a_single_connection_it_is_serialized(side: Side, dsn: str) -> None:
+    """One connection, not for concurrent use: coalesced increments and other
+    callers' reads through the same client take turns."""
+    with side.connect(dsn) as conn:
+        t = side.tally(conn, GroupCommit())
         t.create_counter("gc_single")
         reads: list[int] = []
 
@@ -133,7 +85,7 @@ def test_on_a_single_connection_it_is_serialized(dsn: str) -> None:
                     reads.append(t.value("gc_single", f"k{n % 4}"))
 
         with t:
-            _, errors = _run_threads(THREADS, work)
+            _, errors = run_threads(THREADS, work)
         assert errors == {}
         assert [t.value("gc_single", f"k{k}") for k in range(4)] == [THREADS * PER_THREAD // 4] * 4
         assert len(reads) == THREADS * PER_THREAD // 25 and all(r > 0 for r in reads)
@@ -142,28 +94,31 @@ def test_on_a_single_connection_it_is_serialized(dsn: str) -> None:
         assert _stats(t).largest > 1
 
 
-def test_a_failed_batch_raises_in_every_caller_and_applies_nothing(dsn: str) -> None:
+def test_a_failed_batch_raises_in_every_caller_and_applies_nothing(side: Side, dsn: str) -> None:
     """statement_timeout cancels the batch: every caller in it gets 57014."""
-    with ConnectionPool(dsn, min_size=1, max_size=2, kwargs={"options": "-c statement_timeout=1500"}) as pool:
-        t = Tally(pool, group_commit=GroupCommit(max_delay=0.001))
+    with side.pool(dsn, min_size=1, max_size=2, kwargs={"options": "-c statement_timeout=1500"}) as pool:
+        t = side.tally(pool, GroupCommit(max_delay=0.001))
         t.create_counter("gc_timeout", durable=True)
+        first_out: list = []
+        out: list = []
         with t, counters_locked(dsn) as wait_blocked:
-            first = threading.Thread(target=lambda: _run_threads(1, lambda _: t.increment("gc_timeout", "a")))
+            first = threading.Thread(
+                target=lambda: first_out.append(run_threads(1, lambda _: t.increment("gc_timeout", "a")))
+            )
             first.start()
             wait_blocked(1)  # batch 1 (one increment) waits on the lock
 
             def caller(i: int) -> bool:
                 return t.increment("gc_timeout", f"k{i}", i + 1)
 
-            out: list = []
-            rest = threading.Thread(target=lambda: out.append(_run_threads(THREADS - 1, caller)))
+            rest = threading.Thread(target=lambda: out.append(run_threads(THREADS - 1, caller)))
             rest.start()
-            _wait_for(lambda: _stats(t).pending == THREADS - 1)  # batch 2 formed while batch 1 waits
+            wait_for(lambda: _stats(t).pending == THREADS - 1)  # batch 2 formed while batch 1 waits
             rest.join(timeout=60)
             first.join(timeout=60)
         results, errors = out[0]
         assert results == {} and len(errors) == THREADS - 1
-        for exc in errors.values():
+        for exc in [*errors.values(), first_out[0][1][0]]:
             assert isinstance(exc, psycopg.errors.QueryCanceled) and exc.sqlstate == "57014"
             assert "statement timeout" in str(exc)
         assert len({id(exc) for exc in errors.values()}) == THREADS - 1  # each caller its own copy
@@ -176,11 +131,11 @@ def test_a_failed_batch_raises_in_every_caller_and_applies_nothing(dsn: str) -> 
             assert conn.execute("SELECT tally._pending()").fetchone()[0] == 0
 
 
-def test_a_refused_input_fails_only_its_caller(dsn: str, pool: ConnectionPool) -> None:
+def test_a_refused_input_fails_only_its_caller(side: Side, dsn: str, pool) -> None:
     """An unknown counter and an out-of-range timestamp, which only the server
     can refuse, in a batch with good increments: those two callers get the
     server's error (its SQLSTATE and HINT); the others are applied exactly."""
-    t = Tally(pool, group_commit=GroupCommit())
+    t = side.tally(pool, GroupCommit())
     t.create_counter("gc_mixed")
     with t:
         with counters_locked(dsn) as wait_blocked:
@@ -198,9 +153,9 @@ def test_a_refused_input_fails_only_its_caller(dsn: str, pool: ConnectionPool) -
                 return t.increment("gc_mixed", "k", i)
 
             out: list = []
-            rest = threading.Thread(target=lambda: out.append(_run_threads(12, caller)))
+            rest = threading.Thread(target=lambda: out.append(run_threads(12, caller)))
             rest.start()
-            _wait_for(lambda: _stats(t).pending == 12)
+            wait_for(lambda: _stats(t).pending == 12)
         rest.join(timeout=60)
         first.join(timeout=60)
     results, errors = out[0]
@@ -211,9 +166,34 @@ def test_a_refused_input_fails_only_its_caller(dsn: str, pool: ConnectionPool) -
     assert results == {i: True for i in range(12) if i not in (3, 7)}
     assert t.value("gc_mixed", "k") == sum(i for i in range(12) if i not in (3, 7, 9)) + 5
     assert t.value("gc_mixed", "first") == 1
-    assert Tally(pool).increment("gc_mixed", "k", 5, event_id="gc-order-1") is False  # applied once
+    assert side.tally(pool).increment("gc_mixed", "k", 5, event_id="gc-order-1") is False  # applied once
     s = _stats(t)
     assert s.isolated == 1 and s.batches == 2 and s.largest == 12
+
+
+def test_event_id_pairs_beside_a_refused_input(side: Side, pool) -> None:
+    """Two callers per id: True to exactly one; an unknown counter in the same
+    batches fails only its own caller."""
+    t = side.tally(pool, GroupCommit(max_delay=0.005))
+    t.create_counter("gc_pairs")
+    n_ids = 40
+
+    def work(n: int) -> list[bool]:
+        out = []
+        for i in range(n_ids):
+            out.append(t.increment("gc_pairs", "eu", 2, event_id=f"o-{n // 2}-{i}"))
+            if n == 5 and i == 20:
+                with pytest.raises(psycopg.errors.UndefinedObject):
+                    t.increment("gc_nope", "eu")
+        return out
+
+    with t:
+        results, errors = run_threads(THREADS, work)
+    assert errors == {}
+    for pair in range(THREADS // 2):
+        a, b = results[2 * pair], results[2 * pair + 1]
+        assert all(x != y for x, y in zip(a, b, strict=True))  # type: ignore[call-overload]
+    assert t.value("gc_pairs", "eu") == 2 * (THREADS // 2) * n_ids
 
 
 BAD_INPUTS = [
@@ -235,45 +215,45 @@ BAD_INPUTS = [
 
 
 @pytest.mark.parametrize(("args", "error"), BAD_INPUTS)
-def test_bad_input_is_refused_before_it_joins_a_batch(pool: ConnectionPool, args: tuple, error: type) -> None:
+def test_bad_input_is_refused_before_it_joins_a_batch(side: Side, pool, args: tuple, error: type) -> None:
     """What the client can check is refused at once, with the SQLSTATE the
     server gives the same input without group commit; it never reaches a
     batch, so it cannot fail anyone else's increment."""
-    plain = Tally(pool)
+    plain = side.tally(pool)
     plain.create_counter("gc_v")
     counter, key, delta, event_id = args
     with pytest.raises(psycopg.Error) as server:
         plain.increment(counter, key, delta, event_id=event_id)
-    with Tally(pool, group_commit=GroupCommit()) as t:
+    with side.tally(pool, GroupCommit()) as t:
         with pytest.raises(error) as client:
             t.increment(counter, key, delta, event_id=event_id)
         assert client.value.sqlstate == server.value.sqlstate, (server.value, client.value)
-        assert "Tally.increment" in str(client.value) and "HINT:" in str(client.value)
+        assert str(client.value).startswith(f"{side.client}.increment") and "HINT:" in str(client.value)
         assert _stats(t).increments == 0
         assert t.increment("gc_v", "k", 2) is True
     assert plain.value("gc_v", "k") == 2
 
 
-def test_wrong_types_are_type_errors(pool: ConnectionPool) -> None:
-    with Tally(pool, group_commit=GroupCommit()) as t:
+def test_wrong_types_are_type_errors(side: Side, pool) -> None:
+    with side.tally(pool, GroupCommit()) as t:
         for args in (("gc_v", 42, 1), ("gc_v", "k", "1"), ("gc_v", "k", True), ("gc_v", "k", 1.5)):
-            with pytest.raises(TypeError, match=r"^Tally\.increment: (key|delta) must be"):
+            with pytest.raises(TypeError, match=rf"^{side.client}\.increment: (key|delta) must be"):
                 t.increment(*args)
         with pytest.raises(TypeError, match="at must be a datetime"):
             t.increment("gc_v", "k", 1, "2026-01-01")
         assert _stats(t).increments == 0
 
 
-def test_naive_and_aware_timestamps_mix_in_one_batch(dsn: str) -> None:
+def test_naive_and_aware_timestamps_mix_in_one_batch(side: Side, dsn: str) -> None:
     """A naive `at` is read in the session's TimeZone, as without group commit."""
-    with ConnectionPool(dsn, min_size=1, max_size=2, kwargs={"options": "-c TimeZone=Asia/Tokyo"}) as pool:
-        plain = Tally(pool)
+    with side.pool(dsn, min_size=1, max_size=2, kwargs={"options": "-c TimeZone=Asia/Tokyo"}) as pool:
+        plain = side.tally(pool)
         plain.create_counter("gc_tz", ["hour"])
         day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=2)
         aware = day.replace(hour=12, minute=30)
         naive = aware.replace(tzinfo=None)  # 12:30 in Tokyo: 03:30 UTC
-        with Tally(pool, group_commit=GroupCommit()) as t:
-            _, errors = _run_threads(8, lambda i: t.increment("gc_tz", "k", 1, naive if i % 2 else aware))
+        with side.tally(pool, GroupCommit()) as t:
+            _, errors = run_threads(8, lambda i: t.increment("gc_tz", "k", 1, naive if i % 2 else aware))
         assert errors == {}
         plain.increment("gc_tz", "p", 1, naive)
         series = plain.series("gc_tz", "k", "hour", day, day + timedelta(days=1))
@@ -282,11 +262,11 @@ def test_naive_and_aware_timestamps_mix_in_one_batch(dsn: str) -> None:
         assert p.bucket.astimezone(UTC).hour == 3
 
 
-def test_event_id_replays_through_the_coalescer(pool: ConnectionPool) -> None:
-    """Every id is sent by two threads, on two counters, among increments
+def test_event_id_replays_through_the_coalescer(side: Side, pool) -> None:
+    """Every id is sent by two callers, on two counters, among increments
     without ids: each id returns True to exactly one caller and False to the
     other, and is counted once."""
-    t = Tally(pool, group_commit=GroupCommit(max_delay=0.005))
+    t = side.tally(pool, GroupCommit(max_delay=0.005))
     t.create_counter("gc_orders_a", durable=True)
     t.create_counter("gc_orders_b")
     t.create_counter("gc_views")
@@ -307,7 +287,7 @@ def test_event_id_replays_through_the_coalescer(pool: ConnectionPool) -> None:
         return out
 
     with t:
-        results, errors = _run_threads(THREADS, work)
+        results, errors = run_threads(THREADS, work)
     assert errors == {}
     outcomes: dict[tuple[str, str], list[bool]] = {}
     for rows in results.values():
@@ -323,8 +303,8 @@ def test_event_id_replays_through_the_coalescer(pool: ConnectionPool) -> None:
     assert s.largest > 1 and s.transactions > s.batches  # ids of two counters: a transaction each
 
 
-def test_a_replay_in_the_same_batch_returns_false_to_exactly_that_caller(dsn: str, pool: ConnectionPool) -> None:
-    t = Tally(pool, group_commit=GroupCommit())
+def test_a_replay_in_the_same_batch_returns_false_to_exactly_that_caller(side: Side, dsn: str, pool) -> None:
+    t = side.tally(pool, GroupCommit())
     t.create_counter("gc_once")
     assert t.increment("gc_once", "k", 100, event_id="before") is True
     with t:
@@ -336,11 +316,11 @@ def test_a_replay_in_the_same_batch_returns_false_to_exactly_that_caller(dsn: st
             out: list = []
             rest = threading.Thread(
                 target=lambda: out.append(
-                    _run_threads(len(calls), lambda i: t.increment("gc_once", "k", calls[i][1], event_id=calls[i][0]))
+                    run_threads(len(calls), lambda i: t.increment("gc_once", "k", calls[i][1], event_id=calls[i][0]))
                 )
             )
             rest.start()
-            _wait_for(lambda: _stats(t).pending == len(calls))
+            wait_for(lambda: _stats(t).pending == len(calls))
         rest.join(timeout=60)
         first.join(timeout=60)
     results, errors = out[0]
@@ -352,64 +332,115 @@ def test_a_replay_in_the_same_batch_returns_false_to_exactly_that_caller(dsn: st
     assert _stats(t).largest == len(calls)
 
 
-def test_close_sends_what_is_pending_and_stops_the_thread(dsn: str, pool: ConnectionPool) -> None:
-    t = Tally(pool, group_commit=GroupCommit(max_delay=1.0))
+def test_close_sends_what_is_pending_and_stops_the_flusher(side: Side, dsn: str, pool) -> None:
+    t = side.tally(pool, GroupCommit(max_delay=1.0))
     t.create_counter("gc_close")
+    first_out: list = []
+    out: list = []
     with counters_locked(dsn) as wait_blocked:
-        first = threading.Thread(target=lambda: t.increment("gc_close", "k"))
+        first = threading.Thread(target=lambda: first_out.append(t.increment("gc_close", "k")))
         first.start()
         wait_blocked(1)
-        out: list = []
-        rest = threading.Thread(target=lambda: out.append(_run_threads(8, lambda i: t.increment("gc_close", "k"))))
+        rest = threading.Thread(target=lambda: out.append(run_threads(8, lambda i: t.increment("gc_close", "k"))))
         rest.start()
-        _wait_for(lambda: _stats(t).pending == 8)
+        wait_for(lambda: _stats(t).pending == 8)
         closer = threading.Thread(target=t.close)
         closer.start()
+        closer.join(timeout=0.05)
+        assert closer.is_alive()  # close() waits for what is pending
     closer.join(timeout=60)
     assert not closer.is_alive()
     rest.join(timeout=60)
     first.join(timeout=60)
+    assert first_out == [True]
     assert out[0] == ({i: True for i in range(8)}, {})
     assert t.value("gc_close", "k") == 9
-    assert not [th for th in threading.enumerate() if th.name == "tally-group-commit"]
+    assert side.flushers() == []
     with pytest.raises(psycopg.ProgrammingError, match="closed"):
         t.increment("gc_close", "k")
     assert t.value("gc_close", "k") == 9  # reads still work
     t.close()  # idempotent
 
 
-def test_no_thread_is_left_behind(pool: ConnectionPool) -> None:
-    Tally(pool).create_counter("gc_leak")
+def test_no_flusher_is_left_behind(side: Side, pool) -> None:
+    side.tally(pool).create_counter("gc_leak")
     for _ in range(10):
-        with Tally(pool, group_commit=GroupCommit()) as t:
+        with side.tally(pool, GroupCommit()) as t:
             t.increment("gc_leak", "k")
-    dropped = Tally(pool, group_commit=GroupCommit())
+    assert side.flushers() == []
+    assert side.tally(pool).value("gc_leak", "k") == 10
+
+
+@pytest.mark.parametrize("side", ["sync"], indirect=True)
+def test_a_dropped_client_stops_its_thread(side: Side, pool) -> None:
+    """A thread does not end with an event loop: a sync client dropped
+    unclosed stops its flusher from its finalizer, after what is pending."""
+    side.tally(pool).create_counter("gc_leak")
+    dropped = side.tally(pool, GroupCommit())
     dropped.increment("gc_leak", "k")  # never closed: dropping it stops its thread
-    assert [th.name for th in threading.enumerate()].count("tally-group-commit") == 1
+    assert side.flushers() == [FLUSHER]
     del dropped
     gc.collect()
-    _wait_for(lambda: not [th for th in threading.enumerate() if th.name == "tally-group-commit"], 10)
-    assert Tally(pool).value("gc_leak", "k") == 11
+    wait_for(lambda: not side.flushers(), 10)
+    assert side.tally(pool).value("gc_leak", "k") == 1
 
 
-def test_a_single_connection_in_a_transaction_is_refused(dsn: str) -> None:
+@pytest.mark.parametrize("side", ["async"], indirect=True)
+def test_a_cancelled_flusher_fails_every_waiting_caller(side: AsyncSide, dsn: str, pool) -> None:
+    """A task ends with its loop: when the flusher is cancelled (as
+    asyncio.run cancels what is left), every caller still waiting, the one
+    in flight and those in the next batch, gets an error instead of waiting
+    forever, and later calls are refused."""
+    t = side.tally(pool, GroupCommit(max_delay=1.0))
+    t.create_counter("gc_cancel")
+    with counters_locked(dsn) as wait_blocked:
+        first_out: list = []
+        first = threading.Thread(
+            target=lambda: first_out.append(run_threads(1, lambda _: t.increment("gc_cancel", "first")))
+        )
+        first.start()
+        wait_blocked(1)
+        out: list = []
+        rest = threading.Thread(target=lambda: out.append(run_threads(8, lambda i: t.increment("gc_cancel", "k"))))
+        rest.start()
+        wait_for(lambda: _stats(t).pending == 8)
+        (flusher,) = side.call(lambda: [x for x in asyncio.all_tasks() if x.get_name() == FLUSHER])
+        side.call(flusher.cancel)
+        rest.join(timeout=60)
+        first.join(timeout=60)
+    results, errors = out[0]
+    assert results == {} and len(errors) == 8
+    for exc in [*errors.values(), first_out[0][1][0]]:
+        assert isinstance(exc, psycopg.OperationalError)
+        assert str(exc) == "AsyncTally.increment: group commit stopped (CancelledError)"
+    assert side.flushers() == []
+    with pytest.raises(psycopg.ProgrammingError, match="closed"):
+        t.increment("gc_cancel", "k")
+    # nothing was applied: the batch in flight was cancelled in the server too
+    # (psycopg cancels the statement of a cancelled task), the next never sent
+    assert side.tally(pool).value("gc_cancel", "first") == 0
+    assert side.tally(pool).value("gc_cancel", "k") == 0
+    t.close()  # returns at once
+
+
+def test_a_single_connection_in_a_transaction_is_refused(side: Side, dsn: str) -> None:
     """Group commit would otherwise only release a savepoint of the caller's
     open transaction and call that committed."""
-    with psycopg.connect(dsn) as conn:
-        Tally(conn).create_counter("gc_intrans")
-        with Tally(conn, group_commit=GroupCommit()) as t:
+    with side.connect(dsn) as conn:
+        side.tally(conn).create_counter("gc_intrans")
+        with side.tally(conn, GroupCommit()) as t:
             conn.execute("SELECT 1")  # the caller opened a transaction on it
             with pytest.raises(psycopg.ProgrammingError, match="transaction open"):
                 t.increment("gc_intrans", "k")
             conn.rollback()
             assert t.increment("gc_intrans", "k") is True
-        assert Tally(conn).value("gc_intrans", "k") == 1
+        assert side.tally(conn).value("gc_intrans", "k") == 1
 
 
-def test_tx_variants_are_never_coalesced(dsn: str, pool: ConnectionPool) -> None:
-    with Tally(pool, group_commit=GroupCommit()) as t:
+def test_tx_variants_are_never_coalesced(side: Side, dsn: str, pool) -> None:
+    with side.tally(pool, GroupCommit()) as t:
         t.create_counter("gc_tx")
-        with psycopg.connect(dsn) as conn, pytest.raises(RuntimeError), conn.transaction():
+        with side.connect(dsn) as conn, pytest.raises(RuntimeError), conn.transaction():
             assert t.increment_tx(conn, "gc_tx", "k", 5) is True
             assert t.value_tx(conn, "gc_tx", "k") == 5  # in the caller's transaction, at once
             raise RuntimeError("the business write failed")
@@ -423,20 +454,20 @@ def test_group_commit_settings_are_checked() -> None:
             GroupCommit(**bad)  # type: ignore[arg-type]
 
 
-def test_two_processes_replaying_the_same_ids_in_opposite_order_never_deadlock(dsn: str) -> None:
+def test_two_processes_replaying_the_same_ids_in_opposite_order_never_deadlock(side: Side, dsn: str) -> None:
     """Two clients (two pools, as two processes would) send the same 40 event
     ids, one in ascending and one in descending arrival order, in batches that
     run at the same moment. Ids are claimed in event-id order whatever the
     arrival order, so one waits for the other instead of deadlocking: every
     id is applied exactly once, and no caller gets 40P01."""
     ids = [f"dl-{i:02d}" for i in range(40)]
-    with ConnectionPool(dsn, min_size=1, max_size=2) as pool_a, ConnectionPool(dsn, min_size=1, max_size=2) as pool_b:
-        Tally(pool_a).create_counter("gc_dl", durable=True)
-        a = Tally(pool_a, group_commit=GroupCommit(max_delay=1.0))
-        b = Tally(pool_b, group_commit=GroupCommit(max_delay=1.0))
+    with side.pool(dsn, min_size=1, max_size=2) as pool_a, side.pool(dsn, min_size=1, max_size=2) as pool_b:
+        side.tally(pool_a).create_counter("gc_dl", durable=True)
+        a = side.tally(pool_a, GroupCommit(max_delay=1.0))
+        b = side.tally(pool_b, GroupCommit(max_delay=1.0))
         outcomes: dict[tuple[str, str], object] = {}
 
-        def call(t: Tally, name: str, ev: str) -> None:
+        def call(t, name: str, ev: str) -> None:
             try:
                 outcomes[(name, ev)] = t.increment("gc_dl", "k", 1, event_id=ev)
             except BaseException as exc:
@@ -452,22 +483,22 @@ def test_two_processes_replaying_the_same_ids_in_opposite_order_never_deadlock(d
                 for n, ev in enumerate(order):  # arrival order: one at a time
                     threads.append(threading.Thread(target=call, args=(t, name, ev)))
                     threads[-1].start()
-                    _wait_for(lambda t=t, n=n: _stats(t).pending == n + 1)
+                    wait_for(lambda t=t, n=n: _stats(t).pending == n + 1)
         for th in threads:
             th.join(timeout=60)
         errors = {k: v for k, v in outcomes.items() if isinstance(v, BaseException)}
         assert errors == {}
         for ev in ids:
             assert sorted([outcomes[("a", ev)], outcomes[("b", ev)]]) == [False, True], ev
-        assert Tally(pool_a).value("gc_dl", "k") == len(ids)
+        assert side.tally(pool_a).value("gc_dl", "k") == len(ids)
         assert _stats(a).largest == len(ids) and _stats(b).largest == len(ids)
 
 
-def test_increments_of_one_key_are_summed_only_while_the_sum_fits(dsn: str, pool: ConnectionPool) -> None:
+def test_increments_of_one_key_are_summed_only_while_the_sum_fits(side: Side, dsn: str, pool) -> None:
     """Increments of one counter and key at now() in a batch become one delta
     row, their sum; one that would take the sum past bigint stays its own row
     (and nothing is refused)."""
-    t = Tally(pool, group_commit=GroupCommit())
+    t = side.tally(pool, GroupCommit())
     t.create_counter("gc_sum")
     deltas = [2**63 - 1, 1, -1, -(2**63 - 1), -1, 5]
     with t:
@@ -482,7 +513,7 @@ def test_increments_of_one_key_are_summed_only_while_the_sum_fits(dsn: str, pool
                     threading.Thread(target=lambda i=i, d=d: results.update({i: t.increment("gc_sum", "k", d)}))
                 )
                 callers[-1].start()
-                _wait_for(lambda i=i: _stats(t).pending == i + 1)
+                wait_for(lambda i=i: _stats(t).pending == i + 1)
         for th in [first, *callers]:
             th.join(timeout=60)
     assert results == {i: True for i in range(len(deltas))}
