@@ -98,11 +98,11 @@ test-wheel: db ## The wheel in a clean venv outside the checkout: tally --help, 
 
 bench: db ## tally vs UPDATE, upserts, raw INSERT, Redis; batch, fold, lag, reads (bench/results/latest.*)
 	$(call fresh_db,tally_bench)
-	$(PY) -u bench/run.py --dsn "$$($(DB) dsn tally_bench)"
+	$(PY) -u -m bench.run --dsn "$$($(DB) dsn tally_bench)"
 
 bench-compactor: db ## The longer compactor study: fold rates, lag, backfill while live (compactor.json)
 	$(call fresh_db,tally_bench)
-	$(PY) -u bench/compactor.py --dsn "$$($(DB) dsn tally_bench)"
+	$(PY) -u -m bench.compactor --dsn "$$($(DB) dsn tally_bench)"
 
 # The two-worker database is migrated first: it makes tally's roles on every
 # node (roles are per cluster; a database that sees only worker 1 makes them there alone).
@@ -111,7 +111,7 @@ bench-citus: db ## tally on Citus (1 and 2 workers) vs single node: increments, 
 	@scripts/citus.sh start
 	TALLY_DSN="$$(scripts/citus.sh fresh-db tally_bench2 2)" $(VENV)/bin/alembic upgrade head
 	TALLY_DSN="$$(scripts/citus.sh fresh-db tally_bench1 1)" $(VENV)/bin/alembic upgrade head
-	$(PY) -u bench/citus.py --plain "$$($(DB) dsn tally_bench)" \
+	$(PY) -u -m bench.citus --plain "$$($(DB) dsn tally_bench)" \
 	    --citus1 "$$(scripts/citus.sh dsn tally_bench1)" --citus2 "$$(scripts/citus.sh dsn tally_bench2)"
 
 soak: db ## The bloat/lag test for 10 minutes instead of 30 s

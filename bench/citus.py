@@ -44,8 +44,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
-from lib import RESULTS, PgBench, say, wait_timed
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from bench.report import RESULTS, say
+from bench.runners import PgBench, wait_timed
 
 BATCH = 1_000
 HZ = os.sysconf("SC_CLK_TCK")

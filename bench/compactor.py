@@ -52,7 +52,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
-from lib import RESULTS, Compactor, PgBench, pct, sample_lag
+
+from bench.report import RESULTS
+from bench.runners import Compactor, PgBench, pct, sample_lag
 
 # increment_counter on one of 1,000 keys: one pgbench transaction
 LIVE = "\\set k random(1, 1000)\nSELECT tally.increment_counter('{counter}', :k::text);\n"
