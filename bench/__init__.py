@@ -1,10 +1,10 @@
 """The benchmarks, run from the repository root: `python -m bench.run`
 (`make bench`), `python -m bench.compactor` (`make bench-compactor`),
-`python -m bench.citus` (`make bench-citus`). bench.run and bench.compactor
-only order their cases and write their results:
+`python -m bench.citus` (`make bench-citus`). Each of the three only
+orders its cases and writes its results:
 
   cases/         what is measured, each case one module returning plain data
-                 (compactor/: the cases of the compactor study)
+                 (compactor/ and citus/: the cases of the other two benches)
   runners.py     pgbench, a throwaway Redis, the compactor thread, samplers, CPU time
   counters.py    the counters a case makes, loads, folds and checks
   plan.py        how long and how big `make bench` is (full and --quick)
