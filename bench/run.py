@@ -125,33 +125,23 @@ def run(dsn: str, out_dir: Path | None = None, quick: bool = False, keep: bool =
     return res
 
 
-def run_only_single(dsn: str, out_dir: Path | None = None, quick: bool = False, keep: bool = False) -> dict:
-    """Only the single-increment pgbench cases (``--only single``: no Redis); writes single.json."""
+def run_only(part: str, dsn: str, out_dir: Path | None = None, quick: bool = False, keep: bool = False) -> dict:
+    """One part alone (``--only``), judged by its own targets: ``single``, the
+    single-increment pgbench cases (no Redis) and the hot-path rounds, writes
+    single.json; ``client``, the Python client case, writes client.json."""
     plan = QUICK if quick else FULL
     out_dir = _out_dir(out_dir)
-    with _session(dsn, plan, quick, keep, "single") as (conn, pg, res):
-        res["single"], res["hot"] = _single_pass(dsn, conn, pg, plan)
-    res["ratios"] = single.ratios(res["single"])
-    res["targets"] = judge(res, ("single",))
-    tables.single_table(res)
-    tables.hot_path(res)
-    tables.targets(res)
-    write_json(out_dir / "single.json", res)
-    say(f"\nwritten {out_dir / 'single.json'}")
-    return res
-
-
-def run_only_client(dsn: str, out_dir: Path | None = None, quick: bool = False, keep: bool = False) -> dict:
-    """Only the Python client case (``--only client``); writes client.json."""
-    plan = QUICK if quick else FULL
-    out_dir = _out_dir(out_dir)
-    with _session(dsn, plan, quick, keep, "client") as (conn, _, res):
-        res["client"] = _client(dsn, conn, plan)
-    res["targets"] = judge(res, ("client",))
-    tables.client_table(res["client"])
-    tables.targets(res)
-    write_json(out_dir / "client.json", res)
-    say(f"\nwritten {out_dir / 'client.json'}")
+    with _session(dsn, plan, quick, keep, part) as (conn, pg, res):
+        if part == "single":
+            res["single"], res["hot"] = _single_pass(dsn, conn, pg, plan)
+        else:
+            res["client"] = _client(dsn, conn, plan)
+    if part == "single":
+        res["ratios"] = single.ratios(res["single"])
+    res["targets"] = judge(res, (part,))
+    tables.only(res)
+    write_json(out_dir / f"{part}.json", res)
+    say(f"\nwritten {out_dir / f'{part}.json'}")
     return res
 
 
@@ -185,13 +175,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.dsn:
         ap.error("pass --dsn or set TALLY_DSN")
     if args.only == "client":
-        res = run_only_client(args.dsn, out_dir=args.out, quick=args.quick, keep=args.keep)
+        res = run_only("client", args.dsn, out_dir=args.out, quick=args.quick, keep=args.keep)
         if not all(c.get("exact", True) for c in res["client"]["cases"]):
             print("tally bench: a client case stored a different count than it acknowledged", file=sys.stderr)
             return 1
         return 0
     if args.only == "single":
-        res = run_only_single(args.dsn, out_dir=args.out, quick=args.quick, keep=args.keep)
+        res = run_only("single", args.dsn, out_dir=args.out, quick=args.quick, keep=args.keep)
         if not (all(r["exact"] for r in res["single"]) and res["hot"]["exact"]):
             print("tally bench: a single case stored a different count than it committed", file=sys.stderr)
             return 1

@@ -156,3 +156,13 @@ def full(res: dict) -> None:
     hot_path(res)
     client_table(res["client"])
     targets(res)
+
+
+def only(res: dict) -> None:
+    """What `--only single` or `--only client` prints at the end."""
+    if "single" in res:
+        single_table(res)
+        hot_path(res)
+    else:
+        client_table(res["client"])
+    targets(res)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import operator
 import tomllib
 from pathlib import Path
+from typing import Any
 
 from bench.report import say
 
@@ -16,26 +17,23 @@ def thresholds(path: Path = THRESHOLDS) -> dict:
     return tomllib.loads(path.read_text())
 
 
-def figure(res: object, path: str) -> object:
+def figure(res: Any, path: str) -> Any:
     """The value at ``path`` ("a.b.-1.c", "a.*.c") in the results; None if it is missing."""
     head, _, rest = path.partition(".")
     if head == "*":
         return [figure(v, rest) for v in res] if isinstance(res, list) else None
     try:
-        value = res[int(head)] if isinstance(res, list) else res[head]  # type: ignore[index]
+        value = res[int(head)] if isinstance(res, list) else res[head]
     except (KeyError, IndexError, TypeError, ValueError):
         return None
     return figure(value, rest) if rest else value
 
 
-def _met(measured: object, spec: dict) -> bool:
+def _met(measured: Any, spec: dict) -> bool:
     if measured is None:
         return False
-    if spec["op"] == "flat":
-        if not measured:
-            return False
-        first, last = measured[0], measured[-1]  # type: ignore[index]
-        return last <= max(spec["bound"] * first, first + spec["slack"])
+    if spec["op"] == "flat":  # the last of a list at most bound x its first, or its first + slack
+        return bool(measured) and measured[-1] <= max(spec["bound"] * measured[0], measured[0] + spec["slack"])
     return bool(_OPS[spec["op"]](measured, spec["bound"]))
 
 
