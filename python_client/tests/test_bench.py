@@ -1,4 +1,4 @@
-"""The benchmark (bench/run.py, what `make bench` runs) in its --quick form
+"""The benchmark (`python -m bench.run`, what `make bench` runs) in its --quick form
 against a fresh migrated database: every case runs, stores exactly what it
 committed, prints its tables, and cleans up only what it created."""
 
@@ -15,10 +15,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_bench_quick_runs_every_case_and_cleans_up(dsn: str, conn: psycopg.Connection, tmp_path: Path) -> None:
     conn.execute("SELECT tally.create_counter('bench_mine_not_the_benchs')")
-    bench = [str(REPO / ".venv" / "bin" / "python"), str(REPO / "bench" / "run.py")]
+    bench = [str(REPO / ".venv" / "bin" / "python"), "-m", "bench.run"]
     r = subprocess.run(
         [*bench, "--dsn", dsn, "--quick", "--out", str(tmp_path)],
-        cwd=tmp_path,
+        cwd=REPO,
         capture_output=True,
         text=True,
         timeout=600,
@@ -65,10 +65,10 @@ def test_bench_quick_runs_every_case_and_cleans_up(dsn: str, conn: psycopg.Conne
 
 
 def test_bench_only_single_prints_both_hot_path_ratios(dsn: str, conn: psycopg.Connection, tmp_path: Path) -> None:
-    bench = [str(REPO / ".venv" / "bin" / "python"), str(REPO / "bench" / "run.py")]
+    bench = [str(REPO / ".venv" / "bin" / "python"), "-m", "bench.run"]
     r = subprocess.run(
         [*bench, "--dsn", dsn, "--quick", "--only", "single", "--out", str(tmp_path)],
-        cwd=tmp_path,
+        cwd=REPO,
         capture_output=True,
         text=True,
         timeout=600,
@@ -114,7 +114,7 @@ def test_bench_only_single_prints_both_hot_path_ratios(dsn: str, conn: psycopg.C
 
 
 def test_compactor_study_small_runs_every_part(dsn: str, tmp_path: Path) -> None:
-    study = [str(REPO / ".venv" / "bin" / "python"), str(REPO / "bench" / "compactor.py")]
+    study = [str(REPO / ".venv" / "bin" / "python"), "-m", "bench.compactor"]
     r = subprocess.run(
         [
             *study,
@@ -133,7 +133,7 @@ def test_compactor_study_small_runs_every_part(dsn: str, tmp_path: Path) -> None
             "--out",
             str(tmp_path),
         ],
-        cwd=tmp_path,
+        cwd=REPO,
         capture_output=True,
         text=True,
         timeout=600,

@@ -1,4 +1,4 @@
-"""The benchmark's Python client case alone (`bench/run.py --only client`,
+"""The benchmark's Python client case alone (`python -m bench.run --only client`,
 --quick): plain Tally.increment, group commit and redis-py INCR from 16
 threads each store exactly what they acknowledged, the table and the targets
 are printed, client.json is written, and only the bench's counter is dropped."""
@@ -16,10 +16,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_bench_only_client_quick(dsn: str, conn: psycopg.Connection, tmp_path: Path) -> None:
     conn.execute("SELECT tally.create_counter('bench_mine_not_the_benchs')")
-    bench = [str(REPO / ".venv" / "bin" / "python"), str(REPO / "bench" / "run.py")]
+    bench = [str(REPO / ".venv" / "bin" / "python"), "-m", "bench.run"]
     r = subprocess.run(
         [*bench, "--dsn", dsn, "--quick", "--only", "client", "--out", str(tmp_path)],
-        cwd=tmp_path,
+        cwd=REPO,
         capture_output=True,
         text=True,
         timeout=300,

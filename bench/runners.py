@@ -1,23 +1,26 @@
-"""What both benchmarks share: the pgbench runner, a throwaway Redis, a
-compactor thread, the lag sampler, percentiles and a timed progress bar.
+"""What the benchmarks run their cases with: the pgbench runner, a throwaway
+Redis, a compactor thread, the lag and session samplers, threads of one
+process, CPU time from /proc, and the few figures every case computes.
 
-`bench/run.py` (`make bench`) and `bench/compactor.py` (`make bench-compactor`)
-import this module as `lib` (each runs as a script from `bench/`). The bench
-needs what the tally package does not: pgbench, redis-server and
-redis-benchmark, and matplotlib for the chart.
+The bench needs what the tally package does not: pgbench, redis-server and
+redis-benchmark, redis-py, and matplotlib for the chart.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import platform
 import shutil
 import socket
 import subprocess
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -27,17 +30,23 @@ from tally.progress import Progress
 PGBENCH = os.environ.get("TALLY_PGBENCH", "/usr/lib/postgresql/15/bin/pgbench")
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_BENCHMARK = shutil.which("redis-benchmark") or "/usr/bin/redis-benchmark"
-RESULTS = Path(__file__).resolve().parent / "results"
+HZ = os.sysconf("SC_CLK_TCK")
 
 
+# -- figures ------------------------------------------------------------------------
 def pct(values: list[float], q: float) -> float:
     """The q-quantile of values (nearest rank); 0 for no values."""
     s = sorted(values)
     return s[min(len(s) - 1, int(q * len(s)))] if s else 0.0
 
 
-def say(msg: str) -> None:
-    print(msg, flush=True)
+def ratio(a: float | None, b: float | None) -> float | None:
+    """a / b to two places; None when either is missing (a case skipped) or b is 0."""
+    return round(a / b, 2) if a is not None and b else None
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def wait_timed(proc: subprocess.Popen, seconds: float, label: str) -> None:
@@ -175,7 +184,7 @@ def redis_cli(port: int, *cmd: str) -> str:
     return lines[1] if lines[0].startswith("$") else lines[0].lstrip("+:")
 
 
-# -- the compactor while a load runs --------------------------------------------------
+# -- the compactor while a load runs, and what it leaves pending --------------------------
 class Compactor:
     """``CALL tally.compact_loop(seconds, interval)`` in a background connection,
     called again until the ``with`` block ends; its first error is raised then."""
@@ -205,24 +214,64 @@ class Compactor:
 
 
 def sample_lag(
-    dsn: str, until: Callable[[], bool], every: float = 0.25, tick: Callable[[], None] | None = None
+    dsn: str,
+    until: Callable[[], bool],
+    every: float = 0.25,
+    tick: Callable[[], None] | None = None,
+    counter_id: int | None = None,
 ) -> list[float]:
-    """Age in seconds of the oldest pending delta (tally.compactor_lag), every
-    ``every`` seconds until ``until()``; ``tick`` is called after each sample."""
+    """Lag in seconds, every ``every`` seconds until ``until()``: the age of
+    the oldest pending delta (tally.compactor_lag), or with ``counter_id``
+    the age of that counter's oldest delta row; ``tick`` is called after each sample."""
+    if counter_id is None:
+        sql = "SELECT coalesce(extract(epoch FROM max(oldest_pending_age)), 0) FROM tally.compactor_lag"
+    else:
+        sql = "SELECT coalesce(extract(epoch FROM now() - min(written_at)), 0) FROM tally.delta WHERE counter_id = %s"
+    params = None if counter_id is None else (counter_id,)
     lags: list[float] = []
     with psycopg.connect(dsn, autocommit=True) as probe:
         while not until():
-            lags.append(
-                float(
-                    probe.execute(
-                        "SELECT coalesce(extract(epoch FROM max(oldest_pending_age)), 0) FROM tally.compactor_lag"
-                    ).fetchone()[0]
-                )
-            )
+            lags.append(float(probe.execute(sql, params).fetchone()[0]))
             if tick:
                 tick()
             time.sleep(every)
     return lags
+
+
+# -- what sessions are doing -------------------------------------------------------------
+class SessionSampler:
+    """What the sessions named ``app`` are doing, from pg_stat_activity every
+    ``every`` seconds while the ``with`` block runs: ``label(state,
+    wait_event_type, wait_event)`` names each sample; ``shares()`` after."""
+
+    def __init__(self, dsn: str, app: str, every: float, label: Callable[[str, str | None, str | None], str]) -> None:
+        self.dsn, self.app, self.every, self.label = dsn, app, every, label
+        self.stop, self.counts = threading.Event(), Counter()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with psycopg.connect(self.dsn, autocommit=True) as c:
+            while not self.stop.is_set():
+                for state, wtype, wevent, n in c.execute(
+                    "SELECT state, wait_event_type, wait_event, count(*) FROM pg_stat_activity"
+                    " WHERE application_name = %s AND pid <> pg_backend_pid() GROUP BY 1, 2, 3",
+                    (self.app,),
+                ):
+                    self.counts[self.label(state, wtype, wevent)] += n
+                time.sleep(self.every)
+
+    def __enter__(self) -> SessionSampler:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+
+    def shares(self, top: int | None = None) -> dict[str, float]:
+        """Each label's share of the samples, most seen first (the ``top`` first)."""
+        total = sum(self.counts.values()) or 1
+        return {k: round(v / total, 3) for k, v in self.counts.most_common(top)}
 
 
 # -- threads of one Python process ---------------------------------------------------------
@@ -258,3 +307,85 @@ def threads_for(threads: int, seconds: float, op: Callable[[int], object], label
     if errors:
         raise errors[0]
     return sum(done), elapsed
+
+
+# -- CPU time, from /proc (every server the benches measure runs on this machine) -----------------
+def _stat(pid: int) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command name."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process on this machine has used so far."""
+    fields = _stat(pid)
+    return (int(fields[11]) + int(fields[12])) / HZ
+
+
+def node_cpu(postmaster: int) -> float:
+    """CPU seconds used so far by a PostgreSQL node: the postmaster, its
+    children that exited (cutime/cstime: the postmaster reaps them) and its
+    children alive now (read first: one reaped meanwhile is counted twice,
+    never lost)."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError):
+            c = _stat(int(entry))
+            if int(c[1]) == postmaster:
+                total += int(c[11]) + int(c[12])
+    total += sum(int(v) for v in _stat(postmaster)[11:15])
+    return total / HZ
+
+
+def parent_pid(pid: int) -> int:
+    return int(_stat(pid)[1])
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far (/proc/stat)."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / HZ, sum(ticks) / HZ
+
+
+def busy_share(before: tuple[float, float], after: tuple[float, float]) -> float:
+    """The share of the machine's CPU that was busy between two machine_busy() readings."""
+    return (after[0] - before[0]) / max(after[1] - before[1], 1e-9)
+
+
+# -- where the run ran -------------------------------------------------------------------------
+def environment(conn: psycopg.Connection, plan: dict) -> dict:
+    """The machine, the server's version and settings, pgbench's and Redis's versions."""
+
+    def setting(name: str) -> str:
+        return str(conn.execute("SELECT current_setting(%s)", (name,)).fetchone()[0])
+
+    cpu = ""
+    with contextlib.suppress(OSError, StopIteration):
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+
+    def version(cmd: list[str]) -> str:
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, check=False).stdout.strip()
+        except OSError:
+            return "not installed"
+
+    return {
+        "when": utc_now(),
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "postgres": setting("server_version"),
+        "postgres_settings": {
+            n: setting(n) for n in ("shared_buffers", "synchronous_commit", "fsync", "wal_level", "max_wal_size")
+        },
+        "pgbench": version([PGBENCH, "--version"]),
+        "redis": version([REDIS_SERVER, "--version"]),
+        "load_average_at_start": list(os.getloadavg()),
+        "plan": plan,
+    }
