@@ -98,7 +98,7 @@ wheel: deps ## Build the client's wheel (with the migrations in tally/_schema/) 
 	@ls dist/tally-*.whl
 
 test-wheel: db ## The wheel in a clean venv outside the checkout: tally --help, migrate, status, metrics, compact
-	TALLY_ADMIN_DSN="$$($(DB) dsn postgres)" $(VENV)/bin/pytest -q -s python_client/tests/test_wheel.py
+	TALLY_ADMIN_DSN="$$($(DB) dsn postgres)" $(VENV)/bin/pytest -q -s python_client/tests/client/test_wheel.py
 
 # BENCH_ARGS: more options for the bench scripts, e.g. BENCH_ARGS="--out /tmp/bench" (default: bench/results/)
 BENCH_ARGS ?=

@@ -45,6 +45,8 @@ HELP_AFTER = 5.0
 # test checks the two agree): on a distributed install each step holds it at
 # session level (tally._fold_distributed checks).
 FOLD_LOCK = 7361756479000001
+# tally._slice_buckets(): how many slices a fold can be split into at most.
+SLICE_BUCKETS = 64
 
 
 class StepFailed(Exception):
@@ -61,10 +63,12 @@ def _check(plpy, name, value, minimum, hint):
 
 
 def _check_slice(plpy, name, slice_, slices):
-    if slices is None or slices < 1 or slice_ is None or slice_ < 0 or slice_ >= slices:
+    # (the wording of tally._check_slice, which the procedure's invoker may not call)
+    if slices is None or slices < 1 or slices > SLICE_BUCKETS or slice_ is None or slice_ < 0 or slice_ >= slices:
         plpy.error(
-            f"tally.{name}: slice {slice_!r} of {slices!r} is not a slice",
-            hint="p_slices: how many compactors fold at once (1, the default: every key);"
+            f"tally.{name}: slice {'NULL' if slice_ is None else slice_} of {'NULL' if slices is None else slices}"
+            " is not a slice",
+            hint=f"p_slices: how many compactors fold at once (1, the default: every key; at most {SLICE_BUCKETS});"
             " p_slice: this one's, from 0 to p_slices - 1",
             sqlstate="22023",
         )

@@ -44,8 +44,10 @@
 \ir write/tally._claim_days.sql
 \ir write/tally._claim_events.sql
 \ir write/tally._claim_event.sql
+\ir write/tally._claim_event.citus.sql
 \ir write/tally._append_claimed.sql
 \ir write/tally._append_claimed.citus.sql
+\ir write/tally._increment_checked.sql
 \ir write/tally.increment_counter.sql
 \ir write/tally.increment_counter.citus.sql
 \ir write/tally.increment_counters.sql
@@ -63,6 +65,7 @@
 \ir fold/tally._partition_lock_key.sql
 \ir fold/tally._slice_buckets.sql
 \ir fold/tally._slice.sql
+\ir fold/tally._check_slice.sql
 \ir fold/tally._lock_slice.sql
 \ir fold/tally._next_shard.sql
 \ir fold/tally._flips.sql

@@ -7,7 +7,7 @@
 -- step folds in delete mode and nothing is TRUNCATEd (the drains are not
 -- committed; truncation across transactions is tested by pytest); refusals.
 BEGIN;
-SELECT plan(39);
+SELECT plan(40);
 
 -- The caller's settings, to check a fold leaves them alone (a lock_timeout
 -- of its own, to tell it from any value a step might set).
@@ -242,6 +242,12 @@ SELECT ok(
      FROM pg_catalog.pg_proc AS p
      WHERE p.oid = 'tally._compactor()'::regprocedure),
     'the compactor module''s FOLD_LOCK is tally._fold_lock_key()'
+);
+SELECT ok(
+    (SELECT p.prosrc LIKE '%' || E'\nSLICE_BUCKETS = ' || tally._slice_buckets() || E'\n%'
+     FROM pg_catalog.pg_proc AS p
+     WHERE p.oid = 'tally._compactor()'::regprocedure),
+    'the compactor module''s SLICE_BUCKETS is tally._slice_buckets()'
 );
 
 SELECT * FROM finish();

@@ -13,7 +13,6 @@ import psycopg
 from truth import Truth
 
 HOT_KEY = "hot"
-FOLD_LOCK_KEY = 7361756479000001
 
 
 def _pick(rnd: random.Random, counters: list[str], days_back: float) -> tuple[str, str, int, datetime]:

@@ -52,15 +52,7 @@ BEGIN
         RAISE EXCEPTION 'tally._fold_step: limit % must be a positive number of deltas', coalesce(p_limit::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value', HINT = 'the default is 100000';
     END IF;
-    IF p_slices IS NULL OR p_slices < 1 OR p_slices > tally._slice_buckets() THEN
-        RAISE EXCEPTION 'tally._fold_step: % slices is not a slice count', coalesce(p_slices::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = format('fold in 1 to %s slices; 1 (the default) folds every key', tally._slice_buckets());
-    END IF;
-    IF p_slice IS NULL OR p_slice < 0 OR p_slice >= p_slices THEN
-        RAISE EXCEPTION 'tally._fold_step: slice % is not one of slices 0 to %', coalesce(p_slice::text, 'NULL'), p_slices - 1
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'slices count from 0; run one compactor per slice';
-    END IF;
+    PERFORM tally._check_slice('tally._fold_step', p_slice, p_slices);
 
     IF p_slices > 1 THEN
         -- A first look without locks: deltas of this slice in the inactive

@@ -62,13 +62,7 @@ BEGIN
             coalesce(p_attempt::text, 'NULL'), coalesce(p_max_attempts::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value', HINT = 'attempts count from 1; the default maximum is 5';
     END IF;
-    IF p_slices IS NULL OR p_slices < 1 OR p_slices > tally._slice_buckets()
-       OR p_slice IS NULL OR p_slice < 0 OR p_slice >= p_slices THEN
-        RAISE EXCEPTION '%: slice % of % is not a slice', c_fn, coalesce(p_slice::text, 'NULL'), coalesce(p_slices::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = format('p_slices from 1 (every key, the default) to %s; p_slice from 0 to p_slices - 1',
-                                tally._slice_buckets());
-    END IF;
+    PERFORM tally._check_slice(c_fn, p_slice, p_slices);
     BEGIN
         -- In the subtransaction: on a distributed install it reads every
         -- worker, and a worker that is down fails the step (recorded, and

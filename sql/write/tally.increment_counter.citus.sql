@@ -21,7 +21,6 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_id integer;
-    v_durable boolean;
     v_shard smallint;
 BEGIN
     IF p_event_id IS NULL THEN
@@ -34,20 +33,8 @@ BEGIN
         END IF;
     END IF;
 
-    -- Say what is wrong, or claim the event id first.
-    PERFORM tally._check_increment('tally.increment_counter', NULL, p_counter, p_key, p_delta, p_at,
-                                   p_event_id IS NOT NULL, p_event_id);
-    SELECT c.id, c.durable INTO v_id, v_durable FROM tally.counters AS c WHERE c.name = p_counter;
-    IF NOT FOUND THEN
-        SELECT c.id, c.durable INTO v_id, v_durable FROM tally._lookup_counter('tally.increment_counter', p_counter) AS c;
-    END IF;
-    IF p_event_id IS NOT NULL AND NOT tally._claim_event(v_id, p_key, p_event_id) THEN
-        RETURN false;
-    END IF;
-    INSERT INTO tally.delta (shard, counter_id, key, delta, at)
-    SELECT tally._shard(w.gen, v_durable OR p_event_id IS NOT NULL, false), v_id, p_key, p_delta, p_at
-    FROM tally.write_gen AS w;
-    RETURN true;
+    -- Say what is wrong, or claim the event id first (both modes).
+    RETURN tally._increment_checked(p_counter, p_key, p_delta, p_at, p_event_id);
 END;
 $$;
 

@@ -23,9 +23,6 @@ LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    v_id integer;
-    v_durable boolean;
 BEGIN
     -- The common case in one statement: look the counter up, check the
     -- arguments and append the delta.
@@ -39,25 +36,8 @@ BEGIN
         END IF;
     END IF;
 
-    -- Say what is wrong, or claim the event id first.
-    PERFORM tally._check_increment('tally.increment_counter', NULL, p_counter, p_key, p_delta, p_at,
-                                   p_event_id IS NOT NULL, p_event_id);
-    -- The counter as it is now (one dropped since the check is refused as
-    -- unknown; one dropped and made again is the new one).
-    SELECT c.id, c.durable INTO v_id, v_durable FROM tally.counters AS c WHERE c.name = p_counter;
-    IF NOT FOUND THEN
-        SELECT c.id, c.durable INTO v_id, v_durable FROM tally._lookup_counter('tally.increment_counter', p_counter) AS c;
-    END IF;
-    IF p_event_id IS NOT NULL THEN
-        PERFORM FROM tally._claim_events(ARRAY[v_id], ARRAY[p_event_id]);
-        IF NOT FOUND THEN
-            RETURN false;
-        END IF;
-    END IF;
-    INSERT INTO tally.delta (shard, counter_id, key, delta, at)
-    SELECT tally._shard(w.gen, v_durable OR p_event_id IS NOT NULL, false), v_id, p_key, p_delta, p_at
-    FROM tally.write_gen AS w;
-    RETURN true;
+    -- Say what is wrong, or claim the event id first (both modes).
+    RETURN tally._increment_checked(p_counter, p_key, p_delta, p_at, p_event_id);
 END;
 $$;
 

@@ -28,17 +28,15 @@ def setup_counters(conn: psycopg.Connection) -> None:
 
 def fold_lock_holders(conn: psycopg.Connection) -> list[int]:
     """Compactor backends holding the fold lock right now, i.e. mid-fold."""
-    key = workers.FOLD_LOCK_KEY
     rows = conn.execute(
         """
         SELECT l.pid FROM pg_locks AS l
         JOIN pg_stat_activity AS a ON a.pid = l.pid
         WHERE l.locktype = 'advisory' AND l.granted AND l.database = (
                 SELECT oid FROM pg_database WHERE datname = current_database())
-          AND l.classid = %s AND l.objid = %s
+          AND l.classid = (tally._fold_lock_key() >> 32)::oid AND l.objid = (tally._fold_lock_key() & 4294967295)::oid
           AND a.application_name LIKE 'tally test compactor%%'
-        """,
-        ((key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF),
+        """
     ).fetchall()
     return [r[0] for r in rows]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psycopg
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_bench_only_client_quick(dsn: str, conn: psycopg.Connection, tmp_path: Path) -> None:

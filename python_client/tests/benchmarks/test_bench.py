@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psycopg
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_bench_quick_runs_every_case_and_cleans_up(dsn: str, conn: psycopg.Connection, tmp_path: Path) -> None:
