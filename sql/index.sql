@@ -138,6 +138,8 @@
 --    store's days), pg_cron scheduling, crash acknowledgement, releasing
 --    quarantined deltas, and the views tally.health and its inputs (what
 --    is pending and what this node is: primary or hot standby).
+\ir ops/tally._coordinator_only.sql
+\ir ops/tally._coordinator_only.citus.sql
 \ir ops/tally._event_partitions.sql
 \ir ops/tally.maintain.sql
 \ir ops/tally.schedule_compactor.sql

@@ -16,6 +16,7 @@ DECLARE
     v_bad text;
     v_granularities text[];
 BEGIN
+    PERFORM tally._coordinator_only('tally.create_counter');
     IF p_name IS NULL OR p_name = '' THEN
         RAISE EXCEPTION 'tally.create_counter: name must not be NULL or empty'
             USING ERRCODE = 'null_value_not_allowed',

@@ -53,6 +53,7 @@ DECLARE
     v_retry boolean;
     v_cancel boolean;
 BEGIN
+    PERFORM tally._coordinator_only(c_fn);
     IF p_max_deltas IS NULL OR p_max_deltas < 1 THEN
         RAISE EXCEPTION '%: p_max_deltas % must be at least 1', c_fn, coalesce(p_max_deltas::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value', HINT = 'deltas per fold transaction; the default is 100000';

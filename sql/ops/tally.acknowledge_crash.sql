@@ -6,19 +6,21 @@
 -- not acknowledged: it stays critical until recorded and acknowledged.
 CREATE OR REPLACE FUNCTION tally.acknowledge_crash()
 RETURNS integer
-LANGUAGE sql
+LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC
-    WITH acked AS (
-        UPDATE tally.crash_resets AS cr
-        SET acknowledged_at = now(), acknowledged_by = session_user
-        WHERE cr.acknowledged_at IS NULL
-        RETURNING cr.id
-    )
-
-    SELECT count(*)::integer FROM acked;
+AS $$
+DECLARE
+    v_acked integer;
+BEGIN
+    PERFORM tally._coordinator_only('tally.acknowledge_crash');
+    UPDATE tally.crash_resets AS cr
+    SET acknowledged_at = now(), acknowledged_by = session_user
+    WHERE cr.acknowledged_at IS NULL;
+    GET DIAGNOSTICS v_acked = ROW_COUNT;
+    RETURN v_acked;
 END;
+$$;
 
 COMMENT ON FUNCTION tally.acknowledge_crash() IS
 'Acknowledge the recorded crash resets (reviewed): tally.health''s crash check stops reporting them.';

@@ -38,6 +38,7 @@ DECLARE
     v_state text;
     v_message text;
 BEGIN
+    PERFORM tally._coordinator_only('tally.maintain');
     BEGIN
         PERFORM set_config('lock_timeout', '10s', true);
         PERFORM pg_advisory_xact_lock(tally._fold_lock_key());

@@ -24,6 +24,7 @@ DECLARE
     v_key record;
     v_released bigint := 0;
 BEGIN
+    PERFORM tally._coordinator_only('tally.release_quarantined');
     IF p_action IS NULL OR p_action NOT IN ('apply', 'discard') THEN
         RAISE EXCEPTION '%: action % is not apply or discard', c_fn, coalesce(quote_literal(p_action), 'NULL')
             USING ERRCODE = 'invalid_parameter_value',
