@@ -1,5 +1,5 @@
 """`make bench-citus` in small: scripts/citus.sh fresh-db with a worker
-count, and bench/citus.py against a one-worker database, a two-worker
+count, and `python -m bench.citus` against a one-worker database, a two-worker
 database and a single-node tally (here: tally migrated with
 distributed=off on the coordinator), every case exact, its tables written."""
 
@@ -55,13 +55,14 @@ def test_bench_citus_small_runs_every_case_exactly(citus_dsn: str, tmp_path: Pat
     _migrate(one)
     plain = _fresh(citus_dsn, "tally_citus_bench0")
     _migrate(plain, "-x", "distributed=off")
-    bench = [str(REPO / ".venv" / "bin" / "python"), str(REPO / "bench" / "citus.py")]
+    bench = [str(REPO / ".venv" / "bin" / "python"), "-m", "bench.citus"]
     args = ["--plain", plain, "--citus1", one, "--citus2", two, "--seconds", "2", "--clients", "2"]
     r = subprocess.run(
         [*bench, *args, "--live", "2000", "--backfill", "1000", "--out", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=900,
+        cwd=REPO,
     )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     res = json.loads((tmp_path / "citus.json").read_text())
