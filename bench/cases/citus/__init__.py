@@ -1,5 +1,5 @@
 """The cases of tally on Citus beside single-node tally (`make bench-citus`,
-bench/citus.py): increments and batches (ingest.py), fold rates (fold.py),
+python -m bench.citus): increments and batches (ingest.py), fold rates (fold.py),
 the fixed cost of a fold step (step_cost.py), each run against every
 database under test (nodes.py), with the CPU time each node used."""
 

@@ -1,4 +1,4 @@
-"""The compactor study's cases (`make bench-compactor`, bench/compactor.py):
+"""The compactor study's cases (`make bench-compactor`, python -m bench.compactor):
 fold rates, lag under maximum ingest, a backfill while live increments
 arrive, and folds by one and two compactors beside the ceiling."""
 
