@@ -50,6 +50,9 @@ def run_migrations_online() -> None:
             tally_code.before_migrations(raw)
             context.run_migrations()
             tally_code.after_migrations(raw)
+    if _destination() is not None:
+        with psycopg.connect(dsn, prepare_threshold=None, autocommit=True) as conn:
+            tally_code.after_commit(conn)
 
 
 if context.is_offline_mode():

@@ -604,3 +604,13 @@ def after_migrations(conn: psycopg.Connection) -> None:
             conn.execute(f"DROP SCHEMA {VERSION_SCHEMA}")
     except psycopg.errors.DependentObjectsStillExist:
         pass  # something else lives in schema tally: it stays, and so does the table
+
+
+def after_commit(conn: psycopg.Connection) -> None:
+    """Run by env.py once the migration has committed: on a distributed
+    install, each Citus node writes its own body of tally._append_local
+    (its fast write into the delta shards it holds), which it does over
+    connections of its own that see only committed code. Nothing on one node
+    or where the installed revision has no such function."""
+    if conn.execute("SELECT to_regprocedure('tally._make_append_local(boolean)') IS NOT NULL").fetchone()[0]:
+        conn.execute("SELECT tally._make_append_local(true)")

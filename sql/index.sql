@@ -47,6 +47,9 @@
 \ir write/tally._claim_event.citus.sql
 \ir write/tally._append_claimed.sql
 \ir write/tally._append_claimed.citus.sql
+\ir write/tally._append_local.sql
+\ir write/tally._make_append_local.sql
+\ir write/tally._make_append_local.citus.sql
 \ir write/tally._increment_checked.sql
 \ir write/tally.increment_counter.sql
 \ir write/tally.increment_counter.citus.sql

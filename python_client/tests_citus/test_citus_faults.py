@@ -1,7 +1,8 @@
 """Faults of the Citus cluster itself, with real processes and real kills:
 a worker's postmaster killed (-9) mid-load, the coordinator killed (-9)
 inside a fold's two-phase commit, a worker added and the shards rebalanced
-onto it while writers and a compactor run. The test keeps the ground truth
+onto it while writers and a compactor run, one shard moved while writers
+on every node write into it. The test keeps the ground truth
 of what was acknowledged; after each fault every value is compared with it.
 
 The suite shares the cluster: every node a test kills is started again, and
@@ -14,6 +15,7 @@ import contextlib
 import multiprocessing as mp
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -182,8 +184,29 @@ def _one_call(rnd: random.Random, seed: int, n: int, fast: str, durable: str):
     return items, ids
 
 
-def load_writer(dsn: str, seed: int, fast: str, durable: str, stop, calls, out, down_port: int | None) -> None:
-    """Calls until `stop`. A call that returned is acknowledged and enters
+def _write(conn: psycopg.Connection, items: list, ids: list | None) -> None:
+    """One call of load_writer's: a single increment or a batch."""
+    if len(items) == 1:
+        counter, key, delta, at = items[0]
+        (ok,) = conn.execute(
+            "SELECT tally.increment_counter(%s::text, %s::text, %s::bigint, %s::timestamptz, %s::text)",
+            (counter, key, delta, at, ids[0] if ids else None),
+        ).fetchone()
+        assert ok is True
+    else:
+        (applied,) = conn.execute(
+            "SELECT tally.increment_counters(%s::text[], %s::text[], %s::bigint[], %s::timestamptz[], %s::text[])",
+            (*(list(col) for col in zip(*items, strict=True)), ids),
+        ).fetchone()
+        assert applied == len(items), (applied, len(items))
+
+
+def load_writer(
+    dsn: str, seed: int, fast: str, durable: str, stop, calls, out, down_port: int | None, blocks: bool = False
+) -> None:
+    """Calls until `stop`, each in a transaction block of its own with
+    `blocks` (Citus then runs a call on the node it is sent to, rather than
+    delegating it to its key's node). A call that returned is acknowledged and enters
     the truth; one that failed with an outage error (worker `down_port`)
     enters nothing, is kept as unknown, and the writer goes on (on a new
     connection when its own was lost). Any other error stops it."""
@@ -201,20 +224,9 @@ def load_writer(dsn: str, seed: int, fast: str, durable: str, stop, calls, out, 
             n += 1
             items, ids = _one_call(rnd, seed, n, fast, durable)
             try:
-                if len(items) == 1:
-                    counter, key, delta, at = items[0]
-                    (ok,) = conn.execute(
-                        "SELECT tally.increment_counter(%s::text, %s::text, %s::bigint, %s::timestamptz, %s::text)",
-                        (counter, key, delta, at, ids[0] if ids else None),
-                    ).fetchone()
-                    assert ok is True
-                else:
-                    (applied,) = conn.execute(
-                        "SELECT tally.increment_counters(%s::text[], %s::text[], %s::bigint[], %s::timestamptz[],"
-                        " %s::text[])",
-                        (*(list(col) for col in zip(*items, strict=True)), ids),
-                    ).fetchone()
-                    assert applied == len(items), (applied, len(items))
+                block = conn.transaction() if blocks else contextlib.nullcontext()
+                with block:
+                    _write(conn, items, ids)
             except psycopg.Error as exc:
                 if not outage(exc, down_port):
                     raise workers.unexpected(exc) from exc
@@ -267,8 +279,21 @@ def load_compactor(dsn: str, stop, out, down_port: int | None) -> None:
 class Load:
     """Writers and one compactor in processes of their own, until stop()."""
 
-    def __init__(self, dsn: str, fast: str, durable: str, writers: int, down_port: int | None = None) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        fast: str,
+        durable: str,
+        writers: int,
+        down_port: int | None = None,
+        writer_dsns: list[str] | None = None,
+        blocks: int = 0,
+    ) -> None:
+        """Writer i connects to writer_dsns[i % len] (default: dsn, the
+        coordinator), the first `blocks` of them writing in transaction
+        blocks; the compactor connects to dsn."""
         ctx = mp.get_context("spawn")
+        spread = writer_dsns or [dsn]
         self.out = ctx.Queue()
         self.stop_event = ctx.Event()
         self.calls = ctx.Value("q", 0)
@@ -277,7 +302,17 @@ class Load:
         self.procs += [
             ctx.Process(
                 target=load_writer,
-                args=(dsn, 1000 + i, fast, durable, self.stop_event, self.calls, self.out, down_port),
+                args=(
+                    spread[i % len(spread)],
+                    1000 + i,
+                    fast,
+                    durable,
+                    self.stop_event,
+                    self.calls,
+                    self.out,
+                    down_port,
+                    i < blocks,
+                ),
             )
             for i in range(writers)
         ]
@@ -733,3 +768,99 @@ def test_a_worker_added_and_rebalanced_under_load_stays_exact(
             citus(citus_dsn, "stop-node", "3")
             shutil.rmtree(citus(citus_dsn, "datadir", "3"))
     assert on_node3() == 0
+
+
+# -- 4. one shard moved while writers on every node write into it ---------------
+
+
+def local_append_shards(dsn: str) -> set[int]:
+    """The delta shards a node's body of tally._append_local writes into."""
+    with psycopg.connect(dsn, autocommit=True) as c:
+        (src,) = c.execute(
+            "SELECT prosrc FROM pg_proc"
+            " WHERE oid = 'tally._append_local(text, text, bigint, timestamptz)'::regprocedure"
+        ).fetchone()
+    found = re.search(r"delta shards \{([0-9,]*)\}", src)
+    return {int(s) for s in found.group(1).split(",") if s} if found else set()
+
+
+def delta_shards_on(conn: psycopg.Connection, port: int) -> set[int]:
+    rows = conn.execute(
+        "SELECT shardid FROM citus_shards WHERE table_name = 'tally.delta'::regclass AND nodeport = %s", (port,)
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def test_a_shard_moved_under_load_through_every_node_stays_exact(
+    citus_dsn: str, cconn: psycopg.Connection, name: str
+) -> None:
+    """Writers on the coordinator and on both workers, some in transaction
+    blocks (single increments of fast counters take a node's local append
+    where the key's shard is, durable ones and batches the general path), a
+    compactor folding, and the shard of the hot key
+    moved to the other worker (block_writes) under them: every node's body
+    of tally._append_local still names the shard's old place until
+    tally.maintain writes it again, and no increment is lost or counted
+    twice either way. The shard is moved back at the end."""
+    fast, durable = make_counters(cconn, name)
+    w1, w2 = base_port(citus_dsn) + 1, base_port(citus_dsn) + 2
+    (shard,) = cconn.execute(
+        "SELECT get_shard_id_for_distribution_column('tally.delta', %s::text)", (workers.HOT_KEY,)
+    ).fetchone()
+    source = key_ports(cconn, [workers.HOT_KEY])[workers.HOT_KEY]
+    target = w2 if source == w1 else w1
+    source_dsn, target_dsn = (node_dsn(citus_dsn, 1 if p == w1 else 2) for p in (source, target))
+    cconn.execute("SELECT * FROM tally.maintain()")
+    assert local_append_shards(source_dsn) == delta_shards_on(cconn, source) and shard in local_append_shards(
+        source_dsn
+    )
+    assert local_append_shards(target_dsn) == delta_shards_on(cconn, target)
+
+    def move(to_port: int, from_port: int) -> float:
+        t0 = time.monotonic()
+        cconn.execute(
+            "SELECT citus_move_shard_placement(%s, '127.0.0.1', %s, '127.0.0.1', %s,"
+            " shard_transfer_mode => 'block_writes')",
+            (shard, from_port, to_port),
+        )
+        return time.monotonic() - t0
+
+    # The first writers on the workers in transaction blocks: Citus runs
+    # their calls where they are sent, so the source node's body is asked
+    # for the moved shard's keys after the move too.
+    writer_dsns = [source_dsn, target_dsn, citus_dsn]
+    moved = False
+    try:
+        load = Load(citus_dsn, fast, durable, writers=6, writer_dsns=writer_dsns, blocks=2)
+        try:
+            load.wait_calls(300)
+            calls_before = load.calls.value
+            took = move(target, source)
+            moved = True
+            calls_during = load.calls.value - calls_before
+            # the bodies still name the old places: the moved shard's writes
+            # find it gone and take the general path
+            assert shard in local_append_shards(source_dsn) and shard not in local_append_shards(target_dsn)
+            load.wait_calls(300)
+            cconn.execute("SELECT * FROM tally.maintain()")
+            assert shard not in local_append_shards(source_dsn) and shard in local_append_shards(target_dsn)
+            load.wait_calls(300)
+        finally:
+            truth, unknown, failed, _, (compactions, compactions_failed) = load.stop()
+        print(
+            f"\n  shard {shard} moved {source} -> {target} under load in {took:.2f} s (writers of its keys wait"
+            f" at most that long); {calls_during} calls acknowledged meanwhile"
+        )
+        assert failed == 0 and not unknown
+        assert compactions_failed == 0 and compactions > 0
+        assert calls_during > 0
+        assert key_ports(cconn, [workers.HOT_KEY])[workers.HOT_KEY] == target
+        compact(cconn)
+        start, end = window()
+        assert assert_matches(cconn, truth, start, end) > truth.increments // 10
+        assert truth.increments > 1000
+    finally:
+        if moved:
+            move(source, target)
+        cconn.execute("SELECT * FROM tally.maintain()")
+    assert shard in local_append_shards(source_dsn)

@@ -5,7 +5,9 @@
 --              past retention (run_maintenance, per rollup table);
 --   event_ids  the idempotency store's daily partitions for the window and
 --              three days ahead exist, older ones are dropped;
---   fold_runs  compactor history older than 7 days is pruned.
+--   fold_runs  compactor history older than 7 days is pruned;
+--   local writes  on a distributed install, each node's fast write
+--              (tally._append_local) follows the shards it holds now.
 -- Takes the fold lock first (waiting at most 10 s: a fold holds it for one
 -- step), so it never waits on a fold's rows nor a fold on it, and a 200 ms
 -- lock_timeout per table: a table it cannot lock at once is skipped until
@@ -93,6 +95,15 @@ BEGIN
         detail := format('%s rows older than 7 days pruned', v_pruned);
         RETURN NEXT;
     END IF;
+
+    -- On a distributed install, every node's fast write follows its shards
+    -- (tally._make_append_local; nothing on one node).
+    BEGIN
+        RETURN QUERY SELECT 'local writes'::text, l FROM tally._make_append_local(true) AS l;
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
+        v_failures := v_failures || format('local writes: %s: %s', v_state, v_message);
+    END;
 
     FOREACH detail IN ARRAY v_failures LOOP
         step := 'failed';

@@ -1,0 +1,141 @@
+-- tally._make_append_local on a distributed install (Citus): write this
+-- node's body of tally._append_local from the delta shards it holds now.
+-- The body looks the counter up in this node's copy of the reference
+-- tables (their local shards) and appends the delta into the key's local
+-- shard of tally.delta, by static statements that PostgreSQL plans once per
+-- session and Citus does not plan at all. A shard move could take the shard
+-- away between the lookup and the append, so before appending the body
+-- takes the lock every Citus write takes on the shard's placement metadata
+-- (a share lock on it, the lock a move or split takes exclusively while it
+-- copies the shard), and then checks the placement is still here: a write
+-- either lands before the move copies the shard or finds it gone and takes
+-- the general path (the check reads the node's own group, so a body that
+-- reached another node, say a node added since, never writes there). Under
+-- REPEATABLE READ or SERIALIZABLE the check would
+-- read an older snapshot than the lock: the body returns NULL there.
+-- A body made before a move is only slower, never wrong (its shards that
+-- left fail the check; shards that arrived are not in it): tally.maintain
+-- makes every node's body again when its shards changed (p_everywhere).
+CREATE OR REPLACE FUNCTION tally._make_append_local(p_everywhere boolean DEFAULT FALSE)
+RETURNS SETOF text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_group integer;
+    v_delta regclass := 'tally.delta'::regclass;
+    v_shards bigint[];
+    v_counters bigint;
+    v_gen bigint;
+    v_tag text;
+    v_body text;
+    v_propagation text;
+    v_node text;
+    v_ok boolean;
+    v_result text;
+    v_local_group text := 'pg_dist_local_group';
+    v_failed text[] := ARRAY[]::text[];
+BEGIN
+    IF p_everywhere THEN
+        -- (Citus's catalogs and functions, named in dynamic statements: the
+        -- code is also checked on installs without Citus.)
+        FOR v_node, v_ok, v_result IN EXECUTE format(
+            'SELECT format(''%%s:%%s'', n.nodename, n.nodeport), r.success, r.result
+             FROM run_command_on_all_nodes(%L) AS r
+             JOIN pg_dist_node AS n ON n.nodeid = r.nodeid
+             ORDER BY n.groupid, n.nodename, n.nodeport',
+            'SELECT string_agg(l, ''; '') FROM tally._make_append_local(false) AS l')
+        LOOP
+            IF NOT v_ok THEN
+                v_failed := v_failed || format('%s: %s', v_node, v_result);
+            ELSE
+                RETURN NEXT format('%s: %s', v_node, v_result);
+            END IF;
+        END LOOP;
+        IF cardinality(v_failed) > 0 THEN
+            RAISE EXCEPTION 'tally._make_append_local: % of the nodes could not be written: %',
+                cardinality(v_failed), array_to_string(v_failed, '; ')
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = 'Their increments take the general path meanwhile; tally.maintain() writes them again.';
+        END IF;
+        RETURN;
+    END IF;
+
+    EXECUTE format('SELECT groupid FROM %I', v_local_group) INTO v_group;
+    EXECUTE format(
+        'SELECT array_agg(s.shardid ORDER BY s.shardid)
+         FROM pg_dist_shard AS s JOIN pg_dist_placement AS p ON p.shardid = s.shardid
+         WHERE s.logicalrelid = %s AND p.groupid = %s', v_delta::oid, v_group)
+        INTO v_shards;
+    EXECUTE format(
+        'SELECT min(s.shardid) FILTER (WHERE s.logicalrelid = %s), min(s.shardid) FILTER (WHERE s.logicalrelid = %s)
+         FROM pg_dist_shard AS s JOIN pg_dist_placement AS p ON p.shardid = s.shardid
+         WHERE p.groupid = %s', 'tally.counters'::regclass::oid, 'tally.write_gen'::regclass::oid, v_group)
+        INTO v_counters, v_gen;
+    IF v_counters IS NULL OR v_gen IS NULL THEN
+        v_shards := NULL;  -- (no local copy of the reference tables)
+    END IF;
+    v_tag := format('-- made by tally._make_append_local for node group %s: delta shards %s',
+                    v_group, coalesce(v_shards::text, '{}'));
+    IF (SELECT position(v_tag IN p.prosrc) > 0 FROM pg_catalog.pg_proc AS p
+        WHERE p.oid = 'tally._append_local(text, text, bigint, timestamptz)'::regprocedure) THEN
+        RETURN NEXT format('%s delta shards here (unchanged)', coalesce(cardinality(v_shards), 0));
+        RETURN;
+    END IF;
+
+    IF v_shards IS NULL THEN
+        v_body := E'\nBEGIN\n    RETURN NULL;\nEND;\n';
+    ELSE
+        v_body := format(
+            $body$
+DECLARE
+    v_id integer;
+    v_shard smallint;
+    v_sid bigint;
+BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RETURN NULL;
+    END IF;
+    SELECT tally._shard(w.gen, c.durable, false), c.id INTO v_shard, v_id
+    FROM tally.%I AS c CROSS JOIN tally.%I AS w
+    WHERE c.name = p_counter AND tally._valid_key(p_key) AND p_delta IS NOT NULL AND tally._valid_at(p_at);
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    v_sid := get_shard_id_for_distribution_column(%s::regclass, p_key);
+    IF v_sid <> ALL (%L::bigint[]) THEN
+        RETURN NULL;
+    END IF;
+    PERFORM lock_shard_metadata(5, ARRAY[v_sid]);  -- ShareLock
+    PERFORM FROM pg_dist_placement AS p JOIN pg_dist_local_group AS g ON g.groupid = p.groupid
+    WHERE p.shardid = v_sid;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    CASE v_sid
+%s
+    END CASE;
+    RETURN true;
+END;
+$body$,
+            'counters_' || v_counters, 'write_gen_' || v_gen, v_delta::oid, v_shards,
+            (SELECT string_agg(format('        WHEN %s THEN INSERT INTO tally.%I (shard, counter_id, key, delta, at) '
+                                      'VALUES (v_shard, v_id, p_key, p_delta, p_at);', s, 'delta_' || s), E'\n')
+             FROM unnest(v_shards) AS s));
+    END IF;
+
+    -- This node's own body: not propagated to the others.
+    v_propagation := current_setting('citus.enable_ddl_propagation');
+    PERFORM set_config('citus.enable_ddl_propagation', 'off', true);
+    EXECUTE format(
+        'CREATE OR REPLACE FUNCTION tally._append_local(p_counter text, p_key text, p_delta bigint, p_at timestamptz) '
+        'RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp '
+        'SET citus.enable_manual_changes_to_shards = on AS %L', E'\n' || v_tag || v_body);
+    PERFORM set_config('citus.enable_ddl_propagation', v_propagation, true);
+    RETURN NEXT format('%s delta shards here (written)', coalesce(cardinality(v_shards), 0));
+END;
+$$;
+
+COMMENT ON FUNCTION tally._make_append_local(boolean) IS
+'Internal: write this node''s body of tally._append_local from its delta shards (every node with p_everywhere); '
+'one line per node written or checked. Nothing on a single-node install.';
