@@ -7,7 +7,11 @@ about the same load on a shared machine), the cases of bench/cases/citus/:
 
 1. single increments, each its own transaction (pgbench, 16 clients), over
    100,000 keys, on one hot key, and the floor of a write (ingest.py);
-2. batches: tally.increment_counters of 1,000 (2 clients; ingest.py);
+2. batches: tally.increment_counters of 1,000 (2 clients) and of 100
+   (ingest.py);
+   (1. and 2. through the coordinator, and through the key's worker: pgbench
+   on worker 1 with keys whose shards are there; on the single node the
+   same scripts)
 3. fold rates on a prepared backlog, live and a backfill (fold.py), and the
    time of a CALL with one delta pending (step_cost.py).
 
@@ -93,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         "targets": [{"key": t.key, "label": t.label, "nodes": list(t.pids)} for t in targets],
     }
     say(f"tally bench-citus: Citus {citus}, {shards} shards, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
+    for t in targets:
+        ingest.make_keys(t.workers[0] if t.workers else t.dsn)
     pgs = {t.key: PgBench(t.dsn) for t in targets}
     try:
         res["ingest"] = {}

@@ -62,12 +62,18 @@ class PgBench:
     """Runs pgbench scripts against the database of ``dsn``: ``with PgBench(dsn) as pg: pg.run(...)``."""
 
     def __init__(self, dsn: str) -> None:
-        p = conninfo_to_dict(dsn)
-        self.conn_args = ["-h", str(p.get("host", "localhost")), "-p", str(p.get("port", 5432))]
-        self.conn_args += ["-U", str(p.get("user", "postgres")), str(p["dbname"])]
+        self.conn_args = self._conn_args(dsn)
         self.statements = False  # pg_stat_statements available: track nested statements too
         self.tmp = Path(tempfile.mkdtemp(prefix="tally-bench-"))
         os.chmod(self.tmp, 0o755)
+
+    @staticmethod
+    def _conn_args(dsn: str) -> list[str]:
+        p = conninfo_to_dict(dsn)
+        return [
+            *("-h", str(p.get("host", "localhost")), "-p", str(p.get("port", 5432))),
+            *("-U", str(p.get("user", "postgres")), str(p["dbname"])),
+        ]
 
     def __enter__(self) -> PgBench:
         return self
@@ -83,8 +89,10 @@ class PgBench:
         seconds: float,
         rate: int | None = None,
         protocol: str = "prepared",
+        dsn: str | None = None,
     ) -> subprocess.Popen:
-        """Start pgbench on ``script`` (one transaction per run of it); ``rate`` caps the total rate (-R)."""
+        """Start pgbench on ``script`` (one transaction per run of it); ``rate`` caps the total rate (-R);
+        ``dsn``: another database or node than this PgBench's."""
         f = self.tmp / f"{name}.sql"
         f.write_text(script)
         args = [PGBENCH, "-n", "-M", protocol, "-c", str(clients), "-j", str(min(clients, 2))]
@@ -93,7 +101,11 @@ class PgBench:
             args += ["-R", str(rate)]
         env = {**os.environ, "PGOPTIONS": "-c pg_stat_statements.track=all"} if self.statements else None
         return subprocess.Popen(
-            [*args, *self.conn_args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+            [*args, *(self._conn_args(dsn) if dsn else self.conn_args)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
         )
 
     @staticmethod

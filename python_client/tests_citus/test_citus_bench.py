@@ -80,10 +80,24 @@ def test_bench_citus_small_runs_every_case_exactly(citus_dsn: str, tmp_path: Pat
         ("citus1", ["coordinator", "worker1"]),
         ("citus2", ["coordinator", "worker1", "worker2"]),
     ]
-    assert list(res["ingest"]) == ["many_keys", "hot_key", "raw_insert", "batch"]
+    assert list(res["ingest"]) == [
+        "many_keys",
+        "hot_key",
+        "raw_insert",
+        "batch",
+        "batch100",
+        "worker_many_keys",
+        "worker_hot_key",
+        "worker_batch100",
+    ]
     for rows in res["ingest"].values():
         for row in rows.values():
             assert row["exact"] and row["increments"] > 0 and row["stored"] == row["increments"], row
+    # through the key's worker, the coordinator does (almost) nothing
+    for case in ("worker_many_keys", "worker_hot_key", "worker_batch100"):
+        for key in ("citus1", "citus2"):
+            row = res["ingest"][case][key]
+            assert row["via"] == "worker" and row["cpu_s"]["worker1"] > 5 * row["cpu_s"]["coordinator"], row
     assert {case: [row["deltas"] for row in rows.values()] for case, rows in res["fold"].items()} == {
         "live": [2000, 2000, 2000],
         "backfill": [1000, 1000, 1000],
