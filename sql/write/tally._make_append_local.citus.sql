@@ -1,5 +1,6 @@
 -- tally._make_append_local on a distributed install (Citus): write this
--- node's body of tally._append_local from the delta shards it holds now.
+-- node's bodies of tally._append_local and tally._append_local_batch from
+-- the delta shards it holds now.
 -- The body looks the counter up in this node's copy of the reference
 -- tables (their local shards) and appends the delta into the key's local
 -- shard of tally.delta, by static statements that PostgreSQL plans once per
@@ -29,6 +30,7 @@ DECLARE
     v_gen bigint;
     v_tag text;
     v_body text;
+    v_batch_body text;
     v_propagation text;
     v_node text;
     v_ok boolean;
@@ -77,14 +79,17 @@ BEGIN
     END IF;
     v_tag := format('-- made by tally._make_append_local for node group %s: delta shards %s',
                     v_group, coalesce(v_shards::text, '{}'));
-    IF (SELECT position(v_tag IN p.prosrc) > 0 FROM pg_catalog.pg_proc AS p
-        WHERE p.oid = 'tally._append_local(text, text, bigint, timestamptz)'::regprocedure) THEN
+    IF (SELECT bool_and(position(v_tag IN p.prosrc) > 0) FROM pg_catalog.pg_proc AS p
+        WHERE p.oid IN ('tally._append_local(text, text, bigint, timestamptz)'::regprocedure,
+                        'tally._append_local_batch(text[], text[], bigint[], timestamptz[], boolean)'::regprocedure))
+    THEN
         RETURN NEXT format('%s delta shards here (unchanged)', coalesce(cardinality(v_shards), 0));
         RETURN;
     END IF;
 
     IF v_shards IS NULL THEN
         v_body := E'\nBEGIN\n    RETURN NULL;\nEND;\n';
+        v_batch_body := v_body;
     ELSE
         v_body := format(
             $body$
@@ -122,6 +127,50 @@ $body$,
             (SELECT string_agg(format('        WHEN %s THEN INSERT INTO tally.%I (shard, counter_id, key, delta, at) '
                                       'VALUES (v_shard, v_id, p_key, p_delta, p_at);', s, 'delta_' || s), E'\n')
              FROM unnest(v_shards) AS s));
+        -- A batch: every key's shard here, or NULL (the general path). The
+        -- shards it writes are locked in order, and checked, as above.
+        v_batch_body := format(
+            $body$
+DECLARE
+    v_sids bigint[];
+    v_each bigint[];
+    v_sid bigint;
+    v_rows bigint := 0;
+    v_n bigint;
+BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RETURN NULL;
+    END IF;
+    SELECT array_agg(get_shard_id_for_distribution_column(%1$s::regclass, u.k) ORDER BY u.i) INTO v_sids
+    FROM unnest(p_keys) WITH ORDINALITY AS u (k, i);
+    SELECT array_agg(DISTINCT s.s ORDER BY s.s) INTO v_each FROM unnest(v_sids) AS s (s);
+    IF NOT v_each <@ %2$L::bigint[] THEN
+        RETURN NULL;
+    END IF;
+    PERFORM lock_shard_metadata(5, v_each);  -- ShareLock
+    IF (SELECT count(*) FROM pg_dist_placement AS p JOIN pg_dist_local_group AS g ON g.groupid = p.groupid
+        WHERE p.shardid = ANY (v_each)) <> cardinality(v_each) THEN
+        RETURN NULL;
+    END IF;
+    FOREACH v_sid IN ARRAY v_each LOOP
+        CASE v_sid
+%3$s
+        END CASE;
+        GET DIAGNOSTICS v_n = ROW_COUNT;
+        v_rows := v_rows + v_n;
+    END LOOP;
+    RETURN v_rows;
+END;
+$body$,
+            v_delta::oid, v_shards,
+            (SELECT string_agg(format(
+                '            WHEN %1$s THEN INSERT INTO tally.%2$I (shard, counter_id, key, delta, at)'
+                || E'\n                SELECT tally._shard(w.gen, c.durable, p_bulk), c.id, u.k, u.d, coalesce(u.t, now())'
+                || E'\n                FROM unnest(p_counters, p_keys, p_deltas, p_ats, v_sids) AS u (n, k, d, t, s)'
+                || E'\n                JOIN tally.%3$I AS c ON c.name = u.n CROSS JOIN tally.%4$I AS w'
+                || E'\n                WHERE u.s = %1$s;',
+                s, 'delta_' || s, 'counters_' || v_counters, 'write_gen_' || v_gen), E'\n')
+             FROM unnest(v_shards) AS s));
     END IF;
 
     -- This node's own body: not propagated to the others.
@@ -131,11 +180,16 @@ $body$,
         'CREATE OR REPLACE FUNCTION tally._append_local(p_counter text, p_key text, p_delta bigint, p_at timestamptz) '
         'RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp '
         'SET citus.enable_manual_changes_to_shards = on AS %L', E'\n' || v_tag || v_body);
+    EXECUTE format(
+        'CREATE OR REPLACE FUNCTION tally._append_local_batch(p_counters text[], p_keys text[], p_deltas bigint[], '
+        'p_ats timestamptz[], p_bulk boolean) '
+        'RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp '
+        'SET citus.enable_manual_changes_to_shards = on AS %L', E'\n' || v_tag || v_batch_body);
     PERFORM set_config('citus.enable_ddl_propagation', v_propagation, true);
     RETURN NEXT format('%s delta shards here (written)', coalesce(cardinality(v_shards), 0));
 END;
 $$;
 
 COMMENT ON FUNCTION tally._make_append_local(boolean) IS
-'Internal: write this node''s body of tally._append_local from its delta shards (every node with p_everywhere); '
-'one line per node written or checked. Nothing on a single-node install.';
+'Internal: write this node''s bodies of tally._append_local(_batch) from its delta shards (every node with '
+'p_everywhere); one line per node written or checked. Nothing on a single-node install.';
