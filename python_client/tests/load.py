@@ -32,10 +32,13 @@ def run_load(
     reconnect: bool = False,
     during=None,
     slices: int = 1,
+    writer_dsns: list[str] | None = None,
 ) -> tuple[Truth, list]:
     """Start writers and compactors (with slices > 1, compactor i folds slice
     i % slices), run `during()` (if given) in this process while they work,
-    and return the merged truth and the compactor results."""
+    and return the merged truth and the compactor results. Writer i connects
+    to writer_dsns[i % len] (default: dsn, where the compactors connect)."""
+    spread = writer_dsns or [dsn]
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     stop = ctx.Event()
@@ -44,7 +47,8 @@ def run_load(
         for i in range(compactors)
     ]
     procs += [
-        ctx.Process(target=writer_fn, args=(dsn, seed, counters, iterations, days_back, out)) for seed in range(writers)
+        ctx.Process(target=writer_fn, args=(spread[seed % len(spread)], seed, counters, iterations, days_back, out))
+        for seed in range(writers)
     ]
     for p in procs:
         p.start()

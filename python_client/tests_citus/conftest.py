@@ -43,3 +43,15 @@ def cconn(citus_dsn: str):
 def name() -> str:
     """A counter name no other test uses."""
     return "c_" + uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def node_dsns(citus_dsn: str) -> list[str]:
+    """The coordinator's DSN, then each active worker's, for the same
+    database (every node of the test cluster runs on this machine: the
+    coordinator's DSN with the worker's port)."""
+    with psycopg.connect(citus_dsn, autocommit=True) as c:
+        rows = c.execute(
+            "SELECT nodeport FROM pg_dist_node WHERE groupid <> 0 AND isactive ORDER BY nodeport"
+        ).fetchall()
+    return [citus_dsn] + [psycopg.conninfo.make_conninfo(citus_dsn, port=str(port)) for (port,) in rows]

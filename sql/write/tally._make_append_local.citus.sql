@@ -1,19 +1,21 @@
 -- tally._make_append_local on a distributed install (Citus): write this
 -- node's bodies of tally._append_local and tally._append_local_batch from
 -- the delta shards it holds now.
--- The body looks the counter up in this node's copy of the reference
--- tables (their local shards) and appends the delta into the key's local
--- shard of tally.delta, by static statements that PostgreSQL plans once per
--- session and Citus does not plan at all. A shard move could take the shard
--- away between the lookup and the append, so before appending the body
--- takes the lock every Citus write takes on the shard's placement metadata
--- (a share lock on it, the lock a move or split takes exclusively while it
--- copies the shard), and then checks the placement is still here: a write
--- either lands before the move copies the shard or finds it gone and takes
+-- The single append is one INSERT ... SELECT into the key's local shard
+-- of tally.delta that looks the counter up in this node's copy of the
+-- reference tables (their local shards), a static statement PostgreSQL
+-- plans once per session and Citus does not plan at all. A shard move could
+-- take the shard away, so before that statement the body takes the lock
+-- every Citus write takes on the shard's placement metadata (a share lock
+-- on it, the lock a move or split takes exclusively while it copies the
+-- shard), and then checks, in a statement after the lock, that the
+-- placement is still here: a write either lands before the move copies the
+-- shard or finds it gone (its old table may be dropped by then) and takes
 -- the general path (the check reads the node's own group, so a body that
--- reached another node, say a node added since, never writes there). Under
--- REPEATABLE READ or SERIALIZABLE the check would
--- read an older snapshot than the lock: the body returns NULL there.
+-- reached another node, say a node added since, never writes there). A
+-- batch locks every shard it writes, in order, and checks them all before
+-- its first INSERT. Under REPEATABLE READ or SERIALIZABLE a statement would
+-- read a snapshot older than the lock: the bodies return NULL there.
 -- A body made before a move is only slower, never wrong (its shards that
 -- left fail the check; shards that arrived are not in it): tally.maintain
 -- makes every node's body again when its shards changed (p_everywhere).
@@ -94,38 +96,37 @@ BEGIN
         v_body := format(
             $body$
 DECLARE
-    v_id integer;
-    v_shard smallint;
     v_sid bigint;
 BEGIN
-    IF current_setting('transaction_isolation') <> 'read committed' THEN
+    IF p_key IS NULL OR current_setting('transaction_isolation') <> 'read committed' THEN
         RETURN NULL;
     END IF;
-    SELECT tally._shard(w.gen, c.durable, false), c.id INTO v_shard, v_id
-    FROM tally.%I AS c CROSS JOIN tally.%I AS w
-    WHERE c.name = p_counter AND tally._valid_key(p_key) AND p_delta IS NOT NULL AND tally._valid_at(p_at);
-    IF NOT FOUND THEN
-        RETURN NULL;
-    END IF;
-    v_sid := get_shard_id_for_distribution_column(%s::regclass, p_key);
-    IF v_sid <> ALL (%L::bigint[]) THEN
+    v_sid := get_shard_id_for_distribution_column(%1$s::regclass, p_key);
+    IF v_sid <> ALL (%2$L::bigint[]) THEN
         RETURN NULL;
     END IF;
     PERFORM lock_shard_metadata(5, ARRAY[v_sid]);  -- ShareLock
+    -- (a statement after the lock: it sees a move that committed before;
+    -- the shard's old table may be gone then)
     PERFORM FROM pg_dist_placement AS p JOIN pg_dist_local_group AS g ON g.groupid = p.groupid
     WHERE p.shardid = v_sid;
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
     CASE v_sid
-%s
+%3$s
     END CASE;
-    RETURN true;
+    RETURN CASE WHEN FOUND THEN true END;
 END;
 $body$,
-            'counters_' || v_counters, 'write_gen_' || v_gen, v_delta::oid, v_shards,
-            (SELECT string_agg(format('        WHEN %s THEN INSERT INTO tally.%I (shard, counter_id, key, delta, at) '
-                                      'VALUES (v_shard, v_id, p_key, p_delta, p_at);', s, 'delta_' || s), E'\n')
+            v_delta::oid, v_shards,
+            (SELECT string_agg(format(
+                '        WHEN %1$s THEN INSERT INTO tally.%2$I (shard, counter_id, key, delta, at)'
+                || E'\n            SELECT tally._shard(w.gen, c.durable, false), c.id, p_key, p_delta, p_at'
+                || E'\n            FROM tally.%3$I AS c CROSS JOIN tally.%4$I AS w'
+                || E'\n            WHERE c.name = p_counter AND tally._valid_key(p_key) AND p_delta IS NOT NULL'
+                || E'\n              AND tally._valid_at(p_at);',
+                s, 'delta_' || s, 'counters_' || v_counters, 'write_gen_' || v_gen), E'\n')
              FROM unnest(v_shards) AS s));
         -- A batch: every key's shard here, or NULL (the general path). The
         -- shards it writes are locked in order, and checked, as above.
