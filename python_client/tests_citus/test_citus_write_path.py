@@ -131,3 +131,25 @@ def test_a_bad_argument_through_a_worker_is_refused_by_the_general_path(
         with pytest.raises(psycopg.errors.NullValueNotAllowed):
             w.execute("SELECT tally.increment_counter(%s, 'k', NULL)", (name,))
     assert cconn.execute("SELECT tally.counter_value(%s, 'k')", (name,)).fetchone()[0] == 0
+
+
+def test_a_local_batch_is_all_or_nothing(cconn: psycopg.Connection, node_dsns: list[str], name: str) -> None:
+    """A batch whose keys all live on the worker that takes it: a bad element
+    anywhere (an unknown counter, a NULL time among given times) leaves the
+    local append to the checks, which refuse the whole batch; a good one is
+    appended whole, with or without times."""
+    cconn.execute("SELECT tally.create_counter(%s)", (name,))
+    mine = keys_on(node_dsns[1], 10)
+    batch = (
+        "SELECT tally.increment_counters(%s::text[], %s::text[], array_fill(1::bigint, ARRAY[10]), %s::timestamptz[])"
+    )
+    with psycopg.connect(node_dsns[1], autocommit=True) as w:
+        with pytest.raises(psycopg.errors.UndefinedObject, match=r"tally\.increment_counters"):
+            w.execute(batch, ([name] * 9 + [f"{name}_missing"], mine, None))
+        ats = ["2026-01-01T00:00:00Z"] * 9 + [None]
+        with pytest.raises(psycopg.errors.NullValueNotAllowed, match=r"tally\.increment_counters"):
+            w.execute(batch, ([name] * 10, mine, ats))
+        assert cconn.execute("SELECT count(*) FROM tally.delta WHERE key = ANY (%s)", (mine,)).fetchone()[0] == 0
+        assert w.execute(batch, ([name] * 10, mine, None)).fetchone()[0] == 10
+        assert w.execute(batch, ([name] * 10, mine, ["2026-01-01T00:00:00Z"] * 10)).fetchone()[0] == 10
+    assert sum(cconn.execute("SELECT tally.counter_value(%s, %s)", (name, k)).fetchone()[0] for k in mine) == 20

@@ -128,8 +128,9 @@ $body$,
                 || E'\n              AND tally._valid_at(p_at);',
                 s, 'delta_' || s, 'counters_' || v_counters, 'write_gen_' || v_gen), E'\n')
              FROM unnest(v_shards) AS s));
-        -- A batch: every key's shard here, or NULL (the general path). The
-        -- shards it writes are locked in order, and checked, as above.
+        -- A batch: every element valid and every key's shard here, or NULL
+        -- (the general path). The shards it writes are locked in order, and
+        -- checked, as above, before its first INSERT.
         v_batch_body := format(
             $body$
 DECLARE
@@ -140,6 +141,13 @@ DECLARE
     v_n bigint;
 BEGIN
     IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RETURN NULL;
+    END IF;
+    -- every element valid, its counter known (else the caller's checks)
+    IF (SELECT count(*) FROM unnest(p_counters, p_keys, p_deltas, p_ats) AS u (n, k, d, t)
+        JOIN tally.%4$I AS c ON c.name = u.n
+        WHERE tally._valid_key(u.k) AND u.d IS NOT NULL AND (p_ats IS NULL OR tally._valid_at(u.t)))
+       <> cardinality(p_counters) THEN
         RETURN NULL;
     END IF;
     SELECT array_agg(get_shard_id_for_distribution_column(%1$s::regclass, u.k) ORDER BY u.i) INTO v_sids
@@ -171,7 +179,7 @@ $body$,
                 || E'\n                JOIN tally.%3$I AS c ON c.name = u.n CROSS JOIN tally.%4$I AS w'
                 || E'\n                WHERE u.s = %1$s;',
                 s, 'delta_' || s, 'counters_' || v_counters, 'write_gen_' || v_gen), E'\n')
-             FROM unnest(v_shards) AS s));
+             FROM unnest(v_shards) AS s), 'counters_' || v_counters);
     END IF;
 
     -- This node's own body: not propagated to the others.

@@ -1,7 +1,7 @@
 -- tally.increment_counters: a batch of increments, element i being
 -- (p_counters[i], p_keys[i], p_deltas[i], p_ats[i]). Every element is checked
--- before anything is written, and the batch is appended by one statement
--- (tally._append_batch): applied whole or not at all. Returns the number of increments applied.
+-- before anything is written, and the whole batch is one INSERT: it is
+-- applied whole or not at all. Returns the number of increments applied.
 --
 -- With p_event_ids (one id per element, none NULL), element i is applied at
 -- most once per counter within the idempotency window, as with
@@ -68,6 +68,19 @@ BEGIN
         RETURN 0;
     END IF;
 
+    -- On a Citus node that holds every key's shard, the whole batch into
+    -- those local shards, if every element is valid (else NULL, nothing
+    -- appended, and the checks below say what is wrong); NULL on one node.
+    IF p_event_ids IS NULL THEN
+        v_rows := tally._append_local_batch(p_counters, p_keys, p_deltas, p_ats, v_n > c_bulk);
+        IF v_rows IS NOT NULL THEN
+            IF v_rows < v_n THEN
+                PERFORM tally._counters_vanished(c_fn, p_counters);
+            END IF;
+            RETURN v_rows;
+        END IF;
+    END IF;
+
     -- Validate every element first; report the first bad one.
     SELECT u.i, u.n, u.k, u.d, u.t, u.e, c.id AS counter_id INTO v_bad
     -- (p_event_ids NULL: unnest pads it with NULLs, and ids are not checked)
@@ -94,7 +107,12 @@ BEGIN
         RETURN v_rows;
     END IF;
 
-    v_rows := tally._append_batch(p_counters, p_keys, p_deltas, p_ats, v_n > c_bulk);
+    INSERT INTO tally.delta (shard, counter_id, key, delta, at)
+    SELECT tally._shard(w.gen, c.durable, v_n > c_bulk), c.id, u.k, u.d, coalesce(u.t, now())
+    FROM unnest(p_counters, p_keys, p_deltas, p_ats) AS u (n, k, d, t)
+    JOIN tally.counters AS c ON c.name = u.n
+    CROSS JOIN tally.write_gen AS w;
+    GET DIAGNOSTICS v_rows = ROW_COUNT;
     IF v_rows < v_n THEN
         PERFORM tally._counters_vanished(c_fn, p_counters);
     END IF;
