@@ -48,6 +48,7 @@
 \ir write/tally._append_claimed.sql
 \ir write/tally._append_claimed.citus.sql
 \ir write/tally._append_local.sql
+\ir write/tally._append_local_batch.sql
 \ir write/tally._make_append_local.sql
 \ir write/tally._make_append_local.citus.sql
 \ir write/tally._increment_checked.sql
