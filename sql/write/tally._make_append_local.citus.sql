@@ -81,14 +81,6 @@ BEGIN
     END IF;
     v_tag := format('-- made by tally._make_append_local for node group %s: delta shards %s',
                     v_group, coalesce(v_shards::text, '{}'));
-    IF (SELECT bool_and(position(v_tag IN p.prosrc) > 0) FROM pg_catalog.pg_proc AS p
-        WHERE p.oid IN ('tally._append_local(text, text, bigint, timestamptz)'::regprocedure,
-                        'tally._append_local_batch(text[], text[], bigint[], timestamptz[], boolean)'::regprocedure))
-    THEN
-        RETURN NEXT format('%s delta shards here (unchanged)', coalesce(cardinality(v_shards), 0));
-        RETURN;
-    END IF;
-
     IF v_shards IS NULL THEN
         v_body := E'\nBEGIN\n    RETURN NULL;\nEND;\n';
         v_batch_body := v_body;
@@ -97,6 +89,7 @@ BEGIN
             $body$
 DECLARE
     v_sid bigint;
+    v_locked text;
 BEGIN
     IF p_key IS NULL OR current_setting('transaction_isolation') <> 'read committed' THEN
         RETURN NULL;
@@ -105,7 +98,8 @@ BEGIN
     IF v_sid <> ALL (%2$L::bigint[]) THEN
         RETURN NULL;
     END IF;
-    PERFORM lock_shard_metadata(5, ARRAY[v_sid]);  -- ShareLock
+    -- ShareLock (5), in an assignment: a simple expression, no statement
+    v_locked := lock_shard_metadata(5, ARRAY[v_sid])::text;
     -- (a statement after the lock: it sees a move that committed before;
     -- the shard's old table may be gone then)
     PERFORM FROM pg_dist_placement AS p JOIN pg_dist_local_group AS g ON g.groupid = p.groupid
@@ -129,57 +123,78 @@ $body$,
                 s, 'delta_' || s, 'counters_' || v_counters, 'write_gen_' || v_gen), E'\n')
              FROM unnest(v_shards) AS s));
         -- A batch: every element valid and every key's shard here, or NULL
-        -- (the general path). The shards it writes are locked in order, and
-        -- checked, as above, before its first INSERT.
+        -- (the general path). One statement checks every element, looks its
+        -- counter and the generation up and sorts the elements by shard;
+        -- the shards it writes are locked in order and checked, as above;
+        -- then one INSERT per shard of its slice of the sorted arrays.
         v_batch_body := format(
             $body$
 DECLARE
-    v_sids bigint[];
-    v_each bigint[];
-    v_sid bigint;
-    v_rows bigint := 0;
     v_n bigint;
+    v_each bigint[];
+    v_ends integer[];
+    v_shards smallint[];
+    v_ids integer[];
+    v_keys text[];
+    v_deltas bigint[];
+    v_ats timestamptz[];
+    v_lo integer := 1;
+    v_hi integer;
+    v_locked text;
 BEGIN
     IF current_setting('transaction_isolation') <> 'read committed' THEN
         RETURN NULL;
     END IF;
-    -- every element valid, its counter known (else the caller's checks)
-    IF (SELECT count(*) FROM unnest(p_counters, p_keys, p_deltas, p_ats) AS u (n, k, d, t)
-        JOIN tally.%4$I AS c ON c.name = u.n
-        WHERE tally._valid_key(u.k) AND u.d IS NOT NULL AND (p_ats IS NULL OR tally._valid_at(u.t)))
-       <> cardinality(p_counters) THEN
+    SELECT count(x.id), array_agg(x.s) FILTER (WHERE x.last), array_agg(x.r) FILTER (WHERE x.last),
+           array_agg(x.shard), array_agg(x.id), array_agg(x.k), array_agg(x.d), array_agg(x.t)
+    INTO v_n, v_each, v_ends, v_shards, v_ids, v_keys, v_deltas, v_ats
+    FROM (SELECT y.*, row_number() OVER w AS r, lead(y.s) OVER w IS DISTINCT FROM y.s AS last
+          FROM (SELECT get_shard_id_for_distribution_column(%1$s::regclass, u.k) AS s, u.i, c.id,
+                       tally._shard(g.gen, c.durable, p_bulk) AS shard, u.k, u.d, coalesce(u.t, now()) AS t
+                FROM unnest(p_counters, p_keys, p_deltas, p_ats) WITH ORDINALITY AS u (n, k, d, t, i)
+                LEFT JOIN tally.%4$I AS c
+                  ON c.name = u.n AND tally._valid_key(u.k) AND u.d IS NOT NULL
+                     AND (p_ats IS NULL OR tally._valid_at(u.t))
+                CROSS JOIN tally.%5$I AS g) AS y
+          WINDOW w AS (ORDER BY y.s, y.i)
+          ORDER BY y.s, y.i) AS x;
+    -- (every element valid, its counter known: else the caller's checks)
+    IF v_n <> cardinality(p_counters) OR NOT v_each <@ %2$L::bigint[] THEN
         RETURN NULL;
     END IF;
-    SELECT array_agg(get_shard_id_for_distribution_column(%1$s::regclass, u.k) ORDER BY u.i) INTO v_sids
-    FROM unnest(p_keys) WITH ORDINALITY AS u (k, i);
-    SELECT array_agg(DISTINCT s.s ORDER BY s.s) INTO v_each FROM unnest(v_sids) AS s (s);
-    IF NOT v_each <@ %2$L::bigint[] THEN
-        RETURN NULL;
-    END IF;
-    PERFORM lock_shard_metadata(5, v_each);  -- ShareLock
+    v_locked := lock_shard_metadata(5, v_each)::text;  -- ShareLock
     IF (SELECT count(*) FROM pg_dist_placement AS p JOIN pg_dist_local_group AS g ON g.groupid = p.groupid
         WHERE p.shardid = ANY (v_each)) <> cardinality(v_each) THEN
         RETURN NULL;
     END IF;
-    FOREACH v_sid IN ARRAY v_each LOOP
-        CASE v_sid
+    FOR j IN 1 .. cardinality(v_each) LOOP
+        v_hi := v_ends[j];
+        CASE v_each[j]
 %3$s
         END CASE;
-        GET DIAGNOSTICS v_n = ROW_COUNT;
-        v_rows := v_rows + v_n;
+        v_lo := v_hi + 1;
     END LOOP;
-    RETURN v_rows;
+    RETURN v_n;
 END;
 $body$,
             v_delta::oid, v_shards,
             (SELECT string_agg(format(
                 '            WHEN %1$s THEN INSERT INTO tally.%2$I (shard, counter_id, key, delta, at)'
-                || E'\n                SELECT tally._shard(w.gen, c.durable, p_bulk), c.id, u.k, u.d, coalesce(u.t, now())'
-                || E'\n                FROM unnest(p_counters, p_keys, p_deltas, p_ats, v_sids) AS u (n, k, d, t, s)'
-                || E'\n                JOIN tally.%3$I AS c ON c.name = u.n CROSS JOIN tally.%4$I AS w'
-                || E'\n                WHERE u.s = %1$s;',
-                s, 'delta_' || s, 'counters_' || v_counters, 'write_gen_' || v_gen), E'\n')
-             FROM unnest(v_shards) AS s), 'counters_' || v_counters);
+                || E'\n                SELECT * FROM unnest(v_shards[v_lo:v_hi], v_ids[v_lo:v_hi], v_keys[v_lo:v_hi],'
+                || E'\n                                     v_deltas[v_lo:v_hi], v_ats[v_lo:v_hi]);',
+                s, 'delta_' || s), E'\n')
+             FROM unnest(v_shards) AS s), 'counters_' || v_counters, 'write_gen_' || v_gen);
+    END IF;
+
+    -- (bodies as they are now: nothing to write)
+    IF (SELECT count(*) FROM pg_catalog.pg_proc AS p
+        WHERE (p.oid = 'tally._append_local(text, text, bigint, timestamptz)'::regprocedure
+               AND p.prosrc = E'\n' || v_tag || v_body)
+           OR (p.oid = 'tally._append_local_batch(text[], text[], bigint[], timestamptz[], boolean)'::regprocedure
+               AND p.prosrc = E'\n' || v_tag || v_batch_body)) = 2
+    THEN
+        RETURN NEXT format('%s delta shards here (unchanged)', coalesce(cardinality(v_shards), 0));
+        RETURN;
     END IF;
 
     -- This node's own body: not propagated to the others.
@@ -187,13 +202,11 @@ $body$,
     PERFORM set_config('citus.enable_ddl_propagation', 'off', true);
     EXECUTE format(
         'CREATE OR REPLACE FUNCTION tally._append_local(p_counter text, p_key text, p_delta bigint, p_at timestamptz) '
-        'RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp '
-        'SET citus.enable_manual_changes_to_shards = on AS %L', E'\n' || v_tag || v_body);
+        'RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS %L', E'\n' || v_tag || v_body);
     EXECUTE format(
         'CREATE OR REPLACE FUNCTION tally._append_local_batch(p_counters text[], p_keys text[], p_deltas bigint[], '
         'p_ats timestamptz[], p_bulk boolean) '
-        'RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp '
-        'SET citus.enable_manual_changes_to_shards = on AS %L', E'\n' || v_tag || v_batch_body);
+        'RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS %L', E'\n' || v_tag || v_batch_body);
     PERFORM set_config('citus.enable_ddl_propagation', v_propagation, true);
     RETURN NEXT format('%s delta shards here (written)', coalesce(cardinality(v_shards), 0));
 END;
