@@ -60,6 +60,30 @@ def test_each_node_writes_bodies_of_its_own_shards(cconn: psycopg.Connection, no
     assert len(lines) == len(node_dsns) and all(line.endswith("(unchanged)") for line in lines), lines
 
 
+def test_a_body_that_differs_from_what_the_generator_makes_is_written_again(
+    cconn: psycopg.Connection, node_dsns: list[str]
+) -> None:
+    """An old body (left by an earlier version of tally, or changed by hand)
+    is written again by maintenance, though its node's shards are the same."""
+    worker = node_dsns[1]
+    with psycopg.connect(worker, autocommit=True) as c:
+        (src,) = c.execute("SELECT prosrc FROM pg_proc WHERE oid = %s::regprocedure", (APPEND,)).fetchone()
+        with c.transaction():
+            c.execute("SET LOCAL citus.enable_ddl_propagation = off")
+            c.execute(
+                f"CREATE OR REPLACE FUNCTION {APPEND.replace('(text, text, bigint, timestamptz)', '')}"
+                "(p_counter text, p_key text, p_delta bigint, p_at timestamptz) RETURNS boolean LANGUAGE plpgsql"
+                " SET search_path = pg_catalog, pg_temp AS $b$"
+                + src.replace("RETURN NULL;", "RETURN NULL;  -- old", 1)
+                + "$b$"
+            )
+    lines = [d for s, d in cconn.execute("SELECT step, detail FROM tally.maintain()").fetchall() if s == "local writes"]
+    assert sum(line.endswith("(written)") for line in lines) == 1, lines
+    with psycopg.connect(worker, autocommit=True) as c:
+        (now,) = c.execute("SELECT prosrc FROM pg_proc WHERE oid = %s::regprocedure", (APPEND,)).fetchone()
+    assert now == src
+
+
 def test_the_local_append_takes_only_its_own_keys(cconn: psycopg.Connection, node_dsns: list[str], name: str) -> None:
     cconn.execute("SELECT tally.create_counter(%s)", (name,))
     worker = node_dsns[1]
