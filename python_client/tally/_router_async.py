@@ -34,6 +34,14 @@ class _Unsent(Exception):
         self.error = error
 
 
+class _Lost(Exception):
+    """The connection to the node was lost while a call was on it: it may have committed."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class AsyncRouter:
     """Where each key's shard is, and connections to each node.
 
@@ -156,6 +164,10 @@ class AsyncRouter:
         conn = await self._checkout(node)
         try:
             return await fn(conn)
+        except Exception as exc:
+            if conn.broken:
+                raise _Lost(exc) from exc
+            raise
         finally:
             await self._checkin(node, conn)
 
@@ -200,6 +212,9 @@ class AsyncRouter:
                 error: BaseException = exc.error
                 unknown, moved = False, False
                 again = True
+            except _Lost as exc:
+                error, unknown, moved = exc.error, True, False
+                again = resend
             except Exception as exc:
                 error = exc
                 unknown = not answered(exc)
@@ -207,6 +222,10 @@ class AsyncRouter:
                 again = node is not None and (moved or (unknown and resend))
             if moved:
                 self.expire()
+            if len(idx) < len(keys):  # the server numbers the elements of the part it got
+                shown = ", ".join(str(i + 1) for i in idx[:20]) + (", ..." if len(idx) > 20 else "")
+                where = f"{node[0]}:{node[1]}" if node else "the caller's pool or connection"
+                error.add_note(f"{self._fn}: the part of the batch sent to {where} holds the batch's elements {shown}")
             if again and not retried:
                 retried = True
                 redo = await self._again(keys, idx, error)

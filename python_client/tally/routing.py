@@ -251,7 +251,10 @@ def node_conninfo(params: dict[str, str], node: Node, connect_timeout: int) -> s
 
 
 def answered(exc: BaseException) -> bool:
-    """The server answered the statement with an error: in autocommit it was
-    rolled back, nothing of it applied. (Otherwise the connection was lost,
-    or something failed on the client's side: it may have committed.)"""
-    return isinstance(exc, psycopg.Error) and exc.sqlstate is not None
+    """The server answered the statement with an error and the session goes
+    on: in autocommit the statement was rolled back, nothing of it applied.
+    (Otherwise the connection was lost, the session ended (a terminated
+    backend, a shutdown: 57P01..), or something failed on the client's side:
+    it may have committed.)"""
+    state = getattr(exc, "sqlstate", None)
+    return isinstance(exc, psycopg.Error) and state is not None and state[:2] != "08" and state[:3] != "57P"
