@@ -16,7 +16,7 @@ import psycopg
 from psycopg import errors as e
 from psycopg.pq import TransactionStatus
 
-from tally._concurrency import ALock, AStateLock
+from tally._concurrency import ALock, AStateLock, AWorker, ajoin, aspawn
 from tally.routing import CITUS, MOVED, OFF, SHARDS, Node, PartialBatchError, Routes, Routing, answered, node_conninfo
 
 __all__ = ["AsyncRouter"]
@@ -58,26 +58,36 @@ class AsyncRouter:
         self._params: dict[str, str] = {}  # the caller's connection parameters
         self._prepare: int | None = 5  # and its prepare_threshold
         self._idle: dict[Node, list[psycopg.AsyncConnection]] = {}
+        self._reading = False  # a metadata read under way in the background
+        self._reader: AWorker | None = None  # the last one started
         self.reads = 0  # metadata reads so far
 
     # -- the metadata --------------------------------------------------------
     async def routes(self) -> Routes:
-        """Where the shards are, read again first when it is due (while one
-        call reads it, the others go on with the table they have)."""
+        """Where the shards are. The first call reads it; when it is due
+        again, a background task reads it while the calls go on with the
+        table they have (so a call never waits for the caller's pool, which
+        may be out of reach: a coordinator down, say)."""
         with self._state:
             routes, due = self._routes, time.monotonic() >= self._due
-        if not due or (self.reads and self._loading.locked()):
+            start = due and self.reads > 0 and not self._reading
+            if start:
+                self._reading = True
+                self._due = time.monotonic() + self._config.refresh_every  # (again then if this read fails)
+        if start:
+            self._reader = aspawn(self._read_again, "tally-routing")
+        if not due or self.reads:
             return routes
+        return await self.refresh(only_if_due=True)
+
+    async def _read_again(self) -> None:
         try:
-            return await self.refresh(only_if_due=True)
+            await self.refresh()
         except Exception:
-            if not self.reads:
-                raise
-            # The caller's source is out of reach (the coordinator down, say):
-            # the table read before still routes; read it again later.
+            pass  # the table read before goes on routing; read again refresh_every later
+        finally:
             with self._state:
-                self._due = time.monotonic() + self._config.refresh_every
-            return routes
+                self._reading = False
 
     async def refresh(self, only_if_due: bool = False) -> Routes:
         """Read where the shards are now; close the idle connections of nodes that left."""
@@ -172,7 +182,12 @@ class AsyncRouter:
             await self._checkin(node, conn)
 
     async def aclose(self) -> None:
-        """Close every idle connection (later calls open new ones)."""
+        """Wait for a metadata read under way; close every idle connection
+        (later calls open new ones)."""
+        with self._state:
+            reader = self._reader
+        if reader is not None:
+            await ajoin(reader)
         with self._state:
             closing = [c for conns in self._idle.values() for c in conns]
             self._idle.clear()

@@ -29,10 +29,11 @@ What is routed, and how:
   (the coordinator's, or over every shard).
 
 Where the metadata comes from, and when it is read again: through the
-caller's pool or connection, on the first routed call, then again
-``Routing.refresh_every`` seconds later (by the next call after that), after
-a node could not be reached, after an error that says a node lost the key's
-shard, and on ``refresh_routing()``. A table read before a shard moved is
+caller's pool or connection, on the first routed call; then in the
+background once ``Routing.refresh_every`` seconds passed, or a connection to
+a node was lost (the calls go on with the table they have meanwhile, so
+they do not need the coordinator once it was read); before a call is sent
+again (below); and on ``refresh_routing()``. A table read before a shard moved is
 only slower, never wrong: the node it names still takes the call and Citus
 forwards it. When the metadata says tally is not distributed (no Citus, or a
 plain install beside it), nothing is routed: every call goes through the
@@ -77,9 +78,9 @@ Node = tuple[str, int]
 class Routing:
     """How ``Tally(..., routing=Routing())`` / ``AsyncTally`` route per-key calls on Citus.
 
-    ``refresh_every``: seconds after which the next routed call reads where
-    the shards are again (it is also read again after a node could not be
-    reached, and on ``refresh_routing()``). ``max_idle``: idle connections
+    ``refresh_every``: seconds after which where the shards are is read
+    again, in the background (it is also read again after a node could not
+    be reached or its connection was lost, and on ``refresh_routing()``). ``max_idle``: idle connections
     kept per node for the next calls. ``connect_timeout``: seconds to wait
     for a node's connection, when the caller's connection string sets none.
     """

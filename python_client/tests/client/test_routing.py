@@ -8,6 +8,8 @@ connection, as without routing. On Citus: tests_citus/test_citus_routing.py."""
 from __future__ import annotations
 
 import random
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -198,6 +200,30 @@ def test_a_batch_that_fails_after_a_part_committed_says_what_was_applied() -> No
     with pytest.raises(e.NumericValueOutOfRange):
         r.send(keys, lambda c, i: None, resend=False)
     assert r.calls == [A]
+
+
+def test_a_due_read_runs_in_the_background_and_one_that_fails_keeps_the_table() -> None:
+    """Once a table was read, reading it again never holds up a call: the
+    caller's pool may be out of reach (the coordinator down), and the table
+    read before goes on routing."""
+    started, release = threading.Event(), threading.Event()
+    runs = []
+
+    def run(fn):
+        runs.append(1)
+        started.set()
+        release.wait(10)
+        raise psycopg.OperationalError("the coordinator is down")
+
+    r = Router(Routing(refresh_every=0), run, "T")
+    r._routes, r.reads = HALVES, 1
+    t0 = time.monotonic()
+    assert r.routes() is HALVES and r.routes() is HALVES  # neither waits; one read at a time
+    assert started.wait(5) and time.monotonic() - t0 < 5 and len(runs) == 1
+    release.set()
+    r.close()  # waits for the read under way
+    assert r.reads == 1 and r.routes() is HALVES
+    r.close()
 
 
 # -- a client with routing on a plain install ---------------------------------------------
