@@ -33,9 +33,9 @@ caller's pool or connection, on the first routed call; then in the
 background once ``Routing.refresh_every`` seconds passed, or a connection to
 a node was lost (the calls go on with the table they have meanwhile, so
 they do not need the coordinator once it was read); before a call is sent
-again (below); and on ``refresh_routing()``. A table read before a shard moved is
-only slower, never wrong: the node it names still takes the call and Citus
-forwards it. When the metadata says tally is not distributed (no Citus, or a
+again (below); and on ``refresh_routing()``. A table read before a shard
+moved is only slower, never wrong: the node it names still takes the call
+and Citus forwards it. When the metadata says tally is not distributed (no Citus, or a
 plain install beside it), nothing is routed: every call goes through the
 caller's pool or connection, as without routing.
 
@@ -50,7 +50,8 @@ When a call is sent again (once, after reading the metadata again):
   id applied before returns False, so such a retry may return False for an
   increment whose lost attempt had committed). An increment without an event
   id is never sent again after it was sent: its caller gets the error, as on
-  a single connection.
+  a single connection. Group commit sends a part again only in the first
+  case; any other failure goes to the callers of the transaction it hit.
 
 This module is what the sync and async clients share: the settings, the hash,
 the table of shards and nodes, and the connection string of a node. The
