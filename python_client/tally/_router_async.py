@@ -132,12 +132,12 @@ class AsyncRouter:
     async def _checkout(self, node: Node) -> psycopg.AsyncConnection:
         with self._state:
             idle = self._idle.get(node)
-            conn = idle.pop() if idle else None
-            conninfo = node_conninfo(self._params, node, self._config.connect_timeout)
-        if conn is not None:
-            return conn
+            if idle:
+                return idle.pop()
+            params, prepare = self._params, self._prepare
+        conninfo = node_conninfo(params, node, self._config.connect_timeout)
         try:
-            return await psycopg.AsyncConnection.connect(conninfo, autocommit=True, prepare_threshold=self._prepare)
+            return await psycopg.AsyncConnection.connect(conninfo, autocommit=True, prepare_threshold=prepare)
         except Exception as exc:
             raise _Unsent(exc) from exc
 
