@@ -39,6 +39,7 @@ COMMAND = ".venv/bin/python scripts/async_to_sync.py"
 SOURCES = {
     "python_client/tally/aio.py": "python_client/tally/client.py",
     "python_client/tally/_coalescer_async.py": "python_client/tally/_coalescer.py",
+    "python_client/tally/_router_async.py": "python_client/tally/_router.py",
 }
 
 # Whole words, in names, comments and strings; a longer entry is tried first.
@@ -47,8 +48,10 @@ WORDS = {
     "AsyncTally": "Tally",
     "AsyncSource": "Source",
     "AsyncCoalescer": "Coalescer",
+    "AsyncRouter": "Router",
     "aio": "client",  # tally.aio -> tally.client
     "_coalescer_async": "_coalescer",
+    "_router_async": "_router",
     "aclose": "close",
     # tally._concurrency: the async name -> its sync twin
     "AEvent": "Event",

@@ -9,5 +9,15 @@ from tally._sql import Bucket, KeyValue
 from tally.aio import AsyncTally
 from tally.client import Tally
 from tally.coalesce import GroupCommit, GroupCommitStats
+from tally.routing import PartialBatchError, Routing
 
-__all__ = ["AsyncTally", "Bucket", "GroupCommit", "GroupCommitStats", "KeyValue", "Tally"]
+__all__ = [
+    "AsyncTally",
+    "Bucket",
+    "GroupCommit",
+    "GroupCommitStats",
+    "KeyValue",
+    "PartialBatchError",
+    "Routing",
+    "Tally",
+]

@@ -3,7 +3,8 @@
 """The flusher of ``Tally``'s group commit: callers wait in ``submit``
 until the transaction holding their increment ended; one background thread,
 started by the first call, sends the batches (what it sends and how, and
-what each caller gets: ``tally.coalesce``)."""
+what each caller gets: ``tally.coalesce``; with routing, each batch split by
+node: ``tally.routing``)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from typing import TypeVar
 
 import psycopg
 from psycopg.pq import TransactionStatus
 
 from tally import _sql
 from tally._concurrency import Event, StateLock, Worker, join, spawn
+from tally._router import Router
 from tally.coalesce import (
     Batch,
     Counts,
@@ -30,8 +33,11 @@ from tally.coalesce import (
     results,
     statement,
 )
+from tally.routing import MOVED, PartialBatchError
 
 __all__ = ["Coalescer"]
+
+T = TypeVar("T")
 
 
 class _Batch(Batch):
@@ -47,7 +53,8 @@ _IDLE = _Batch()  # the flusher waited a while for a batch and none came
 
 class Coalescer:
     """The group commit of ``Tally``: callers wait in ``submit``; one
-    background thread, started by the first call, sends the batches."""
+    background thread, started by the first call, sends the batches (with
+    ``router``, each batch's part for each node on that node)."""
 
     def __init__(
         self,
@@ -55,9 +62,11 @@ class Coalescer:
         config: GroupCommit,
         fn: str,
         hold: float = 0.0,
+        router: Router | None = None,
     ) -> None:
         self._connect, self._config, self._fn = connect, config, fn
         self._hold = hold  # how long to keep a connection for the next batch
+        self._router = router
         self._state = StateLock()  # over what follows
         self._wake = Event()  # set when the flusher has something new to look at
         self._open = _Batch()
@@ -133,14 +142,18 @@ class Coalescer:
             batch = self._next()
             while batch is not None:
                 try:
+                    if self._router is not None and (self._router.routes()).on:
+                        self._flush_routed(batch)
+                        batch = self._next()
+                        continue
                     # One connection while batches keep coming; given back when
                     # none began for ``hold`` seconds, or after an error.
                     with self._connect() as conn:
                         while batch is not None and batch is not _IDLE:
                             ok = self._flush(conn, batch)
                             batch = self._next(self._hold) if ok else _IDLE
-                except Exception as exc:  # no connection could be had: its callers get why
-                    if batch is not None and batch is not _IDLE:
+                except Exception as exc:  # no connection (or no metadata) could be had: its callers get why
+                    if batch is not None and batch is not _IDLE and not batch.done.is_set():
                         batch.fail(exc)
                         batch.done.set()
                 batch = self._next()
@@ -164,28 +177,67 @@ class Coalescer:
         parts = groups(batch.items)
         isolated = 0
         try:
-            if conn.info.transaction_status != TransactionStatus.IDLE:
-                raise psycopg.ProgrammingError(
-                    f"{self._fn}: the connection has a transaction open; group commit needs it idle"
-                    " (commit it, use autocommit, or pass a pool: ConnectionPool)"
-                )
-            # Each group is one statement in autocommit: its own transaction,
-            # one round trip; it returns after its COMMIT.
-            restore = not conn.autocommit
-            conn.set_autocommit(True)
-            try:
-                for idx in parts:
-                    isolated += self._send(conn, batch, idx)
-            finally:
-                if restore:
-                    with contextlib.suppress(psycopg.Error):
-                        conn.set_autocommit(False)
+            isolated = self._send_part(conn, batch, parts)
         except Exception as exc:
             batch.fail(exc)
         with self._state:
             self._counts.add(len(batch.items), len(parts), isolated)
         batch.done.set()
         return not batch.errors
+
+    def _flush_routed(self, batch: _Batch) -> None:
+        """Send one batch, each node's part on that node, and wake its callers."""
+        assert self._router is not None
+        batch.results = [None] * len(batch.items)
+        transactions = isolated = 0
+
+        def part(conn: psycopg.Connection, idx: list[int]) -> int:
+            nonlocal transactions
+            parts = [[idx[j] for j in g] for g in groups([batch.items[i] for i in idx])]
+            transactions += len(parts)
+            return self._send_part(conn, batch, parts)
+
+        try:
+            # A node that cannot be reached is tried again once where the
+            # metadata read again places its keys (nothing was sent); any
+            # other error is its callers' (``_send`` keeps each group's).
+            isolated = sum(self._router.send([item[1] for item in batch.items], part, False, self._through))
+        except PartialBatchError as exc:
+            batch.fail(exc.error)
+        except Exception as exc:
+            batch.fail(exc)
+        if any(getattr(exc, "sqlstate", None) in MOVED for exc in batch.errors.values()):
+            self._router.expire()
+        with self._state:
+            self._counts.add(len(batch.items), transactions, isolated)
+        batch.done.set()
+
+    def _through(self, fn: Callable[[psycopg.Connection], T]) -> T:
+        """``fn(conn)`` on a connection of the caller's (keys routing leaves there)."""
+        with self._connect() as conn:
+            return fn(conn)
+
+    def _send_part(self, conn: psycopg.Connection, batch: _Batch, parts: list[list[int]]) -> int:
+        """The groups ``parts`` of ``batch``, each one statement in autocommit
+        on ``conn``; returns how many had to be sent one increment at a time."""
+        if conn.info.transaction_status != TransactionStatus.IDLE:
+            raise psycopg.ProgrammingError(
+                f"{self._fn}: the connection has a transaction open; group commit needs it idle"
+                " (commit it, use autocommit, or pass a pool: ConnectionPool)"
+            )
+        # Each group is one statement in autocommit: its own transaction,
+        # one round trip; it returns after its COMMIT.
+        isolated = 0
+        restore = not conn.autocommit
+        conn.set_autocommit(True)
+        try:
+            for idx in parts:
+                isolated += self._send(conn, batch, idx)
+        finally:
+            if restore:
+                with contextlib.suppress(psycopg.Error):
+                    conn.set_autocommit(False)
+        return isolated
 
     @staticmethod
     def _send(conn: psycopg.Connection, batch: _Batch, idx: list[int]) -> int:

@@ -1,7 +1,8 @@
 # The source of tally/client.py: edit this file, then run scripts/async_to_sync.py.  # sync:
 """tally's async client: each method is one call of one SQL function, over
 a caller's ``AsyncConnectionPool`` or ``AsyncConnection`` (the statements:
-``tally._sql``)."""
+``tally._sql``), or on Citus with routing, over connections of its own to
+the node that holds the key (``tally.routing``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence  # sync:
 from contextlib import asynccontextmanager
 from datetime import datetime
+from functools import partial
 from types import TracebackType
 from typing import TypeVar
 
@@ -20,10 +22,21 @@ from psycopg_pool import AsyncConnectionPool
 from tally import _sql
 from tally._coalescer_async import AsyncCoalescer
 from tally._concurrency import ALock
+from tally._router_async import AsyncRouter
 from tally._sql import Bucket, KeyValue
 from tally.coalesce import GroupCommit, GroupCommitStats, check
+from tally.routing import PartialBatchError, Routing
 
-__all__ = ["AsyncSource", "AsyncTally", "Bucket", "GroupCommit", "GroupCommitStats", "KeyValue"]
+__all__ = [
+    "AsyncSource",
+    "AsyncTally",
+    "Bucket",
+    "GroupCommit",
+    "GroupCommitStats",
+    "KeyValue",
+    "PartialBatchError",
+    "Routing",
+]
 
 AsyncSource = AsyncConnectionPool | psycopg.AsyncConnection
 T = TypeVar("T")
@@ -45,11 +58,25 @@ class AsyncTally:
     each call still returns only once its increment committed. ``aclose()``
     (or leaving its ``async with`` block) sends what is pending and stops that
     task; the pool or connection stays the caller's.
+
+    With ``routing=Routing(...)``, on a distributed install (Citus), each
+    increment, each node's part of a batch and each per-key read goes to the
+    node that holds its key, on connections this client opens to that node
+    with the caller's connection parameters (``tally.routing``); on any other
+    install everything goes through the pool or connection as without it.
+    ``aclose()`` closes those connections. Off by default (README, "Scaling
+    out on Citus").
     """
 
-    def __init__(self, source: AsyncSource, group_commit: GroupCommit | None = None) -> None:
+    def __init__(
+        self, source: AsyncSource, group_commit: GroupCommit | None = None, routing: Routing | None = None
+    ) -> None:
         self._source = source
         self._lock = ALock()  # serializes a single connection
+        self._router: AsyncRouter | None = None
+        if routing is not None:
+            # (through the source and the lock, not this object: see below)
+            self._router = AsyncRouter(routing, partial(_through, source, self._lock), "AsyncTally")
         self._group: AsyncCoalescer | None = None
         if group_commit is not None:
             # The flusher holds the source and the lock, not this object, so a
@@ -60,24 +87,24 @@ class AsyncTally:
             else:
                 lock = self._lock
                 connect, hold = (lambda: _locked(lock, source)), 0.0  # the connection is shared: give it back at once
-            self._group = AsyncCoalescer(connect, group_commit, "AsyncTally.increment", hold)
+            self._group = AsyncCoalescer(connect, group_commit, "AsyncTally.increment", hold, self._router)
             # sync: weakref.finalize(self, self._group.stop_soon)
 
     async def _run(self, fn: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:
-        if isinstance(self._source, AsyncConnectionPool):
-            async with self._source.connection() as conn:
-                return await fn(conn)
-        async with self._lock, self._source.transaction():
-            return await fn(self._source)
+        return await _through(self._source, self._lock, fn)
 
-    # -- group commit ---------------------------------------------------------
+    # -- group commit and routing -------------------------------------------
     async def aclose(self) -> None:
-        """Send the increments still pending, then stop the group commit task.
+        """Send the increments still pending, then stop the group commit task;
+        close the connections routing opened.
 
-        Later ``increment()`` calls raise; the other methods keep working.
-        Without group commit there is nothing to do."""
+        Later ``increment()`` calls raise with group commit; the other methods
+        keep working (routing opens connections again). Without group commit
+        or routing there is nothing to do."""
         if self._group is not None:
             await self._group.aclose()
+        if self._router is not None:
+            await self._router.aclose()
 
     async def __aenter__(self) -> AsyncTally:
         return self
@@ -91,6 +118,16 @@ class AsyncTally:
     def group_commit_stats(self) -> GroupCommitStats | None:
         """Batches, increments and transactions sent by group commit so far (None when it is off)."""
         return self._group.stats() if self._group is not None else None
+
+    async def refresh_routing(self) -> int:
+        """Read now where each key's shard is (routing reads it by itself
+        every ``Routing.refresh_every`` seconds and after a node could not be
+        reached); returns how many nodes calls are routed to (0: none, every
+        call goes through the pool or connection). Without routing, 0."""
+        if self._router is None:
+            return 0
+        routes = await self._router.refresh()
+        return len(routes.nodes)
 
     # -- writes -------------------------------------------------------------
     async def create_counter(
@@ -118,10 +155,15 @@ class AsyncTally:
         idempotency window: a replay returns False and changes nothing.
         With group commit the transaction is shared with other tasks'
         increments; it returns once that transaction committed, and raises
-        its error if it failed.
+        its error if it failed. With routing it is sent to the key's node.
         """
         if self._group is not None:
             return await self._group.submit(check("AsyncTally.increment", counter, key, delta, at, event_id))
+        if self._router is not None:
+            (applied,) = await self._router.send(
+                [key], lambda c, _: self.increment_tx(c, counter, key, delta, at, event_id), event_id is not None
+            )
+            return applied
         return await self._run(lambda c: self.increment_tx(c, counter, key, delta, at, event_id))
 
     async def increment_tx(
@@ -150,8 +192,31 @@ class AsyncTally:
 
         With ``event_ids`` (one per element), elements whose id was applied
         before are left out, so replaying a batch applies only what is missing.
+
+        With routing, the batch is split by the node of each key: one call
+        per node, each all-or-nothing on its node, one after another. When a
+        node's part fails after another's committed, ``PartialBatchError``
+        names the elements applied (with event ids, replaying the whole batch
+        applies what is missing). ``increment_many_tx`` is never split: a
+        batch all-or-nothing across nodes goes there, on a connection of the
+        caller's.
         """
-        return await self._run(lambda c: self.increment_many_tx(c, counters, keys, deltas, ats, event_ids))
+        n = len(keys) if isinstance(keys, Sequence) else 0
+        if self._router is None or not n or not _aligned(n, counters, deltas, ats, event_ids):
+            # (arrays of different lengths: the server says so)
+            return await self._run(lambda c: self.increment_many_tx(c, counters, keys, deltas, ats, event_ids))
+
+        def part(c: psycopg.AsyncConnection, idx: list[int]) -> Awaitable[int]:
+            return self.increment_many_tx(
+                c,
+                [counters[i] for i in idx],
+                [keys[i] for i in idx],
+                [deltas[i] for i in idx],
+                [ats[i] for i in idx] if ats is not None else None,
+                [event_ids[i] for i in idx] if event_ids is not None else None,
+            )
+
+        return sum(await self._router.send(keys, part, event_ids is not None))
 
     async def increment_many_tx(
         self,
@@ -169,7 +234,12 @@ class AsyncTally:
 
     # -- reads --------------------------------------------------------------
     async def value(self, counter: str, key: str) -> int:
-        """All-time total of ``counter``/``key``, pending increments included."""
+        """All-time total of ``counter``/``key``, pending increments included.
+
+        With routing, read on the key's node."""
+        if self._router is not None:
+            (value,) = await self._router.send([key], lambda c, _: self.value_tx(c, counter, key), True)
+            return value
         return await self._run(lambda c: self.value_tx(c, counter, key))
 
     async def value_tx(self, conn: psycopg.AsyncConnection, counter: str, key: str) -> int:
@@ -179,7 +249,14 @@ class AsyncTally:
         return int(row[0]) if row else 0
 
     async def series(self, counter: str, key: str, granularity: str, start: datetime, end: datetime) -> list[Bucket]:
-        """Buckets of one granularity between ``start`` and ``end`` (tally.counter_series)."""
+        """Buckets of one granularity between ``start`` and ``end`` (tally.counter_series).
+
+        With routing, read on the key's node."""
+        if self._router is not None:
+            (buckets,) = await self._router.send(
+                [key], lambda c, _: self.series_tx(c, counter, key, granularity, start, end), True
+            )
+            return buckets
         return await self._run(lambda c: self.series_tx(c, counter, key, granularity, start, end))
 
     async def series_tx(
@@ -232,6 +309,20 @@ class AsyncTally:
                 )
             async with self._lock:
                 await self._source.execute(_sql.COMPACT, (max_deltas,))
+
+
+async def _through(source: AsyncSource, lock: ALock, fn: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:
+    """``fn(conn)`` through the caller's pool, or in a transaction on its single connection."""
+    if isinstance(source, AsyncConnectionPool):
+        async with source.connection() as conn:
+            return await fn(conn)
+    async with lock, source.transaction():
+        return await fn(source)
+
+
+def _aligned(n: int, *arrays: Sequence[object] | None) -> bool:
+    """Every array given (not None) has ``n`` elements and can be indexed."""
+    return all(a is None or (isinstance(a, Sequence) and len(a) == n) for a in arrays)
 
 
 @asynccontextmanager

@@ -2,7 +2,8 @@
 # Edit python_client/tally/aio.py, then run .venv/bin/python scripts/async_to_sync.py (make generate).
 """tally's sync client: each method is one call of one SQL function, over
 a caller's ``ConnectionPool`` or ``Connection`` (the statements:
-``tally._sql``)."""
+``tally._sql``), or on Citus with routing, over connections of its own to
+the node that holds the key (``tally.routing``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from functools import partial
 from types import TracebackType
 from typing import TypeVar
 
@@ -20,10 +22,21 @@ from psycopg_pool import ConnectionPool
 from tally import _sql
 from tally._coalescer import Coalescer
 from tally._concurrency import Lock
+from tally._router import Router
 from tally._sql import Bucket, KeyValue
 from tally.coalesce import GroupCommit, GroupCommitStats, check
+from tally.routing import PartialBatchError, Routing
 
-__all__ = ["Bucket", "GroupCommit", "GroupCommitStats", "KeyValue", "Source", "Tally"]
+__all__ = [
+    "Bucket",
+    "GroupCommit",
+    "GroupCommitStats",
+    "KeyValue",
+    "PartialBatchError",
+    "Routing",
+    "Source",
+    "Tally",
+]
 
 Source = ConnectionPool | psycopg.Connection
 T = TypeVar("T")
@@ -45,11 +58,23 @@ class Tally:
     each call still returns only once its increment committed. ``close()``
     (or leaving its ``with`` block) sends what is pending and stops that
     thread; the pool or connection stays the caller's.
+
+    With ``routing=Routing(...)``, on a distributed install (Citus), each
+    increment, each node's part of a batch and each per-key read goes to the
+    node that holds its key, on connections this client opens to that node
+    with the caller's connection parameters (``tally.routing``); on any other
+    install everything goes through the pool or connection as without it.
+    ``close()`` closes those connections. Off by default (README, "Scaling
+    out on Citus").
     """
 
-    def __init__(self, source: Source, group_commit: GroupCommit | None = None) -> None:
+    def __init__(self, source: Source, group_commit: GroupCommit | None = None, routing: Routing | None = None) -> None:
         self._source = source
         self._lock = Lock()  # serializes a single connection
+        self._router: Router | None = None
+        if routing is not None:
+            # (through the source and the lock, not this object: see below)
+            self._router = Router(routing, partial(_through, source, self._lock), "Tally")
         self._group: Coalescer | None = None
         if group_commit is not None:
             # The flusher holds the source and the lock, not this object, so a
@@ -60,24 +85,24 @@ class Tally:
             else:
                 lock = self._lock
                 connect, hold = (lambda: _locked(lock, source)), 0.0  # the connection is shared: give it back at once
-            self._group = Coalescer(connect, group_commit, "Tally.increment", hold)
+            self._group = Coalescer(connect, group_commit, "Tally.increment", hold, self._router)
             weakref.finalize(self, self._group.stop_soon)
 
     def _run(self, fn: Callable[[psycopg.Connection], T]) -> T:
-        if isinstance(self._source, ConnectionPool):
-            with self._source.connection() as conn:
-                return fn(conn)
-        with self._lock, self._source.transaction():
-            return fn(self._source)
+        return _through(self._source, self._lock, fn)
 
-    # -- group commit ---------------------------------------------------------
+    # -- group commit and routing -------------------------------------------
     def close(self) -> None:
-        """Send the increments still pending, then stop the group commit thread.
+        """Send the increments still pending, then stop the group commit thread;
+        close the connections routing opened.
 
-        Later ``increment()`` calls raise; the other methods keep working.
-        Without group commit there is nothing to do."""
+        Later ``increment()`` calls raise with group commit; the other methods
+        keep working (routing opens connections again). Without group commit
+        or routing there is nothing to do."""
         if self._group is not None:
             self._group.close()
+        if self._router is not None:
+            self._router.close()
 
     def __enter__(self) -> Tally:
         return self
@@ -91,6 +116,16 @@ class Tally:
     def group_commit_stats(self) -> GroupCommitStats | None:
         """Batches, increments and transactions sent by group commit so far (None when it is off)."""
         return self._group.stats() if self._group is not None else None
+
+    def refresh_routing(self) -> int:
+        """Read now where each key's shard is (routing reads it by itself
+        every ``Routing.refresh_every`` seconds and after a node could not be
+        reached); returns how many nodes calls are routed to (0: none, every
+        call goes through the pool or connection). Without routing, 0."""
+        if self._router is None:
+            return 0
+        routes = self._router.refresh()
+        return len(routes.nodes)
 
     # -- writes -------------------------------------------------------------
     def create_counter(self, name: str, granularities: Sequence[str] | None = None, durable: bool = False) -> None:
@@ -116,10 +151,15 @@ class Tally:
         idempotency window: a replay returns False and changes nothing.
         With group commit the transaction is shared with other threads'
         increments; it returns once that transaction committed, and raises
-        its error if it failed.
+        its error if it failed. With routing it is sent to the key's node.
         """
         if self._group is not None:
             return self._group.submit(check("Tally.increment", counter, key, delta, at, event_id))
+        if self._router is not None:
+            (applied,) = self._router.send(
+                [key], lambda c, _: self.increment_tx(c, counter, key, delta, at, event_id), event_id is not None
+            )
+            return applied
         return self._run(lambda c: self.increment_tx(c, counter, key, delta, at, event_id))
 
     def increment_tx(
@@ -148,8 +188,31 @@ class Tally:
 
         With ``event_ids`` (one per element), elements whose id was applied
         before are left out, so replaying a batch applies only what is missing.
+
+        With routing, the batch is split by the node of each key: one call
+        per node, each all-or-nothing on its node, one after another. When a
+        node's part fails after another's committed, ``PartialBatchError``
+        names the elements applied (with event ids, replaying the whole batch
+        applies what is missing). ``increment_many_tx`` is never split: a
+        batch all-or-nothing across nodes goes there, on a connection of the
+        caller's.
         """
-        return self._run(lambda c: self.increment_many_tx(c, counters, keys, deltas, ats, event_ids))
+        n = len(keys) if isinstance(keys, Sequence) else 0
+        if self._router is None or not n or not _aligned(n, counters, deltas, ats, event_ids):
+            # (arrays of different lengths: the server says so)
+            return self._run(lambda c: self.increment_many_tx(c, counters, keys, deltas, ats, event_ids))
+
+        def part(c: psycopg.Connection, idx: list[int]) -> int:
+            return self.increment_many_tx(
+                c,
+                [counters[i] for i in idx],
+                [keys[i] for i in idx],
+                [deltas[i] for i in idx],
+                [ats[i] for i in idx] if ats is not None else None,
+                [event_ids[i] for i in idx] if event_ids is not None else None,
+            )
+
+        return sum(self._router.send(keys, part, event_ids is not None))
 
     def increment_many_tx(
         self,
@@ -167,7 +230,12 @@ class Tally:
 
     # -- reads --------------------------------------------------------------
     def value(self, counter: str, key: str) -> int:
-        """All-time total of ``counter``/``key``, pending increments included."""
+        """All-time total of ``counter``/``key``, pending increments included.
+
+        With routing, read on the key's node."""
+        if self._router is not None:
+            (value,) = self._router.send([key], lambda c, _: self.value_tx(c, counter, key), True)
+            return value
         return self._run(lambda c: self.value_tx(c, counter, key))
 
     def value_tx(self, conn: psycopg.Connection, counter: str, key: str) -> int:
@@ -177,7 +245,14 @@ class Tally:
         return int(row[0]) if row else 0
 
     def series(self, counter: str, key: str, granularity: str, start: datetime, end: datetime) -> list[Bucket]:
-        """Buckets of one granularity between ``start`` and ``end`` (tally.counter_series)."""
+        """Buckets of one granularity between ``start`` and ``end`` (tally.counter_series).
+
+        With routing, read on the key's node."""
+        if self._router is not None:
+            (buckets,) = self._router.send(
+                [key], lambda c, _: self.series_tx(c, counter, key, granularity, start, end), True
+            )
+            return buckets
         return self._run(lambda c: self.series_tx(c, counter, key, granularity, start, end))
 
     def series_tx(
@@ -228,6 +303,20 @@ class Tally:
                 )
             with self._lock:
                 self._source.execute(_sql.COMPACT, (max_deltas,))
+
+
+def _through(source: Source, lock: Lock, fn: Callable[[psycopg.Connection], T]) -> T:
+    """``fn(conn)`` through the caller's pool, or in a transaction on its single connection."""
+    if isinstance(source, ConnectionPool):
+        with source.connection() as conn:
+            return fn(conn)
+    with lock, source.transaction():
+        return fn(source)
+
+
+def _aligned(n: int, *arrays: Sequence[object] | None) -> bool:
+    """Every array given (not None) has ``n`` elements and can be indexed."""
+    return all(a is None or (isinstance(a, Sequence) and len(a) == n) for a in arrays)
 
 
 @contextmanager

@@ -22,7 +22,7 @@ from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
-from tally import AsyncTally, GroupCommit, Tally
+from tally import AsyncTally, GroupCommit, Routing, Tally
 
 FLUSHER = "tally-group-commit"  # the name of group commit's thread or task
 CALL_TIMEOUT = 300  # no call of a test waits longer: a hang fails the test
@@ -32,8 +32,8 @@ class SyncSide:
     name = "sync"
     client = "Tally"
 
-    def tally(self, source: Any, group_commit: GroupCommit | None = None) -> Tally:
-        return Tally(source, group_commit=group_commit)
+    def tally(self, source: Any, group_commit: GroupCommit | None = None, routing: Routing | None = None) -> Tally:
+        return Tally(source, group_commit=group_commit, routing=routing)
 
     def pool(self, dsn: str, **kwargs: Any) -> ConnectionPool:
         """A pool that opens when its ``with`` block begins."""
@@ -65,8 +65,8 @@ class AsyncSide:
 
         return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout=CALL_TIMEOUT)
 
-    def tally(self, source: Any, group_commit: GroupCommit | None = None) -> Blocking:
-        return Blocking(self, AsyncTally(unwrap(source), group_commit=group_commit))
+    def tally(self, source: Any, group_commit: GroupCommit | None = None, routing: Routing | None = None) -> Blocking:
+        return Blocking(self, AsyncTally(unwrap(source), group_commit=group_commit, routing=routing))
 
     def pool(self, dsn: str, **kwargs: Any) -> Blocking:
         """A pool that opens when its ``with`` block begins."""

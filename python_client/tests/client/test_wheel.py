@@ -62,6 +62,8 @@ def test_the_wheel_is_the_client_and_the_schema_without_the_benchmarks(wheel: Pa
             "tally/_coalescer.py",
             "tally/_coalescer_async.py",
             "tally/_concurrency.py",
+            "tally/_router.py",
+            "tally/_router_async.py",
             "tally/_sql.py",
             "tally/aio.py",
             "tally/cli.py",
@@ -72,6 +74,7 @@ def test_the_wheel_is_the_client_and_the_schema_without_the_benchmarks(wheel: Pa
             "tally/demo.py",
             "tally/metrics.py",
             "tally/progress.py",
+            "tally/routing.py",
         ]
         shipped = {n.removeprefix("tally/_schema/"): z.read(n) for n in names if n.startswith("tally/_schema/")}
     expected = schema_files()

@@ -1,0 +1,275 @@
+# The source of tally/_router.py: edit this file, then run scripts/async_to_sync.py.  # sync:
+"""The connections of ``AsyncTally``'s routing on Citus: where each key's
+shard is, read through the caller's source, and connections of its own to
+each node, kept idle between calls (what is routed and when a call is sent
+again: ``tally.routing``)."""
+
+from __future__ import annotations
+
+# sync: from collections.abc import Callable, Sequence
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Sequence  # sync:
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import errors as e
+from psycopg.pq import TransactionStatus
+
+from tally._concurrency import ALock, AStateLock, AWorker, ajoin, aspawn
+from tally.routing import CITUS, MOVED, OFF, SHARDS, Node, PartialBatchError, Routes, Routing, answered, node_conninfo
+
+__all__ = ["AsyncRouter"]
+
+T = TypeVar("T")
+# A call through the caller's pool or connection: run(fn) is fn(conn)'s result.
+Run = Callable[[Callable[[psycopg.AsyncConnection], Awaitable[Any]]], Awaitable[Any]]
+
+
+class _Unsent(Exception):
+    """No connection to the node could be had: nothing was sent."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _Lost(Exception):
+    """The connection to the node was lost while a call was on it: it may have committed."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class AsyncRouter:
+    """Where each key's shard is, and connections to each node.
+
+    ``run`` is a call through the caller's pool or connection (the metadata
+    is read there, and whatever is not routed is sent there); it must not
+    hold the client itself, so an unclosed client can still be collected."""
+
+    def __init__(self, config: Routing, run: Run, fn: str) -> None:
+        self._config, self._run, self._fn = config, run, fn
+        self._state = AStateLock()  # over what follows; never held across a wait
+        self._loading = ALock()  # one metadata read at a time
+        self._routes = OFF
+        self._due = 0.0  # time.monotonic() after which the next call reads the metadata again
+        self._params: dict[str, str] = {}  # the caller's connection parameters
+        self._prepare: int | None = 5  # and its prepare_threshold
+        self._idle: dict[Node, list[psycopg.AsyncConnection]] = {}
+        self._reading = False  # a metadata read under way in the background
+        self._reader: AWorker | None = None  # the last one started
+        self.reads = 0  # metadata reads so far
+
+    # -- the metadata --------------------------------------------------------
+    async def routes(self) -> Routes:
+        """Where the shards are. The first call reads it; when it is due
+        again, a background task reads it while the calls go on with the
+        table they have (so a call never waits for the caller's pool, which
+        may be out of reach: a coordinator down, say)."""
+        with self._state:
+            routes, due = self._routes, time.monotonic() >= self._due
+            start = due and self.reads > 0 and not self._reading
+            if start:
+                self._reading = True
+                self._due = time.monotonic() + self._config.refresh_every  # (again then if this read fails)
+        if start:
+            self._reader = aspawn(self._read_again, "tally-routing")
+        if not due or self.reads:
+            return routes
+        return await self.refresh(only_if_due=True)
+
+    async def _read_again(self) -> None:
+        try:
+            await self.refresh()
+        except Exception:
+            pass  # the table read before goes on routing; read again refresh_every later
+        finally:
+            with self._state:
+                self._reading = False
+
+    async def refresh(self, only_if_due: bool = False) -> Routes:
+        """Read where the shards are now; close the idle connections of nodes that left."""
+        async with self._loading:
+            if only_if_due:
+                with self._state:
+                    if time.monotonic() < self._due:
+                        return self._routes
+            try:
+                routes, params, prepare = await self._run(self._read)
+            except (e.InsufficientPrivilege, e.UndefinedTable, e.UndefinedObject):
+                routes, params, prepare = OFF, self._params, self._prepare  # no metadata to read: nothing routed
+            with self._state:
+                self._routes, self._params, self._prepare = routes, params, prepare
+                self._due = time.monotonic() + self._config.refresh_every
+                self.reads += 1
+                gone = [n for n in self._idle if n not in routes.nodes]
+                closing = [c for n in gone for c in self._idle.pop(n)]
+        for conn in closing:
+            await conn.close()
+        return routes
+
+    def expire(self) -> None:
+        """Read the metadata again before the next routed call."""
+        with self._state:
+            self._due = 0.0
+
+    @staticmethod
+    async def _read(conn: psycopg.AsyncConnection) -> tuple[Routes, dict[str, str], int | None]:
+        params = conn.info.get_parameters()
+        if conn.info.password:
+            params["password"] = conn.info.password
+        cur = await conn.execute(CITUS)
+        row = await cur.fetchone()
+        if not row or not row[0]:
+            return OFF, params, conn.prepare_threshold
+        cur = await conn.execute(SHARDS)
+        shards = await cur.fetchall()
+        return Routes(shards, utf8=row[1] == "UTF8"), params, conn.prepare_threshold
+
+    # -- connections ---------------------------------------------------------
+    async def _checkout(self, node: Node) -> psycopg.AsyncConnection:
+        with self._state:
+            idle = self._idle.get(node)
+            if idle:
+                return idle.pop()
+            params, prepare = self._params, self._prepare
+        conninfo = node_conninfo(params, node, self._config.connect_timeout)
+        try:
+            return await psycopg.AsyncConnection.connect(conninfo, autocommit=True, prepare_threshold=prepare)
+        except Exception as exc:
+            raise _Unsent(exc) from exc
+
+    async def _checkin(self, node: Node, conn: psycopg.AsyncConnection) -> None:
+        """Keep ``conn`` for the next call, or close it. A lost connection
+        says the node may be down or gone: its other idle connections are
+        closed too, and the metadata is read again before the next call."""
+        closing = [conn]
+        with self._state:
+            if conn.broken:
+                closing += self._idle.pop(node, [])
+                self._due = 0.0
+            elif (
+                not conn.closed
+                and conn.info.transaction_status == TransactionStatus.IDLE
+                and node in self._routes.nodes
+                and len(self._idle.get(node, ())) < self._config.max_idle
+            ):
+                self._idle.setdefault(node, []).append(conn)
+                closing = []
+        for c in closing:
+            with contextlib.suppress(Exception):
+                await c.close()
+
+    async def _on(
+        self,
+        node: Node | None,
+        fn: Callable[[psycopg.AsyncConnection], Awaitable[T]],
+        source: Run | None,
+    ) -> T:
+        """``fn(conn)`` on a connection to ``node``, or through the caller's source (None)."""
+        if node is None:
+            return await (source or self._run)(fn)
+        conn = await self._checkout(node)
+        try:
+            return await fn(conn)
+        except Exception as exc:
+            if conn.broken:
+                raise _Lost(exc) from exc
+            raise
+        finally:
+            await self._checkin(node, conn)
+
+    async def aclose(self) -> None:
+        """Wait for a metadata read under way; close every idle connection
+        (later calls open new ones)."""
+        with self._state:
+            reader = self._reader
+        if reader is not None:
+            await ajoin(reader)
+        with self._state:
+            closing = [c for conns in self._idle.values() for c in conns]
+            self._idle.clear()
+        for conn in closing:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    # -- a routed call -------------------------------------------------------
+    async def send(
+        self,
+        keys: Sequence[object],
+        fn: Callable[[psycopg.AsyncConnection, list[int]], Awaitable[T]],
+        resend: bool,
+        source: Run | None = None,
+    ) -> list[T]:
+        """``fn(conn, indices)`` once per node, ``indices`` those of ``keys``
+        whose shard it holds, one node after another; what each returned.
+
+        A part is sent again, once per call and wherever the metadata read
+        again places its keys, after no connection could be had, after an
+        error that says the node lost the shard (``MOVED``) if its keys now
+        live elsewhere, and, when ``resend`` (the call cannot count twice),
+        after its connection was lost. Otherwise the first failure ends the
+        call: its error is raised when nothing was applied (or nothing is
+        known to be); else ``PartialBatchError`` says what was."""
+        routes = await self.routes()
+        queue = routes.split(keys)
+        parts = len(queue)
+        done: list[tuple[list[int], T]] = []
+        retried = False
+        while queue:
+            node, idx = queue.pop(0)
+            try:
+                done.append((idx, await self._on(node, lambda c, idx=idx: fn(c, idx), source)))
+                continue
+            except _Unsent as exc:
+                error: BaseException = exc.error
+                unknown, moved = False, False
+                again = True
+            except _Lost as exc:
+                error, unknown, moved = exc.error, True, False
+                again = resend
+            except Exception as exc:
+                error = exc
+                unknown = not answered(exc)
+                moved = not unknown and getattr(exc, "sqlstate", None) in MOVED
+                again = node is not None and (moved or (unknown and resend))
+            if moved:
+                self.expire()
+            if len(idx) < len(keys):  # the server numbers the elements of the part it got
+                shown = ", ".join(str(i + 1) for i in idx[:20]) + (", ..." if len(idx) > 20 else "")
+                where = f"{node[0]}:{node[1]}" if node else "the caller's pool or connection"
+                error.add_note(f"{self._fn}: the part of the batch sent to {where} holds the batch's elements {shown}")
+            if again and not retried:
+                retried = True
+                redo = await self._again(keys, idx, error)
+                # (after MOVED, only if the keys live elsewhere now)
+                if redo and (not moved or any(n != node for n, _ in redo)):
+                    queue = redo + queue
+                    parts += len(redo) - 1
+                    continue
+            if not done and not (unknown and parts > 1):
+                raise error
+            applied = sorted(i for part, _ in done for i in part)
+            lost = sorted(idx) if unknown else []
+            raise PartialBatchError(
+                f"{self._fn}: the batch was split over {parts} nodes: {len(applied)} of {len(keys)} elements"
+                f" committed, {len(lost)} unknown (connection lost), the rest not applied: {error}",
+                applied,
+                lost,
+                error,
+            ) from error
+        return [result for _, result in done]
+
+    async def _again(
+        self, keys: Sequence[object], idx: list[int], error: BaseException
+    ) -> list[tuple[Node | None, list[int]]]:
+        """The metadata read again, and where it places the keys of ``idx``
+        now (nothing if it could not be read: a note on ``error`` says why)."""
+        try:
+            routes = await self.refresh()
+        except Exception as failed:
+            error.add_note(f"{self._fn}: reading where the shards are again failed too: {failed}")
+            return []
+        return [(n, [idx[j] for j in sub]) for n, sub in routes.split([keys[i] for i in idx])]
