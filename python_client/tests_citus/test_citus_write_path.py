@@ -154,6 +154,20 @@ def test_a_bad_argument_through_a_worker_is_refused_by_the_general_path(
             w.execute("SELECT tally.increment_counter(%s, 'k', 1)", (f"{name}_missing",))
         with pytest.raises(psycopg.errors.NullValueNotAllowed):
             w.execute("SELECT tally.increment_counter(%s, 'k', NULL)", (name,))
+        # a batch with a NULL key, its other key on this worker: tally's own
+        # error, naming the element, as on the coordinator (not Citus's
+        # complaint about a NULL distribution value)
+        (mine,) = keys_on(node_dsns[1], 1)
+        for dsn in (node_dsns[1], node_dsns[0]):
+            with psycopg.connect(dsn, autocommit=True) as c, pytest.raises(psycopg.Error) as bad:
+                c.execute(
+                    "SELECT tally.increment_counters(ARRAY[%s, %s], ARRAY[%s, NULL], ARRAY[1, 1]::bigint[])",
+                    (name, name, mine),
+                )
+            assert bad.value.sqlstate == "22004" and "tally.increment_counters: element 2" in str(bad.value), (
+                dsn,
+                bad.value,
+            )
     assert cconn.execute("SELECT tally.counter_value(%s, 'k')", (name,)).fetchone()[0] == 0
 
 

@@ -126,7 +126,9 @@ $body$,
         -- (the general path). One statement checks every element, looks its
         -- counter and the generation up and sorts the elements by shard;
         -- the shards it writes are locked in order and checked, as above;
-        -- then one INSERT per shard of its slice of the sorted rows.
+        -- then one INSERT per shard of its slice of the sorted rows, each
+        -- looking its counters up again (a counter dropped meanwhile: fewer
+        -- rows than elements, and the caller fails the batch).
         v_batch_body := format(
             $body$
 DECLARE
@@ -137,8 +139,10 @@ DECLARE
     v_lo integer := 1;
     v_hi integer;
     v_locked text;
+    v_rows_in bigint := 0;
+    v_got bigint;
 BEGIN
-    IF current_setting('transaction_isolation') <> 'read committed' THEN
+    IF current_setting('transaction_isolation') <> 'read committed' OR coalesce(cardinality(p_counters), 0) = 0 THEN
         RETURN NULL;
     END IF;
     -- (each aggregate ordered by r, the position in that order: a slice
@@ -148,7 +152,8 @@ BEGIN
            array_agg(ROW(x.shard, x.id, x.k, x.d, x.t, NULL)::tally.delta ORDER BY x.r)
     INTO v_n, v_each, v_ends, v_rows
     FROM (SELECT y.*, row_number() OVER w AS r, lead(y.s) OVER w IS DISTINCT FROM y.s AS last
-          FROM (SELECT get_shard_id_for_distribution_column(%1$s::regclass, u.k) AS s, u.i, c.id,
+          FROM (SELECT CASE WHEN u.k IS NOT NULL THEN get_shard_id_for_distribution_column(%1$s::regclass, u.k) END AS s,
+                       u.i, c.id,
                        tally._shard(g.gen, c.durable, p_bulk) AS shard, u.k, u.d, coalesce(u.t, now()) AS t
                 FROM unnest(p_counters, p_keys, p_deltas, p_ats) WITH ORDINALITY AS u (n, k, d, t, i)
                 LEFT JOIN tally.%4$I AS c
@@ -171,25 +176,29 @@ BEGIN
         CASE v_each[j]
 %3$s
         END CASE;
+        GET DIAGNOSTICS v_got = ROW_COUNT;
+        v_rows_in := v_rows_in + v_got;
         v_lo := v_hi + 1;
     END LOOP;
-    RETURN v_n;
+    RETURN v_rows_in;
 END;
 $body$,
             v_delta::oid, v_shards,
             (SELECT string_agg(format(
                 '            WHEN %1$s THEN INSERT INTO tally.%2$I (shard, counter_id, key, delta, at)'
-                || E'\n                SELECT u.shard, u.counter_id, u.key, u.delta, u.at FROM unnest(v_rows[v_lo:v_hi]) AS u;',
-                s, 'delta_' || s), E'\n')
+                || E'\n                SELECT u.shard, u.counter_id, u.key, u.delta, u.at FROM unnest(v_rows[v_lo:v_hi]) AS u'
+                || E'\n                JOIN tally.%3$I AS c ON c.id = u.counter_id;',
+                s, 'delta_' || s, 'counters_' || v_counters), E'\n')
              FROM unnest(v_shards) AS s), 'counters_' || v_counters, 'write_gen_' || v_gen);
     END IF;
 
     -- (bodies as they are now: nothing to write)
     IF (SELECT count(*) FROM pg_catalog.pg_proc AS p
-        WHERE (p.oid = 'tally._append_local(text, text, bigint, timestamptz)'::regprocedure
+        WHERE p.proconfig = ARRAY['search_path=pg_catalog, pg_temp'] AND (
+              (p.oid = 'tally._append_local(text, text, bigint, timestamptz)'::regprocedure
                AND p.prosrc = E'\n' || v_tag || v_body)
            OR (p.oid = 'tally._append_local_batch(text[], text[], bigint[], timestamptz[], boolean)'::regprocedure
-               AND p.prosrc = E'\n' || v_tag || v_batch_body)) = 2
+               AND p.prosrc = E'\n' || v_tag || v_batch_body))) = 2
     THEN
         RETURN NEXT format('%s delta shards here (unchanged)', coalesce(cardinality(v_shards), 0));
         RETURN;
