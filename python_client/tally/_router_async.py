@@ -218,10 +218,15 @@ class AsyncRouter:
         parts = len(queue)
         done: list[tuple[list[int], T]] = []
         retried = False
+        # elements whose first attempt was lost (it may have committed) and
+        # whose second has not succeeded: unknown, whatever the second said
+        was_lost: set[int] = set()
+        lost_error: BaseException | None = None
         while queue:
             node, idx = queue.pop(0)
             try:
                 done.append((idx, await self._on(node, lambda c, idx=idx: fn(c, idx), source)))
+                was_lost.difference_update(idx)
                 continue
             except _Unsent as exc:
                 error: BaseException = exc.error
@@ -230,6 +235,8 @@ class AsyncRouter:
             except _Lost as exc:
                 error, unknown, moved = exc.error, True, False
                 again = resend
+                was_lost.update(idx)
+                lost_error = lost_error or error
             except Exception as exc:
                 error = exc
                 unknown = not answered(exc)
@@ -249,10 +256,17 @@ class AsyncRouter:
                     queue = redo + queue
                     parts += len(redo) - 1
                     continue
-            if not done and not (unknown and parts > 1):
+            if not unknown and was_lost & set(idx) and lost_error is not None and lost_error is not error:
+                # sent again after a lost attempt, and failed: whether the
+                # first attempt committed is still unknown
+                error.add_note(f"{self._fn}: sent again after its connection was lost ({lost_error}), and failed")
+                unknown = True
+            lost = sorted((set(idx) if unknown else set()) | was_lost)
+            if not done and not (lost and parts > 1):
+                if unknown and lost_error is not None and lost_error is not error:
+                    raise lost_error from error  # (a lost connection: it may have been applied)
                 raise error
             applied = sorted(i for part, _ in done for i in part)
-            lost = sorted(idx) if unknown else []
             raise PartialBatchError(
                 f"{self._fn}: the batch was split over {parts} nodes: {len(applied)} of {len(keys)} elements"
                 f" committed, {len(lost)} unknown (connection lost), the rest not applied: {error}",

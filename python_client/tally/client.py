@@ -24,7 +24,7 @@ from tally._coalescer import Coalescer
 from tally._concurrency import Lock
 from tally._router import Router
 from tally._sql import Bucket, KeyValue
-from tally.coalesce import GroupCommit, GroupCommitStats, check
+from tally.coalesce import MAX_BATCH, GroupCommit, GroupCommitStats, check
 from tally.routing import PartialBatchError, Routing
 
 __all__ = [
@@ -198,9 +198,22 @@ class Tally:
         caller's.
         """
         n = len(keys) if isinstance(keys, Sequence) else 0
-        if self._router is None or not n or not _aligned(n, counters, deltas, ats, event_ids):
-            # (arrays of different lengths: the server says so)
+        if self._router is None or not 0 < n <= MAX_BATCH or not _aligned(n, counters, deltas, ats, event_ids):
+            # (arrays of different lengths, or a batch over the limit: the server says so, for all of it)
             return self._run(lambda c: self.increment_many_tx(c, counters, keys, deltas, ats, event_ids))
+        # Before the batch is split: every element as the server would check
+        # it, so a bad one refuses the whole batch, as unsplit (only what the
+        # server alone knows, an unknown counter or a time out of range, can
+        # fail one node's part after another's committed).
+        for i in range(n):
+            check(
+                f"tally.increment_counters: element {i + 1}",
+                counters[i],
+                keys[i],
+                deltas[i],
+                ats[i] if ats is not None else None,
+                event_ids[i] if event_ids is not None else None,
+            )
 
         def part(c: psycopg.Connection, idx: list[int]) -> int:
             return self.increment_many_tx(

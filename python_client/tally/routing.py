@@ -193,7 +193,7 @@ ORDER BY s.shardid, n.nodeid
 # lost the key's shard (or was taken out of the cluster) may answer: the
 # metadata is read again, and the call sent to the node it names now, if
 # that is another node.
-MOVED = frozenset({"42P01", "42883", "3F000", "XX000"})
+MOVED = frozenset({"42P01", "42883", "3F000"})
 
 
 class Routes:

@@ -309,6 +309,12 @@ def test_a_batch_that_fails_on_one_node_says_what_the_other_applied(
         with pool.connection() as conn, pytest.raises(psycopg.errors.UndefinedObject), conn.transaction():
             t.increment_many_tx(conn, [name, name + "_none"], [a[0], b[0]], [1, 1])
         assert t.value(name, a[0]) == 2
+        # what the client can check is checked before the split: a bad
+        # element refuses the whole batch, as unsplit
+        for bad_key, bad_delta in ((None, 1), (b[1], None)):
+            with pytest.raises(psycopg.errors.NullValueNotAllowed, match="element 2"):
+                t.increment_many([name, name], [a[0], bad_key], [5, bad_delta])
+        assert [t.value(name, k) for k in (a[0], b[1])] == [2, 0]
 
 
 # -- a node that cannot be reached; a connection lost mid-call -------------------------------------

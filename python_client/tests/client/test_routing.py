@@ -167,6 +167,22 @@ def test_a_lost_connection_is_sent_again_only_when_it_cannot_count_twice() -> No
     assert r.calls == [A, A] and r.reads == 2
 
 
+def test_a_call_lost_then_refused_when_sent_again_is_reported_as_maybe_applied() -> None:
+    # an event-id increment: its first attempt lost (it may have committed),
+    # the second refused: the caller hears of the lost one, not only of a
+    # refusal that reads as "not applied"
+    r = Scripted(EVERYTHING_ON[A], [EVERYTHING_ON[A]], {A: [lost(), e.QueryCanceled("statement timeout")]})
+    with pytest.raises(_LostMarker) as got:
+        r.send([KEY_A], lambda c, i: None, resend=True)
+    assert isinstance(got.value.__cause__, e.QueryCanceled) and r.calls == [A, A]
+    # a batch: the lost part's elements stay unknown after a failed second attempt
+    keys = [KEY_B, KEY_A]
+    r = Scripted(HALVES, [HALVES], {A: [1], B: [lost(), e.QueryCanceled("statement timeout")]})
+    with pytest.raises(PartialBatchError) as batch:
+        r.send(keys, lambda c, i: None, resend=True)
+    assert batch.value.applied == [1] and batch.value.unknown == [0]
+
+
 def test_an_answered_error_is_the_callers_unless_the_node_lost_the_shard() -> None:
     r = Scripted(EVERYTHING_ON[A], [], {A: [e.NumericValueOutOfRange("out of range")]})
     with pytest.raises(e.NumericValueOutOfRange):
