@@ -26,25 +26,33 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 # The venv is made in place (a venv cannot be moved: its scripts name their
-# interpreter by its absolute path) and counts as ready only once its stamp,
-# written last, holds the hash of the files it was made from. A venv without
-# the stamp is one an interrupted run left half-made (no pip, packages half
-# unpacked): it is removed and made again. One with an older stamp is
-# brought up to date in place.
+# interpreter by its absolute path), in two steps, each done once its stamp is
+# written, last: the hash of the files it was made from. .tally-requirements:
+# pip works and the pinned packages are installed; .tally-deps: the client
+# too, and it imports. A venv with neither stamp is one an interrupted run
+# left half-made (no pip, packages half unpacked): it is removed and made
+# again. One with an older stamp is brought up to date in place.
 VENV="$ROOT/.venv"
 STAMP="$VENV/.tally-deps"
-want="$(cat "$ROOT/requirements.txt" "$ROOT/python_client/pyproject.toml" | sha256sum | cut -d' ' -f1)"
-if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
-    if [ ! -f "$STAMP" ] || ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
-        if [ -e "$VENV" ]; then echo "tally deps: .venv was left unfinished; making it again"; fi
-        rm -rf "$VENV"
-        python3 -m venv "$VENV"
+REQ_STAMP="$VENV/.tally-requirements"
+req="$(sha256sum <"$ROOT/requirements.txt" | cut -d' ' -f1)"
+all="$(cat "$ROOT/requirements.txt" "$ROOT/python_client/pyproject.toml" | sha256sum | cut -d' ' -f1)"
+pip=("$VENV/bin/python" -m pip install -q --disable-pip-version-check)
+stamp() { echo "$1" >"$2.new" && mv "$2.new" "$2"; }
+if [ "$(cat "$STAMP" 2>/dev/null)" != "$all" ]; then
+    if [ "$(cat "$REQ_STAMP" 2>/dev/null)" != "$req" ]; then
+        if { [ ! -f "$STAMP" ] && [ ! -f "$REQ_STAMP" ]; } || ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
+            if [ -e "$VENV" ]; then echo "tally deps: .venv was left unfinished; making it again"; fi
+            rm -rf "$VENV"
+            python3 -m venv "$VENV"
+        fi
+        rm -f "$STAMP" "$REQ_STAMP"  # unfinished from here until they are written again
+        "${pip[@]}" -r "$ROOT/requirements.txt"
+        "$VENV/bin/python" -m pip --version >/dev/null
+        stamp "$req" "$REQ_STAMP"
     fi
-    rm -f "$STAMP"  # unfinished from here until it is written again
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$ROOT/requirements.txt"
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e "$ROOT/python_client"
-    "$VENV/bin/python" -m pip --version >/dev/null
+    rm -f "$STAMP"
+    "${pip[@]}" --no-deps -e "$ROOT/python_client"
     "$VENV/bin/python" -I -c "import tally"
-    echo "$want" >"$STAMP.new"
-    mv "$STAMP.new" "$STAMP"
+    stamp "$all" "$STAMP"
 fi
