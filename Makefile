@@ -125,5 +125,6 @@ soak: db ## The bloat/lag test for 10 minutes instead of 30 s
 	TALLY_SOAK_SECONDS=600 $(VENV)/bin/pytest -q -s python_client/tests/fold/test_bloat.py
 
 clean: db-stop citus-stop ## Stop the clusters and remove them and the venv
-	rm -f $(VENV)/.tally-deps  # first: a venv half removed is then made again
+	@# the venv's stamps first: a venv removed only in part is then made again
+	rm -f $(VENV)/.tally-deps $(VENV)/.tally-requirements
 	rm -rf "$$(readlink -f .pgdata)" .pgdata "$$(readlink -f .citusdata)" .citusdata $(VENV)
