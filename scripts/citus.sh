@@ -63,8 +63,23 @@ data() { echo "$BASE/node$1"; }
 dsn_of() { echo "host=$SOCK port=$(port "$1") user=postgres dbname=${2:-tally}"; }
 psql_on() { local n=$1; shift; "$PGBIN/psql" -X -v ON_ERROR_STOP=1 -qAt "$(dsn_of "$n" "${DB:-tally}")" "$@"; }
 
+# The cluster's ports (a worker added later's too) kept out of the kernel's
+# ephemeral range where we may: a node started again after a stop, or added,
+# must find its port free, and any outgoing connection (Citus's own between
+# the nodes, a test's) could otherwise hold it as its local port for as long
+# as it lives. Without root this is skipped.
+reserve_ports() {
+    local f=/proc/sys/net/ipv4/ip_local_reserved_ports cur want
+    [ -w "$f" ] || return 0
+    want="$CITUS_PORT-$((CITUS_PORT + 3))"
+    cur="$(cat "$f" 2>/dev/null)" || return 0
+    case ",$cur," in *",$want,"*) return 0 ;; esac
+    echo "${cur:+$cur,}$want" >"$f" 2>/dev/null || true
+}
+
 start_node() {
     local n=$1 d
+    reserve_ports
     d="$(data "$n")"
     node_init "$d" <<CONF
 # tally throwaway Citus cluster, node $n

@@ -126,18 +126,14 @@ $body$,
         -- (the general path). One statement checks every element, looks its
         -- counter and the generation up and sorts the elements by shard;
         -- the shards it writes are locked in order and checked, as above;
-        -- then one INSERT per shard of its slice of the sorted arrays.
+        -- then one INSERT per shard of its slice of the sorted rows.
         v_batch_body := format(
             $body$
 DECLARE
     v_n bigint;
     v_each bigint[];
     v_ends integer[];
-    v_shards smallint[];
-    v_ids integer[];
-    v_keys text[];
-    v_deltas bigint[];
-    v_ats timestamptz[];
+    v_rows tally.delta[];
     v_lo integer := 1;
     v_hi integer;
     v_locked text;
@@ -145,9 +141,12 @@ BEGIN
     IF current_setting('transaction_isolation') <> 'read committed' THEN
         RETURN NULL;
     END IF;
-    SELECT count(x.id), array_agg(x.s) FILTER (WHERE x.last), array_agg(x.r) FILTER (WHERE x.last),
-           array_agg(x.shard), array_agg(x.id), array_agg(x.k), array_agg(x.d), array_agg(x.t)
-    INTO v_n, v_each, v_ends, v_shards, v_ids, v_keys, v_deltas, v_ats
+    -- (each aggregate ordered by r, the position in that order: a slice
+    -- v_rows[lo:hi] is one shard's elements whatever plan the statement gets)
+    SELECT count(x.id), array_agg(x.s ORDER BY x.r) FILTER (WHERE x.last),
+           array_agg(x.r ORDER BY x.r) FILTER (WHERE x.last),
+           array_agg(ROW(x.shard, x.id, x.k, x.d, x.t, NULL)::tally.delta ORDER BY x.r)
+    INTO v_n, v_each, v_ends, v_rows
     FROM (SELECT y.*, row_number() OVER w AS r, lead(y.s) OVER w IS DISTINCT FROM y.s AS last
           FROM (SELECT get_shard_id_for_distribution_column(%1$s::regclass, u.k) AS s, u.i, c.id,
                        tally._shard(g.gen, c.durable, p_bulk) AS shard, u.k, u.d, coalesce(u.t, now()) AS t
@@ -180,8 +179,7 @@ $body$,
             v_delta::oid, v_shards,
             (SELECT string_agg(format(
                 '            WHEN %1$s THEN INSERT INTO tally.%2$I (shard, counter_id, key, delta, at)'
-                || E'\n                SELECT * FROM unnest(v_shards[v_lo:v_hi], v_ids[v_lo:v_hi], v_keys[v_lo:v_hi],'
-                || E'\n                                     v_deltas[v_lo:v_hi], v_ats[v_lo:v_hi]);',
+                || E'\n                SELECT u.shard, u.counter_id, u.key, u.delta, u.at FROM unnest(v_rows[v_lo:v_hi]) AS u;',
                 s, 'delta_' || s), E'\n')
              FROM unnest(v_shards) AS s), 'counters_' || v_counters, 'write_gen_' || v_gen);
     END IF;
