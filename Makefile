@@ -19,7 +19,7 @@ LINT_DB ?= tally_lint
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-deps: ## Install Debian packages and the Python venv (idempotent)
+deps: ## Install Debian packages and the Python venv (idempotent; run it again after an interruption)
 	@scripts/deps.sh
 
 db: deps ## Start the throwaway cluster under .pgdata/ (idempotent)
@@ -125,4 +125,6 @@ soak: db ## The bloat/lag test for 10 minutes instead of 30 s
 	TALLY_SOAK_SECONDS=600 $(VENV)/bin/pytest -q -s python_client/tests/fold/test_bloat.py
 
 clean: db-stop citus-stop ## Stop the clusters and remove them and the venv
+	@# the venv's stamps first: a venv removed only in part is then made again
+	rm -f $(VENV)/.tally-deps $(VENV)/.tally-requirements
 	rm -rf "$$(readlink -f .pgdata)" .pgdata "$$(readlink -f .citusdata)" .citusdata $(VENV)

@@ -24,20 +24,30 @@ LINK="$ROOT/.citusdata"
 # installed: CITUS_BUILD, or ../shared/citus beside the project.
 BUILD="${CITUS_BUILD:-$(cd "$ROOT/.." && pwd)/shared/citus/build.sh}"
 
-as_pg() {
-    if [ "$(id -un)" = "$PGUSER_OS" ]; then "$@"; else runuser -u "$PGUSER_OS" -- "$@"; fi
-}
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
 
 # Citus installed (from its packages, or built here before), or built from
 # ../shared/citus when that is at hand; otherwise say what to install.
 ensure_citus() {
-    local libdir sharedir
+    local libdir sharedir building
     libdir="$("$PGBIN/pg_config" --pkglibdir)"
     sharedir="$("$PGBIN/pg_config" --sharedir)"
+    # Present while a build of ours runs: one that was interrupted may have
+    # installed part of Citus, which would pass for installed. Its two files
+    # that tell "installed" go, so the build runs again and installs all of it.
+    building="$libdir/.tally-citus-build"
+    if [ -f "$building" ]; then
+        echo "citus: the last build was interrupted; building it again"
+        rm -f "$libdir/citus.so" "$sharedir/extension/citus.control"
+    fi
     if [ -f "$libdir/citus.so" ] && [ -f "$sharedir/extension/citus.control" ]; then return; fi
     if [ -x "$BUILD" ]; then
         echo "citus: not installed; building it from $(dirname "$BUILD") (a few minutes)"
+        finish_dpkg
+        touch "$building" 2>/dev/null || true  # (not root: the build says what to do)
         "$BUILD"
+        rm -f "$building"
         return
     fi
     echo "citus: not installed. Install Citus for PostgreSQL 15 (Debian/Ubuntu: the package" \
@@ -46,19 +56,7 @@ ensure_citus() {
     exit 1
 }
 
-resolve_base() {
-    if [ -L "$LINK" ]; then readlink -f "$LINK"; return; fi
-    if [ -d "$LINK" ]; then echo "$LINK"; return; fi
-    if as_pg test -x "$ROOT" 2>/dev/null && as_pg test -r "$ROOT" 2>/dev/null; then
-        mkdir -p "$LINK"; chown "$PGUSER_OS": "$LINK"; echo "$LINK"
-    else
-        local alt
-        alt="/var/tmp/tally-citusdata-$(echo "$ROOT" | md5sum | cut -c1-12)"
-        mkdir -p "$alt"; chown "$PGUSER_OS": "$alt"; ln -sfn "$alt" "$LINK"; echo "$alt"
-    fi
-}
-
-BASE="$(resolve_base)"
+BASE="$(node_base "$LINK" tally-citusdata)"
 SOCK="$BASE/run"
 port() { echo $((CITUS_PORT + $1)); }
 data() { echo "$BASE/node$1"; }
@@ -83,10 +81,7 @@ start_node() {
     local n=$1 d
     reserve_ports
     d="$(data "$n")"
-    if [ ! -s "$d/PG_VERSION" ]; then
-        as_pg mkdir -p "$d" "$SOCK"
-        as_pg "$PGBIN/initdb" -D "$d" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
-        cat >>"$d/postgresql.conf" <<CONF
+    node_init "$d" <<CONF
 # tally throwaway Citus cluster, node $n
 listen_addresses = '127.0.0.1'
 port = $(port "$n")
@@ -103,18 +98,7 @@ log_min_messages = warning
 timezone = 'UTC'
 citus.node_conninfo = 'sslmode=disable'
 CONF
-        echo "host all all 127.0.0.1/32 trust" >>"$d/pg_hba.conf"
-    fi
-    as_pg mkdir -p "$SOCK"
-    # (A loopback port in the ephemeral range can be held for a moment by a
-    # client connection's local end: try again before giving up.)
-    local try
-    for try in 1 2 3 4 5; do
-        if as_pg "$PGBIN/pg_ctl" -D "$d" status >/dev/null 2>&1; then break; fi
-        if as_pg "$PGBIN/pg_ctl" -D "$d" -l "$d/postgres.log" -w -t 60 start >/dev/null; then break; fi
-        [ "$try" -lt 5 ] || { echo "citus: node $n did not start (see $d/postgres.log)" >&2; exit 1; }
-        sleep 2
-    done
+    node_start "$d" "$d/postgres.log" "$SOCK"
     if ! DB=postgres psql_on "$n" -c "SELECT 1 FROM pg_database WHERE datname = 'tally'" | grep -q 1; then
         DB=postgres psql_on "$n" -c "CREATE DATABASE tally"
     fi
@@ -122,11 +106,7 @@ CONF
 }
 
 stop_node() {
-    local d
-    d="$(data "$1")"
-    if [ -s "$d/PG_VERSION" ] && as_pg "$PGBIN/pg_ctl" -D "$d" status >/dev/null 2>&1; then
-        as_pg "$PGBIN/pg_ctl" -D "$d" -m "${2:-fast}" -w stop >/dev/null
-    fi
+    node_stop "$(data "$1")" "${2:-fast}"
 }
 
 register() {

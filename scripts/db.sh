@@ -9,26 +9,12 @@ PGPORT="${PGPORT:-54329}"
 PGUSER_OS="${PGUSER_OS:-postgres}"
 LINK="$ROOT/.pgdata"
 
-as_pg() {
-    if [ "$(id -un)" = "$PGUSER_OS" ]; then "$@"; else runuser -u "$PGUSER_OS" -- "$@"; fi
-}
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
 
-# The cluster lives under .pgdata/ when the postgres user can reach the project
-# directory; otherwise (a clone under /root, mode 700) it lives under /var/tmp
-# and .pgdata is a symlink to it.
-resolve_base() {
-    if [ -L "$LINK" ]; then readlink -f "$LINK"; return; fi
-    if [ -d "$LINK" ]; then echo "$LINK"; return; fi
-    if as_pg test -x "$ROOT" 2>/dev/null && as_pg test -r "$ROOT" 2>/dev/null; then
-        mkdir -p "$LINK"; chown "$PGUSER_OS": "$LINK"; echo "$LINK"
-    else
-        local alt
-        alt="/var/tmp/tally-pgdata-$(echo "$ROOT" | md5sum | cut -c1-12)"
-        mkdir -p "$alt"; chown "$PGUSER_OS": "$alt"; ln -sfn "$alt" "$LINK"; echo "$alt"
-    fi
-}
-
-BASE="$(resolve_base)"
+# The cluster lives under .pgdata/, or under /var/tmp behind a .pgdata symlink
+# when the postgres user cannot reach the project directory.
+BASE="$(node_base "$LINK" tally-pgdata)"
 DATA="$BASE/data"
 SOCK="$BASE/run"
 LOG="$BASE/postgres.log"
@@ -36,10 +22,7 @@ LOG="$BASE/postgres.log"
 dsn() { echo "host=$SOCK port=$PGPORT user=postgres dbname=${1:-postgres}"; }
 
 start() {
-    if [ ! -s "$DATA/PG_VERSION" ]; then
-        as_pg mkdir -p "$DATA" "$SOCK"
-        as_pg "$PGBIN/initdb" -D "$DATA" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
-        cat >>"$DATA/postgresql.conf" <<CONF
+    node_init "$DATA" <<CONF
 # tally throwaway cluster
 listen_addresses = '127.0.0.1'
 port = $PGPORT
@@ -55,13 +38,7 @@ log_min_messages = warning
 log_lock_waits = on
 timezone = 'UTC'
 CONF
-        # loopback only, passwordless: a throwaway cluster for tests and demos
-        echo "host all all 127.0.0.1/32 trust" >>"$DATA/pg_hba.conf"
-    fi
-    as_pg mkdir -p "$SOCK"
-    if ! as_pg "$PGBIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1; then
-        as_pg "$PGBIN/pg_ctl" -D "$DATA" -l "$LOG" -w -t 60 start >/dev/null
-    fi
+    node_start "$DATA" "$LOG" "$SOCK"
     # pg_cron's launcher wants its database to exist.
     if ! "$PGBIN/psql" "$(dsn postgres)" -XAtqc "SELECT 1 FROM pg_database WHERE datname = 'tally'" | grep -q 1; then
         "$PGBIN/psql" "$(dsn postgres)" -Xqc "CREATE DATABASE tally" >/dev/null
@@ -70,9 +47,7 @@ CONF
 }
 
 stop() {
-    if [ -s "$DATA/PG_VERSION" ] && as_pg "$PGBIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1; then
-        as_pg "$PGBIN/pg_ctl" -D "$DATA" -m fast -w stop >/dev/null
-    fi
+    node_stop "$DATA"
     echo "tally cluster stopped"
 }
 
