@@ -17,7 +17,20 @@ from psycopg import errors as e
 from psycopg.pq import TransactionStatus
 
 from tally._concurrency import Lock, StateLock, Worker, join, spawn
-from tally.routing import CITUS, MOVED, OFF, SHARDS, Node, PartialBatchError, Routes, Routing, answered, node_conninfo
+from tally.routing import (
+    CITUS,
+    MOVED,
+    OFF,
+    PROBE,
+    SHARDS,
+    Node,
+    PartialBatchError,
+    Routes,
+    Routing,
+    answered,
+    hashtext,
+    node_conninfo,
+)
 
 __all__ = ["Router"]
 
@@ -61,6 +74,8 @@ class Router:
         self._reading = False  # a metadata read under way in the background
         self._reader: Worker | None = None  # the last one started
         self.reads = 0  # metadata reads so far
+        self._out: set[psycopg.Connection] = set()  # connections on a call now
+        self._doomed: set[psycopg.Connection] = set()  # of those, the ones close() found out: closed on return
 
     # -- the metadata --------------------------------------------------------
     def routes(self) -> Routes:
@@ -107,7 +122,8 @@ class Router:
                 gone = [n for n in self._idle if n not in routes.nodes]
                 closing = [c for n in gone for c in self._idle.pop(n)]
         for conn in closing:
-            conn.close()
+            with contextlib.suppress(Exception):
+                conn.close()
         return routes
 
     def expire(self) -> None:
@@ -122,7 +138,7 @@ class Router:
             params["password"] = conn.info.password
         cur = conn.execute(CITUS)
         row = cur.fetchone()
-        if not row or not row[0]:
+        if not row or not row[0] or row[2] != hashtext(PROBE.encode()):
             return OFF, params, conn.prepare_threshold
         cur = conn.execute(SHARDS)
         shards = cur.fetchall()
@@ -133,13 +149,18 @@ class Router:
         with self._state:
             idle = self._idle.get(node)
             if idle:
-                return idle.pop()
+                conn = idle.pop()
+                self._out.add(conn)
+                return conn
             params, prepare = self._params, self._prepare
         conninfo = node_conninfo(params, node, self._config.connect_timeout)
         try:
-            return psycopg.Connection.connect(conninfo, autocommit=True, prepare_threshold=prepare)
+            conn = psycopg.Connection.connect(conninfo, autocommit=True, prepare_threshold=prepare)
         except Exception as exc:
             raise _Unsent(exc) from exc
+        with self._state:
+            self._out.add(conn)
+        return conn
 
     def _checkin(self, node: Node, conn: psycopg.Connection) -> None:
         """Keep ``conn`` for the next call, or close it. A lost connection
@@ -147,11 +168,15 @@ class Router:
         closed too, and the metadata is read again before the next call."""
         closing = [conn]
         with self._state:
+            self._out.discard(conn)
+            doomed = conn in self._doomed  # (out on a call when the router was closed)
+            self._doomed.discard(conn)
             if conn.broken:
                 closing += self._idle.pop(node, [])
                 self._due = 0.0
             elif (
-                not conn.closed
+                not doomed
+                and not conn.closed
                 and conn.info.transaction_status == TransactionStatus.IDLE
                 and node in self._routes.nodes
                 and len(self._idle.get(node, ())) < self._config.max_idle
@@ -189,6 +214,7 @@ class Router:
         if reader is not None:
             join(reader)
         with self._state:
+            self._doomed |= self._out
             closing = [c for conns in self._idle.values() for c in conns]
             self._idle.clear()
         for conn in closing:

@@ -17,7 +17,20 @@ from psycopg import errors as e
 from psycopg.pq import TransactionStatus
 
 from tally._concurrency import ALock, AStateLock, AWorker, ajoin, aspawn
-from tally.routing import CITUS, MOVED, OFF, SHARDS, Node, PartialBatchError, Routes, Routing, answered, node_conninfo
+from tally.routing import (
+    CITUS,
+    MOVED,
+    OFF,
+    PROBE,
+    SHARDS,
+    Node,
+    PartialBatchError,
+    Routes,
+    Routing,
+    answered,
+    hashtext,
+    node_conninfo,
+)
 
 __all__ = ["AsyncRouter"]
 
@@ -61,6 +74,8 @@ class AsyncRouter:
         self._reading = False  # a metadata read under way in the background
         self._reader: AWorker | None = None  # the last one started
         self.reads = 0  # metadata reads so far
+        self._out: set[psycopg.AsyncConnection] = set()  # connections on a call now
+        self._doomed: set[psycopg.AsyncConnection] = set()  # of those, the ones aclose() found out: closed on return
 
     # -- the metadata --------------------------------------------------------
     async def routes(self) -> Routes:
@@ -107,7 +122,8 @@ class AsyncRouter:
                 gone = [n for n in self._idle if n not in routes.nodes]
                 closing = [c for n in gone for c in self._idle.pop(n)]
         for conn in closing:
-            await conn.close()
+            with contextlib.suppress(Exception):
+                await conn.close()
         return routes
 
     def expire(self) -> None:
@@ -122,7 +138,7 @@ class AsyncRouter:
             params["password"] = conn.info.password
         cur = await conn.execute(CITUS)
         row = await cur.fetchone()
-        if not row or not row[0]:
+        if not row or not row[0] or row[2] != hashtext(PROBE.encode()):
             return OFF, params, conn.prepare_threshold
         cur = await conn.execute(SHARDS)
         shards = await cur.fetchall()
@@ -133,13 +149,18 @@ class AsyncRouter:
         with self._state:
             idle = self._idle.get(node)
             if idle:
-                return idle.pop()
+                conn = idle.pop()
+                self._out.add(conn)
+                return conn
             params, prepare = self._params, self._prepare
         conninfo = node_conninfo(params, node, self._config.connect_timeout)
         try:
-            return await psycopg.AsyncConnection.connect(conninfo, autocommit=True, prepare_threshold=prepare)
+            conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True, prepare_threshold=prepare)
         except Exception as exc:
             raise _Unsent(exc) from exc
+        with self._state:
+            self._out.add(conn)
+        return conn
 
     async def _checkin(self, node: Node, conn: psycopg.AsyncConnection) -> None:
         """Keep ``conn`` for the next call, or close it. A lost connection
@@ -147,11 +168,15 @@ class AsyncRouter:
         closed too, and the metadata is read again before the next call."""
         closing = [conn]
         with self._state:
+            self._out.discard(conn)
+            doomed = conn in self._doomed  # (out on a call when the router was closed)
+            self._doomed.discard(conn)
             if conn.broken:
                 closing += self._idle.pop(node, [])
                 self._due = 0.0
             elif (
-                not conn.closed
+                not doomed
+                and not conn.closed
                 and conn.info.transaction_status == TransactionStatus.IDLE
                 and node in self._routes.nodes
                 and len(self._idle.get(node, ())) < self._config.max_idle
@@ -189,6 +214,7 @@ class AsyncRouter:
         if reader is not None:
             await ajoin(reader)
         with self._state:
+            self._doomed |= self._out
             closing = [c for conns in self._idle.values() for c in conns]
             self._idle.clear()
         for conn in closing:

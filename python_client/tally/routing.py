@@ -175,7 +175,13 @@ def hashtext(data: bytes) -> int:
 # -- where each key's shard is -----------------------------------------------------------
 # Whether Citus is there at all (its catalogs cannot be named otherwise), and
 # the server's encoding (the bytes a key is hashed as).
-CITUS = "SELECT to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL, current_setting('server_encoding')"
+# (and the server's hashtext() of PROBE: a server that hashes otherwise than
+# this client, say on another byte order, is not routed to)
+PROBE = "tally routing: hashtext probe, 0123456789"
+CITUS = (
+    "SELECT to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL, current_setting('server_encoding'),"
+    f" hashtext('{PROBE}')"
+)
 # tally.delta's shards, their hash ranges and the primary node of each
 # (one placement each; the first if there were more). No rows: tally is not
 # distributed here. Any role may read these catalogs.

@@ -543,3 +543,23 @@ def test_on_a_plain_install_beside_citus_nothing_is_routed(name: str) -> None:
         assert t.increment_many([name, name], ["k", "j"], [1, 1]) == 2
         assert t.value(name, "k") == 3
         assert not t._router._idle
+
+
+def test_a_server_that_hashes_otherwise_is_not_routed_to(
+    citus_dsn: str, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The map is read only from a server whose hashtext() of a fixed probe
+    is the client's: otherwise (another byte order, say) every key would go
+    to a node without its shard. Here the client's hash is made to differ."""
+    import tally._router as router_module
+
+    with ConnectionPool(citus_dsn, min_size=1, max_size=2) as pool, Tally(pool, routing=Routing()) as t:
+        assert t.refresh_routing() > 0  # the same hash: the nodes are known
+    monkeypatch.setattr(router_module, "hashtext", lambda data: hashtext(data) ^ 1)
+    with psycopg.connect(citus_dsn, autocommit=True) as c:
+        c.execute("SELECT tally.create_counter(%s)", (name,))
+    with ConnectionPool(citus_dsn, min_size=1, max_size=2) as pool, Tally(pool, routing=Routing()) as t:
+        assert t.refresh_routing() == 0
+        t.increment(name, "k", 2)
+        assert t.value(name, "k") == 2
+        assert not t._router._idle
