@@ -419,6 +419,21 @@ def downgrade() -> None:
     ex("DELETE FROM partman.part_config WHERE parent_table LIKE 'tally.%'")
     for template in templates:
         ex(f"DROP TABLE IF EXISTS {template}")
+    if not tally_code.distributed(conn):
+        # Every table first, in one statement, before the catalogs change: an
+        # autovacuum that holds one of them is cancelled by this wait, while
+        # one that met DROP SCHEMA's half-done catalog rows would wait on it
+        # and deadlock it (seen: ANALYZE of a rollup partition).
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class AS c"
+                " JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = 'tally' AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY 1"
+            ).fetchall()
+        ]
+        if tables:
+            ex(f"LOCK TABLE {', '.join(tables)} IN ACCESS EXCLUSIVE MODE")
     ex("DROP SCHEMA tally CASCADE")
     for name, schema in (*EXTENSIONS, ("pg_cron", None)):
         if name in ours:
