@@ -31,7 +31,8 @@ from functools import partial
 
 import psycopg
 import pytest
-from client.sides import AsyncSide, Side, SyncSide, run_threads, wait_for
+from client.sides import Side, run_threads, wait_for
+from client.sides import side as side  # (the fixture)
 from client.test_routing import sample_keys
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool
@@ -127,18 +128,6 @@ class Nodes:
 @pytest.fixture
 def nodes(node_dsns: list[str], cconn: psycopg.Connection) -> Nodes:
     return Nodes(node_dsns, cconn)
-
-
-@pytest.fixture(params=["sync", "async"])
-def side(request: pytest.FixtureRequest):
-    if request.param == "sync":
-        yield SyncSide()
-        return
-    s = AsyncSide()
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 # -- 1. the client's hash is Citus's shard choice ----------------------------------------------

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+import pytest
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from tally import AsyncTally, GroupCommit, Routing, Tally
 
@@ -191,3 +192,17 @@ def counters_locked(dsn: str) -> Iterator[Callable[[int], None]]:
 
         yield wait_blocked
         locker.commit()
+
+
+@pytest.fixture(params=["sync", "async"])
+def side(request: pytest.FixtureRequest) -> Iterator[Side]:
+    """A test run once with the sync client and once with the async one
+    (imported by the suites' conftest or test modules that use it)."""
+    if request.param == "sync":
+        yield SyncSide()
+        return
+    s = AsyncSide()
+    try:
+        yield s
+    finally:
+        s.close()
