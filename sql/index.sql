@@ -41,7 +41,9 @@
 \ir write/tally._counters_vanished.sql
 \ir write/tally._shard_no.sql
 \ir write/tally._shard.sql
+\ir write/tally._claim_bounds.sql
 \ir write/tally._claim_days.sql
+\ir write/tally._no_event_partition.sql
 \ir write/tally._claim_events.sql
 \ir write/tally._claim_event.sql
 \ir write/tally._claim_event.citus.sql

@@ -19,6 +19,11 @@
   single node the plain ones; one fold engine (_fold_upserts,
   _overflowing) for both; _counter is _lookup_counter, _mark_shards
   _mark_citus_shards.
+- Cheaper claims of event ids: tally.event_ids' new partitions span up to
+  7 days (seen_on is a partition's first day), listed in tally.event_days
+  (gains next_day; first_xid is NULL until a partition's first day). The
+  ids kept move into them; a downgrade puts every id back into the daily
+  partition of its partition's last day.
 
 Revision ID: 0006
 Revises: 0005
@@ -72,12 +77,67 @@ def upgrade() -> None:
         )
         """
     )
+    # (one subcommand per statement: Citus refuses more on a reference table)
+    ex("ALTER TABLE tally.event_days ADD COLUMN next_day date")
+    ex("ALTER TABLE tally.event_days ALTER COLUMN first_xid DROP NOT NULL")
+    ex("UPDATE tally.event_days SET next_day = day + 1")
+    ex("ALTER TABLE tally.event_days ALTER COLUMN next_day SET NOT NULL")
+    ex("ALTER TABLE tally.event_days ADD CONSTRAINT event_days_next_day_check CHECK (next_day > day)")
+    ex(f"COMMENT ON TABLE tally.event_ids IS '{EVENT_IDS_COMMENT}'")
     _recreate("0005", None)
+    _relayout_event_ids(by_day=False)
+
+
+EVENT_IDS_COMMENT = "tally: event ids applied within the idempotency window, by partition (up to 7 days)"
+
+
+def _relayout_event_ids(by_day: bool) -> None:
+    """tally.event_ids laid out again with the ids it holds: in partitions
+    of up to 7 days (this revision; each id in the partition of its day) or
+    in revision 0005's daily partitions (each id in the one of its
+    partition's last day up to today: kept at least as long as before).
+    tally._event_partitions(), of the revision in place, makes the new
+    partitions. tally.event_days has the columns of that revision already,
+    up to next_day, which a downgrade drops here once it is read."""
+    ex = tally_code.execute
+    last_day = "least(e.next_day - 1, (now() AT TIME ZONE 'UTC')::date)" if by_day else "x.seen_on"
+    ex(
+        "CREATE TEMP TABLE tally_event_ids_moved AS"
+        f" SELECT x.counter_id, x.event_id, {last_day} AS seen_on, x.key"
+        " FROM tally.event_ids AS x LEFT JOIN tally.event_days AS e ON e.day = x.seen_on"
+    )
+    ex(
+        "DO $$DECLARE r record; BEGIN"
+        " FOR r IN SELECT i.inhrelid::regclass AS rel FROM pg_catalog.pg_inherits AS i"
+        " WHERE i.inhparent = 'tally.event_ids'::regclass LOOP EXECUTE format('DROP TABLE %s', r.rel); END LOOP;"
+        " END$$"
+    )
+    ex("DELETE FROM tally.event_days")
+    if by_day:
+        ex("ALTER TABLE tally.event_days DROP CONSTRAINT event_days_next_day_check")
+        ex("ALTER TABLE tally.event_days DROP COLUMN next_day")
+        ex("COMMENT ON TABLE tally.event_ids IS 'tally: event ids applied within the idempotency window, by day'")
+    ex("SELECT * FROM tally._event_partitions()")
+    if by_day:
+        first_day = "m.seen_on"
+    else:
+        first_day = "coalesce((SELECT max(e.day) FROM tally.event_days AS e WHERE e.day <= m.seen_on), m.seen_on)"
+    ex(
+        "INSERT INTO tally.event_ids (counter_id, event_id, seen_on, key)"
+        f" SELECT m.counter_id, m.event_id, {first_day}, m.key FROM tally_event_ids_moved AS m"
+        " WHERE m.seen_on >= (SELECT min(e.day) FROM tally.event_days AS e)"
+        " ORDER BY 1, 2, 3 ON CONFLICT DO NOTHING"
+    )
+    ex("DROP TABLE tally_event_ids_moved")
+    ex("GRANT SELECT ON ALL TABLES IN SCHEMA tally TO tally_admin")  # as grants.sql, on the new partitions
+    if by_day:
+        ex("ALTER TABLE tally.event_days ALTER COLUMN first_xid SET NOT NULL")
 
 
 def downgrade() -> None:
     ex = tally_code.execute
     _recreate(None, "0005")
+    _relayout_event_ids(by_day=True)
     ex("DROP TABLE tally.quarantine_releases")
     ex("DROP INDEX tally.quarantine_counter_id_key_idx")
     ex(

@@ -250,20 +250,21 @@ SELECT is((SELECT status FROM h WHERE "check" = 'folds'), 'critical',
 SELECT tally._record_fold(now(), 0, 1, 'ok', NULL, 'maintenance');
 SELECT is((SELECT status FROM h WHERE "check" = 'maintenance'), 'ok', 'maintenance: a later clean run is ok');
 DO $$ BEGIN
-    EXECUTE format('DROP TABLE tally.%I', 'event_ids_p' || to_char((now() AT TIME ZONE 'UTC')::date + 1, 'YYYYMMDD'));
+    EXECUTE format('DROP TABLE tally.%I', 'event_ids_p' || to_char((now() AT TIME ZONE 'UTC')::date, 'YYYYMMDD'));
 END $$;
 SELECT results_eq(
     $$SELECT status, reason FROM h WHERE "check" = 'maintenance'$$,
-    $$SELECT 'critical'::text, format('the event-id partition of %s is missing: increments with an event id fail; '
-                                       'run tally.maintain()', (now() AT TIME ZONE 'UTC')::date + 1)$$,
-    'maintenance: tomorrow''s event-id partition missing is critical'
+    $$SELECT 'critical'::text, format('the event-id partition of %s and %s is missing: increments with an event id '
+                                       'fail; run tally.maintain()', (now() AT TIME ZONE 'UTC')::date,
+                                       (now() AT TIME ZONE 'UTC')::date + 1)$$,
+    'maintenance: the event-id partition of today and tomorrow missing is critical'
 );
 -- Overdue: a compactor steps (the last flip under 10 minutes ago) but no
 -- maintenance for 2 hours past the last one (or the install).
 DO $$ BEGIN
     EXECUTE format('CREATE TABLE tally.%I PARTITION OF tally.event_ids FOR VALUES FROM (%L) TO (%L)',
-                   'event_ids_p' || to_char((now() AT TIME ZONE 'UTC')::date + 1, 'YYYYMMDD'),
-                   (now() AT TIME ZONE 'UTC')::date + 1, (now() AT TIME ZONE 'UTC')::date + 2);
+                   'event_ids_p' || to_char((now() AT TIME ZONE 'UTC')::date, 'YYYYMMDD'),
+                   (now() AT TIME ZONE 'UTC')::date, (now() AT TIME ZONE 'UTC')::date + 7);
 END $$;
 SELECT results_eq(
     $$SELECT status, reason FROM h WHERE "check" = 'maintenance'$$,

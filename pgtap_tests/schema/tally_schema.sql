@@ -7,7 +7,7 @@
 -- views, the known functions, and the pinned search_path of every SECURITY
 -- DEFINER function.
 BEGIN;
-SELECT plan(180);
+SELECT plan(181);
 
 SELECT has_schema('tally', 'schema tally exists');
 
@@ -263,16 +263,24 @@ SELECT columns_are(
 );
 SELECT col_is_pk(
     'tally', 'event_ids', ARRAY['counter_id', 'event_id', 'seen_on'],
-    'tally.event_ids: one row per counter, event id and day'
+    'tally.event_ids: one row per counter, event id and partition'
 );
 SELECT is(
     (SELECT pg_catalog.pg_get_partkeydef('tally.event_ids'::regclass)), 'RANGE (seen_on)',
-    'tally.event_ids is partitioned by day (old days are dropped whole)'
+    'tally.event_ids is partitioned by days (old partitions are dropped whole)'
 );
-SELECT is(
-    (SELECT count(*) FROM pg_catalog.pg_inherits AS i WHERE i.inhparent = 'tally.event_ids'::regclass),
-    11::bigint,
-    'tally.event_ids has a partition for each day of the 7-day window, today and 3 days ahead'
+SELECT results_eq(
+    $$SELECT pg_catalog.pg_get_expr(c.relpartbound, c.oid) COLLATE "C" FROM pg_catalog.pg_inherits AS i
+      JOIN pg_catalog.pg_class AS c ON c.oid = i.inhrelid
+      WHERE i.inhparent = 'tally.event_ids'::regclass ORDER BY c.relname$$,
+    $$SELECT format('FOR VALUES FROM (%L) TO (%L)', d, d + 7) COLLATE "C"
+      FROM unnest(ARRAY[(now() AT TIME ZONE 'UTC')::date - 7, (now() AT TIME ZONE 'UTC')::date]) AS d$$,
+    'on a new install tally.event_ids has two 7-day partitions: the 7-day window, and today on'
+);
+SELECT results_eq(
+    'SELECT day, next_day FROM tally.event_days ORDER BY day',
+    $$SELECT d, d + 7 FROM unnest(ARRAY[(now() AT TIME ZONE 'UTC')::date - 7, (now() AT TIME ZONE 'UTC')::date]) AS d$$,
+    'and tally.event_days lists them'
 );
 SELECT columns_are(
     'tally', 'fold_stats', ARRAY['singleton', 'retried_deadlocks', 'retried_other', 'abandoned'],

@@ -3,7 +3,7 @@
 -- within the window (tally.set_event_window, default 7 days); a replay
 -- returns false (or is left out of a batch's count) and changes nothing.
 BEGIN;
-SELECT plan(40);
+SELECT plan(47);
 
 SELECT tally.create_counter('ev_fast');
 SELECT tally.create_counter('ev_durable', '{day}', true);
@@ -32,63 +32,86 @@ SELECT results_eq(
     'without one to an unlogged shard'
 );
 
--- The window
+-- The window. A new install has two 7-day partitions: [T - 7, T) and
+-- [T, T + 7), T today; an id's row has the first day of its partition.
 SELECT is((SELECT event_window_days FROM tally.settings), 7, 'the window is 7 days by default');
--- Day 8 is past the window; its partition exists until maintain() drops it.
+-- A partition wholly past the window ([T - 14, T - 7)) exists until
+-- maintain() drops it.
 SELECT format('CREATE TABLE tally.event_ids_p%s PARTITION OF tally.event_ids FOR VALUES FROM (%L) TO (%L)',
-              to_char(d, 'YYYYMMDD'), d, d + 1)
-FROM (SELECT (now() AT TIME ZONE 'UTC')::date - 8 AS d) AS x \gexec
+              to_char(d, 'YYYYMMDD'), d, d + 7)
+FROM (SELECT (now() AT TIME ZONE 'UTC')::date - 14 AS d) AS x \gexec
 INSERT INTO tally.event_ids (counter_id, event_id, seen_on)
 SELECT c.id, x.e, (now() AT TIME ZONE 'UTC')::date - x.age
-FROM tally.counters AS c, (VALUES ('old-7', 7), ('old-8', 8), ('old-1', 1)) AS x (e, age)
+FROM tally.counters AS c, (VALUES ('old-1', 7), ('old-7', 7), ('old-8', 14)) AS x (e, age)
 WHERE c.name = 'ev_fast';
 SELECT is(tally.increment_counter('ev_fast', 'w', 1, now(), 'old-1'), false, 'an id applied yesterday is a replay');
 SELECT is(tally.increment_counter('ev_fast', 'w', 1, now(), 'old-7'), false,
           'an id applied 7 days ago is still within the window');
-SELECT is(tally.increment_counter('ev_fast', 'w', 1, now(), 'old-8'), true, 'an id applied 8 days ago is applied again');
+SELECT is(tally.increment_counter('ev_fast', 'w', 1, now(), 'old-8'), true,
+          'an id in a partition wholly past the window is applied again');
 SELECT lives_ok($$SELECT tally.set_event_window(10)$$, 'set_event_window(10)');
 INSERT INTO tally.event_ids (counter_id, event_id, seen_on)
-SELECT c.id, 'old-9', (now() AT TIME ZONE 'UTC')::date - 9 FROM tally.counters AS c WHERE c.name = 'ev_fast';
+SELECT c.id, 'old-9', (now() AT TIME ZONE 'UTC')::date - 14 FROM tally.counters AS c WHERE c.name = 'ev_fast';
 SELECT is(tally.increment_counter('ev_fast', 'w', 1, now(), 'old-9'), false,
-          'with a 10-day window an id applied 9 days ago is a replay');
-SELECT is(
-    (SELECT min(to_date(right(c.relname, 8), 'YYYYMMDD')) FROM pg_catalog.pg_inherits AS i
-     JOIN pg_catalog.pg_class AS c ON c.oid = i.inhrelid WHERE i.inhparent = 'tally.event_ids'::regclass),
-    (now() AT TIME ZONE 'UTC')::date - 10,
-    'lengthening the window creates the partitions back to its start'
+          'with a 10-day window an id of the partition that reaches 9 days back is a replay');
+SELECT results_eq(
+    'SELECT day, next_day FROM tally.event_days ORDER BY day',
+    $$SELECT d, d + 7 FROM unnest(ARRAY[(now() AT TIME ZONE 'UTC')::date - 14, (now() AT TIME ZONE 'UTC')::date - 7,
+                                      (now() AT TIME ZONE 'UTC')::date]) AS d$$,
+    'lengthening the window keeps (and lists) the partition that reaches into it'
 );
+SELECT lives_ok($$SELECT tally.set_event_window(7)$$, 'set_event_window(7)');
+SELECT is((SELECT min(day) FROM tally.event_days), (now() AT TIME ZONE 'UTC')::date - 7,
+          'shortening it again drops that partition');
 SELECT throws_ok($$SELECT tally.set_event_window(0)$$, '22023',
                  'tally.set_event_window: window of 0 days is out of range', 'a window of 0 days is refused');
 SELECT throws_ok($$SELECT tally.set_event_window(NULL)$$, '22023',
                  'tally.set_event_window: window of NULL days is out of range', 'a NULL window is refused');
 
--- The days a claim is written to (tally._claim_days): normally only today;
--- also yesterday while a transaction that may predate today's boundary runs.
+-- The partitions a claim is written to (tally._claim_days): normally only
+-- today's; also the one before while a transaction that may predate
+-- today's partition's boundary runs, or while that boundary is not noted.
 SELECT results_eq('SELECT * FROM tally._claim_days()', $$VALUES ((now() AT TIME ZONE 'UTC')::date)$$,
                   'a claim is normally written to today''s partition only');
 UPDATE tally.event_days SET first_xid = (pg_snapshot_xmax(pg_current_snapshot())::text::bigint + 1000)::text::xid8
-WHERE day = (now() AT TIME ZONE 'UTC')::date - 3;
+WHERE day = (now() AT TIME ZONE 'UTC')::date;
 SELECT set_eq(
     'SELECT * FROM tally._claim_days()',
-    $$VALUES ((now() AT TIME ZONE 'UTC')::date), ((now() AT TIME ZONE 'UTC')::date - 4)$$,
-    'while a transaction older than a day''s boundary may run, also to the day before that boundary'
+    $$VALUES ((now() AT TIME ZONE 'UTC')::date), ((now() AT TIME ZONE 'UTC')::date - 7)$$,
+    'while a transaction older than a partition''s boundary may run, also to the partition before it'
 );
-DELETE FROM tally.event_days WHERE day = (now() AT TIME ZONE 'UTC')::date;
+UPDATE tally.event_days SET first_xid = NULL WHERE day = (now() AT TIME ZONE 'UTC')::date;
 SELECT set_eq(
     'SELECT * FROM tally._claim_days()',
-    $$VALUES ((now() AT TIME ZONE 'UTC')::date), ((now() AT TIME ZONE 'UTC')::date - 1),
-             ((now() AT TIME ZONE 'UTC')::date - 4)$$,
-    'and to yesterday while today''s boundary is not known yet'
+    $$VALUES ((now() AT TIME ZONE 'UTC')::date), ((now() AT TIME ZONE 'UTC')::date - 7)$$,
+    'and while that boundary is not noted yet'
 );
-SELECT is(tally.increment_counter('ev_fast', 'd', 1, now(), 'd-1'), true, 'a claim over three days is applied');
+SELECT is(tally.increment_counter('ev_fast', 'd', 1, now(), 'd-1'), true, 'a claim over two partitions is applied');
 SELECT is(
-    (SELECT count(*) FROM tally.event_ids WHERE event_id = 'd-1'), 3::bigint, 'with one row in each of the three days'
+    (SELECT count(*) FROM tally.event_ids WHERE event_id = 'd-1'), 2::bigint, 'with one row in each of the two'
 );
 SELECT is(tally.increment_counter('ev_fast', 'd', 1, now(), 'd-1'), false, 'and is a replay afterwards');
-SELECT lives_ok('SELECT tally._event_partitions()', 'the next maintenance notes today''s boundary again');
-UPDATE tally.event_days SET first_xid = '1'::xid8 WHERE day = (now() AT TIME ZONE 'UTC')::date - 3;
+SELECT lives_ok('SELECT tally._event_partitions()', 'the next maintenance notes the boundary');
+UPDATE tally.event_days SET first_xid = '1'::xid8 WHERE day = (now() AT TIME ZONE 'UTC')::date;
 SELECT results_eq('SELECT * FROM tally._claim_days()', $$VALUES ((now() AT TIME ZONE 'UTC')::date)$$,
-                  'then, with no old transaction running, only today again');
+                  'then, with no old transaction running, only today''s again');
+-- Found by lookup in the partition before: no row written anywhere.
+INSERT INTO tally.event_ids (counter_id, event_id, seen_on)
+SELECT c.id, 'prev-1', (now() AT TIME ZONE 'UTC')::date - 7 FROM tally.counters AS c WHERE c.name = 'ev_fast';
+SELECT is(tally.increment_counter('ev_fast', 'd', 1, now(), 'prev-1'), false,
+          'an id of the partition before is found by lookup');
+SELECT is((SELECT count(*) FROM tally.event_ids WHERE event_id = 'prev-1'), 1::bigint, 'and claimed nowhere else');
+-- No partition on or before today: a clear error, nothing applied.
+SELECT tally.counter_value('ev_fast', 'none') AS none_before \gset
+UPDATE tally.event_days SET day = day + 30, next_day = next_day + 30;
+SELECT throws_ok($$SELECT tally.increment_counter('ev_fast', 'none', 1, now(), 'none-1')$$, '55000',
+                 'tally.increment_counter: the idempotency store has no partition for today',
+                 'with no partition for today a claim refuses with a clear error');
+SELECT throws_ok($$SELECT tally.increment_counters('{ev_fast}', '{none}', '{1}', NULL, '{none-2}')$$, '55000',
+                 'tally.increment_counters: the idempotency store has no partition for today',
+                 'and so does a batch');
+UPDATE tally.event_days SET day = day - 30, next_day = next_day - 30;
+SELECT is(tally.counter_value('ev_fast', 'none'), :'none_before'::bigint, 'and nothing was applied');
 
 -- Batches
 SELECT is(

@@ -59,11 +59,12 @@ maint AS (
             SELECT array_agg(d.day ORDER BY d.day)
             FROM (VALUES ((now() AT TIME ZONE 'UTC')::date), ((now() AT TIME ZONE 'UTC')::date + 1)) AS d (day)
             WHERE NOT EXISTS (
-                SELECT FROM pg_catalog.pg_inherits AS i
-                INNER JOIN pg_catalog.pg_class AS c ON i.inhrelid = c.oid
+                SELECT FROM tally.event_days AS e
+                INNER JOIN pg_catalog.pg_class AS c ON c.relname = 'event_ids_p' || to_char(e.day, 'YYYYMMDD')
+                INNER JOIN pg_catalog.pg_inherits AS i ON c.oid = i.inhrelid
                 WHERE
                     i.inhparent = 'tally.event_ids'::regclass
-                    AND c.relname = 'event_ids_p' || to_char(d.day, 'YYYYMMDD')
+                    AND e.day <= d.day AND e.next_day > d.day
             )
         ) AS missing_days
 ),

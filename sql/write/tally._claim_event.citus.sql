@@ -15,39 +15,42 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    v_days date[];
+    v_from date;
     v_day date;
-    v_days integer := 0;
+    v_parts integer := 0;
     v_claimed integer := 0;
     v_n integer;
 BEGIN
+    SELECT b.days, b.window_from INTO v_days, v_from FROM tally._claim_bounds() AS b;
+    IF cardinality(v_days) = 0 THEN
+        PERFORM tally._no_event_partition('tally.increment_counter');
+    END IF;
     IF EXISTS (
         SELECT 1 FROM tally.event_ids AS x
         WHERE x.key = p_key AND x.counter_id = p_counter_id AND x.event_id = p_event_id
-          AND x.seen_on >= (now() AT TIME ZONE 'UTC')::date
-                           - (SELECT s.event_window_days FROM tally.settings AS s)
+          AND x.seen_on >= v_from AND x.seen_on <= v_days[cardinality(v_days)]
     ) THEN
         RETURN false;
     END IF;
-    -- Every day of the window (tally._claim_days, whose evidence of the
-    -- transactions still running is the coordinator's, would name fewer):
-    -- whichever day a concurrent or later claim of the id lands on, it
-    -- meets this one.
+    -- Every partition of the window (tally._claim_days, whose evidence of
+    -- the transactions still running is the coordinator's, would name
+    -- fewer): whichever partition a concurrent or later claim of the id
+    -- lands in, it meets this one. Partitions span up to 7 days, so that is
+    -- one or two rows.
     FOR v_day IN
-        SELECT g.d::date
-        FROM generate_series(
-            ((now() AT TIME ZONE 'UTC')::date - (SELECT s.event_window_days FROM tally.settings AS s))::timestamp,
-            (statement_timestamp() AT TIME ZONE 'UTC')::date::timestamp,
-            interval '1 day'
-        ) AS g (d)
+        SELECT e.day FROM tally.event_days AS e
+        WHERE e.day >= v_from AND e.day <= v_days[cardinality(v_days)]
+        ORDER BY e.day
     LOOP
         INSERT INTO tally.event_ids (counter_id, key, event_id, seen_on)
         VALUES (p_counter_id, p_key, p_event_id, v_day)
         ON CONFLICT DO NOTHING;
         GET DIAGNOSTICS v_n = ROW_COUNT;
         v_claimed := v_claimed + v_n;
-        v_days := v_days + 1;
+        v_parts := v_parts + 1;
     END LOOP;
-    RETURN v_claimed = v_days;
+    RETURN v_claimed = v_parts;
 END;
 $$;
 

@@ -3,16 +3,18 @@
 -- a pair already applied (or claimed by a transaction that commits first)
 -- is not returned, and its increment must be left out.
 --
--- A pair applied and committed anywhere in the window is found by lookup.
--- Otherwise the pair is claimed by rows in the partitions of
--- tally._claim_days() (the UTC day the transaction began, the day of this
--- statement, and the day before every day boundary that a still-running
--- transaction may predate), all in one INSERT ... ON CONFLICT DO NOTHING
--- sorted by (counter, event id, day). Two transactions that carry the same
--- pair always share at least one of those days, so the second waits for
--- the first and then sees its row (or takes over if it rolled back); the
--- pair is claimed only if every one of its rows went in. Sorted insertion
--- means two batches sharing ids cannot deadlock.
+-- The pair is claimed by rows in the partitions tally._claim_days() names
+-- (the one of the UTC day the transaction began, the one of this
+-- statement's day, and the one before every partition boundary that a
+-- still-running transaction may predate), all in one INSERT ... ON CONFLICT
+-- DO NOTHING sorted by (counter, event id, partition). Two transactions
+-- that carry the same pair always share at least one of those partitions,
+-- so the second waits for the first and then sees its row (or takes over if
+-- it rolled back); the pair is claimed only if every one of its rows went
+-- in. A pair applied and committed in an older partition of the window is
+-- found by lookup: partitions span up to 7 days, so that is one or two
+-- index probes. Sorted insertion means two batches sharing ids cannot
+-- deadlock.
 -- Not SECURITY DEFINER: only tally's own definer functions call it.
 -- PL/pgSQL so that its plan is cached for the session.
 CREATE OR REPLACE FUNCTION tally._claim_events(p_counter_ids integer[], p_event_ids text[])
@@ -24,7 +26,14 @@ VOLATILE
 SET plan_cache_mode = force_generic_plan
 SET jit = off
 AS $$
+DECLARE
+    v_days date[];
+    v_from date;
 BEGIN
+    SELECT b.days, b.window_from INTO v_days, v_from FROM tally._claim_bounds() AS b;
+    IF cardinality(v_days) = 0 THEN
+        PERFORM tally._no_event_partition('tally.increment_counters');
+    END IF;
     RETURN QUERY
     WITH wanted AS (
         SELECT DISTINCT
@@ -33,8 +42,10 @@ BEGIN
         FROM unnest(p_counter_ids, p_event_ids) AS u (c, e)
     ),
 
-    -- Each wanted id looked up on its own (LATERAL: index probes, one per
-    -- day of the window), never a join that reads every id of the window:
+    -- Each wanted id looked up on its own (LATERAL: an index probe in each
+    -- partition from the window's start up to the last claimed one, whose
+    -- own conflicts the INSERT meets; pruned as the plan starts), never a
+    -- join that reads every id of the window:
     -- this plan is generic and made once per session, often while the
     -- day's partition is new and its size unknown, and a hash anti join
     -- chosen then would read the whole window for every claim.
@@ -48,15 +59,10 @@ BEGIN
             FROM tally.event_ids AS x
             WHERE
                 x.counter_id = w.c AND x.event_id = w.e
-                AND x.seen_on >= (now() AT TIME ZONE 'UTC')::date
-                - (SELECT s.event_window_days FROM tally.settings AS s)
+                AND x.seen_on >= v_from AND x.seen_on < v_days[cardinality(v_days)]
             LIMIT 1
         ) AS seen ON TRUE
         WHERE seen.hit IS NULL
-    ),
-
-    days AS MATERIALIZED (
-        SELECT d.d FROM tally._claim_days() AS d (d)
     ),
 
     claimed AS (
@@ -65,7 +71,7 @@ BEGIN
             n.c,
             n.e,
             d.d AS seen_on
-        FROM unseen AS n CROSS JOIN days AS d
+        FROM unseen AS n CROSS JOIN unnest(v_days) AS d (d)
         ORDER BY n.c, n.e, d.d
         ON CONFLICT DO NOTHING
         RETURNING event_ids.counter_id, event_ids.event_id
@@ -76,7 +82,7 @@ BEGIN
         k.event_id
     FROM claimed AS k
     GROUP BY k.counter_id, k.event_id
-    HAVING count(*) = (SELECT count(*) FROM days);
+    HAVING count(*) = cardinality(v_days);
 END;
 $$;
 

@@ -5,20 +5,26 @@
 -- dropped and made again is the new one), claim the event id first
 -- (tally._claim_event: false for a replay), and append the delta, to a
 -- logged shard when it carries an event id, so the two survive or vanish
--- together in a crash.
+-- together in a crash. The rules are checked in full only when a quick
+-- test of them fails (an increment with a valid event id comes here on
+-- every call). Not SECURITY DEFINER and no search_path of its own: only
+-- tally.increment_counter, which pins both, calls it.
 CREATE OR REPLACE FUNCTION tally._increment_checked(
     p_counter text, p_key text, p_delta bigint, p_at timestamptz, p_event_id text
 )
 RETURNS boolean
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     c_fn constant text := 'tally.increment_counter';
     v_id integer;
     v_durable boolean;
 BEGIN
-    PERFORM tally._check_increment(c_fn, NULL, p_counter, p_key, p_delta, p_at, p_event_id IS NOT NULL, p_event_id);
+    IF NOT (p_event_id IS NOT NULL AND tally._valid_key(p_key) AND p_delta IS NOT NULL AND tally._valid_at(p_at)
+            AND tally._valid_event_id(p_event_id)) THEN
+        PERFORM tally._check_increment(c_fn, NULL, p_counter, p_key, p_delta, p_at, p_event_id IS NOT NULL,
+                                       p_event_id);
+    END IF;
     SELECT c.id, c.durable INTO v_id, v_durable FROM tally.counters AS c WHERE c.name = p_counter;
     IF NOT FOUND THEN
         SELECT c.id, c.durable INTO v_id, v_durable FROM tally._lookup_counter(c_fn, p_counter) AS c;

@@ -21,6 +21,7 @@ at every granularity, every poison delta is either folded or in quarantine
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing as mp
 import os
 import random
@@ -208,10 +209,15 @@ def test_soak_the_compactor_never_stops(dsn: str, conn: psycopg.Connection) -> N
         "crash": "ok",
         "quarantine": "warn",
     }
-    # the window changes took: the partitions of the last window, today and three days ahead
+    # the window changes took: contiguous partitions, none wholly past the
+    # last window, the last holding the day three days ahead, all listed
     assert [s for s, _ in conn.execute("SELECT * FROM tally.maintain()").fetchall() if s == "failed"] == []
-    days = conn.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = 'tally.event_ids'::regclass").fetchone()[0]
-    assert days == window + 4
+    today = conn.execute("SELECT (now() AT TIME ZONE 'UTC')::date").fetchone()[0]
+    layout = conn.execute("SELECT day, next_day FROM tally.event_days ORDER BY day").fetchall()
+    assert layout and all(a[1] == b[0] for a, b in itertools.pairwise(layout)), layout
+    assert layout[0][1] > today - timedelta(days=window) and layout[-1][1] > today + timedelta(days=3), layout
+    parts = conn.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = 'tally.event_ids'::regclass").fetchone()
+    assert parts[0] == len(layout)
     stats = conn.execute("SELECT retried_deadlocks, abandoned FROM tally.fold_stats").fetchone()
     assert stats == (0, 0)
     assert workers.deadlocks(conn) == deadlocks_before

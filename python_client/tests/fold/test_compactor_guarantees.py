@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 import pytest
@@ -327,41 +327,44 @@ def event_partitions(conn: psycopg.Connection) -> list[str]:
 def test_maintain_drops_event_id_partitions_past_the_window_and_keeps_the_rest(
     dsn: str, conn: psycopg.Connection
 ) -> None:
-    """With a 7-day window, the partitions of days 8, 9 and 20 days ago (left
-    from before: the window was longer, or the days passed) are dropped by
-    maintain(), the window's own 7 days back to 3 ahead are kept, and an id
-    claimed 7 days ago is still a replay; one claimed 8 days ago is not
-    remembered any more."""
+    """With a 7-day window a new install has the partitions [T-7, T) and
+    [T, T+7). Partitions left from before (the window was longer, or the days
+    passed) that end on or before T-7 are dropped by maintain(); one that
+    reaches into the window is kept; an id of the oldest partition kept is
+    still a replay, one of a dropped partition is not remembered any more."""
     conn.execute("SELECT tally.create_counter('ev', p_durable => true)")
     cid = conn.execute("SELECT id FROM tally.counters WHERE name = 'ev'").fetchone()[0]
     conn.execute("SELECT tally.set_event_window(7)")
     today = conn.execute("SELECT (now() AT TIME ZONE 'UTC')::date").fetchone()[0]
 
-    def name(days_ago: int) -> str:
-        return f"event_ids_p{today - timedelta(days=days_ago):%Y%m%d}"
+    def day(days_ago: int) -> date:
+        return today - timedelta(days=days_ago)
 
-    window = [name(d) for d in range(7, -4, -1)]
-    assert event_partitions(conn) == sorted(window)
-    for days_ago in (8, 9, 20):
-        day = today - timedelta(days=days_ago)
+    def name(days_ago: int) -> str:
+        return f"event_ids_p{day(days_ago):%Y%m%d}"
+
+    layout = [name(7), name(0)]
+    assert event_partitions(conn) == layout
+    for first, last in ((20, 9), (9, 8), (8, 7)):  # 11, 1 and 1 days: all wholly past the window
         conn.execute(
-            f"CREATE TABLE tally.{name(days_ago)} PARTITION OF tally.event_ids"
-            f" FOR VALUES FROM ('{day}') TO ('{day + timedelta(days=1)}')"
+            f"CREATE TABLE tally.{name(first)} PARTITION OF tally.event_ids"
+            f" FOR VALUES FROM ('{day(first)}') TO ('{day(last)}')"
         )
     for days_ago, event in ((7, "seven"), (8, "eight")):
         conn.execute(
             "INSERT INTO tally.event_ids (counter_id, event_id, seen_on) VALUES (%s, %s, %s)",
-            (cid, event, today - timedelta(days=days_ago)),
+            (cid, event, day(days_ago)),
         )
     assert conn.execute("SELECT tally.increment_counter('ev', 'k', 1, now(), 'today')").fetchone()[0] is True
 
     steps = conn.execute("SELECT step, detail FROM tally.maintain()").fetchall()
-    assert (
-        "event_ids",
-        f"window from {today - timedelta(days=7)}: 0 partitions created, 3 dropped",
-    ) in steps, steps
-    assert event_partitions(conn) == sorted(window)
-    # inside the window: replays; the day past it is forgotten
+    assert ("event_ids", f"window from {day(7)}: 0 partitions created, 3 dropped") in steps, steps
+    assert event_partitions(conn) == layout
+    assert conn.execute("SELECT day, next_day FROM tally.event_days ORDER BY day").fetchall() == [
+        (day(7), day(0)),
+        (day(0), day(-7)),
+    ]
+    # inside the window: replays; the partition past it is forgotten
     assert conn.execute("SELECT tally.increment_counter('ev', 'k', 1, now(), 'today')").fetchone()[0] is False
     assert conn.execute("SELECT tally.increment_counter('ev', 'k', 1, now(), 'seven')").fetchone()[0] is False
     assert conn.execute("SELECT tally.increment_counter('ev', 'k', 1, now(), 'eight')").fetchone()[0] is True
@@ -369,7 +372,38 @@ def test_maintain_drops_event_id_partitions_past_the_window_and_keeps_the_rest(
     assert value(conn, "ev", "k") == 2
     # a second run has nothing to do
     steps = conn.execute("SELECT step, detail FROM tally.maintain()").fetchall()
-    assert ("event_ids", f"window from {today - timedelta(days=7)}: 0 partitions created, 0 dropped") in steps
+    assert ("event_ids", f"window from {day(7)}: 0 partitions created, 0 dropped") in steps
+
+
+def test_event_id_partitions_follow_the_window(dsn: str, conn: psycopg.Connection) -> None:
+    """A new partition starts where the last one ends and spans the window,
+    up to 7 days; maintenance keeps one holding the day three days ahead,
+    keeps a partition that reaches into the window, and makes again one
+    dropped by hand that it still lists."""
+    conn.execute("SELECT tally.create_counter('evw', p_durable => true)")
+    today = conn.execute("SELECT (now() AT TIME ZONE 'UTC')::date").fetchone()[0]
+
+    def d(n: int) -> date:
+        return today + timedelta(days=n)
+
+    def layout() -> list[tuple[date, date]]:
+        return conn.execute("SELECT day, next_day FROM tally.event_days ORDER BY day").fetchall()
+
+    conn.execute("SELECT tally.set_event_window(2)")
+    assert layout() == [(d(-7), d(0)), (d(0), d(7))]  # [T-7, T) reaches into [T-2, T]
+    conn.execute(f"DROP TABLE tally.event_ids_p{today:%Y%m%d}")
+    conn.execute("DELETE FROM tally.event_days WHERE day = %s", (today,))
+    steps = dict(conn.execute("SELECT step, detail FROM tally.maintain()").fetchall())
+    assert steps["event_ids"] == f"window from {d(-2)}: 2 partitions created, 0 dropped", steps
+    assert layout() == [(d(-7), d(0)), (d(0), d(2)), (d(2), d(4))]
+    conn.execute(f"DROP TABLE tally.event_ids_p{d(2):%Y%m%d}")  # still listed
+    steps = dict(conn.execute("SELECT step, detail FROM tally.maintain()").fetchall())
+    assert steps["event_ids"] == f"window from {d(-2)}: 1 partitions created, 0 dropped", steps
+    assert layout() == [(d(-7), d(0)), (d(0), d(2)), (d(2), d(4))]
+    assert conn.execute("SELECT tally.increment_counter('evw', 'k', 1, now(), 'w-1')").fetchone()[0] is True
+    assert conn.execute("SELECT tally.increment_counter('evw', 'k', 1, now(), 'w-1')").fetchone()[0] is False
+    assert conn.execute("SELECT seen_on FROM tally.event_ids WHERE event_id = 'w-1'").fetchall() == [(today,)]
+    conn.execute("SELECT tally.set_event_window(7)")
 
 
 def test_a_cancel_stops_the_compactor_at_once_recorded_as_retried(dsn: str, conn: psycopg.Connection) -> None:
@@ -460,10 +494,13 @@ def test_maintenance_and_the_compactor_survive_any_plan_of_their_catalog_queries
     conn.execute("CALL tally.compact_loop(0.2, 0.1)")
     steps = conn.execute("SELECT step, detail FROM tally.maintain()").fetchall()
     assert [s for s, _ in steps if s == "failed"] == []
-    # shrinking the window drops exactly the days that fell out of it
+    # shrinking the window drops exactly the partitions that fell out of it
     conn.execute("SELECT tally.set_event_window(7)")
-    days = conn.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = 'tally.event_ids'::regclass").fetchone()[0]
-    assert days == 7 + 1 + 3  # the window, today, three days ahead
+    window_from = conn.execute("SELECT (now() AT TIME ZONE 'UTC')::date - 7").fetchone()[0]
+    ends = [r[0] for r in conn.execute("SELECT next_day FROM tally.event_days ORDER BY day")]
+    assert ends and min(ends) > window_from, ends
+    parts = conn.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = 'tally.event_ids'::regclass").fetchone()[0]
+    assert parts == len(ends)
     failed = conn.execute("SELECT count(*) FROM tally.fold_runs WHERE outcome = 'failed'").fetchone()[0]
     assert failed == 0
 

@@ -4,6 +4,8 @@ again."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import psycopg
 import pytest
 from conftest import alembic
@@ -150,3 +152,55 @@ def test_0002_replaces_the_increment_functions_and_keeps_their_grants(fresh_db: 
         with psycopg.connect(fresh_db, autocommit=True) as c:
             c.execute(f"DROP OWNED BY {login}")
             c.execute(f"DROP ROLE {login}")
+
+
+def test_0006_moves_the_event_ids_kept_and_a_downgrade_moves_them_back(fresh_db: str) -> None:
+    """Ids applied under 0005 (daily partitions) on each day of the window,
+    and one the day before it: after upgrading to 0006 (partitions of up to
+    7 days) every id of the window is still a replay, in the new layout;
+    back at 0005, the same, in daily partitions again; the id past the
+    window is applied again either way."""
+    alembic(fresh_db, "upgrade", "0005")
+    with psycopg.connect(fresh_db, autocommit=True) as c:
+        c.execute("SELECT tally.create_counter('mv', p_durable => true)")
+        cid = c.execute("SELECT id FROM tally.counters WHERE name = 'mv'").fetchone()[0]
+        today = c.execute("SELECT (now() AT TIME ZONE 'UTC')::date").fetchone()[0]
+        assert c.execute("SELECT tally.increment_counter('mv', 'k', 1, now(), 'today')").fetchone()[0] is True
+        day8 = today - timedelta(days=8)
+        c.execute(
+            f"CREATE TABLE tally.event_ids_p{day8:%Y%m%d} PARTITION OF tally.event_ids"
+            f" FOR VALUES FROM ('{day8}') TO ('{day8 + timedelta(days=1)}')"
+        )
+        c.execute(
+            "INSERT INTO tally.event_ids (counter_id, event_id, seen_on)"
+            " SELECT %s, 'ago-' || n, (now() AT TIME ZONE 'UTC')::date - n FROM generate_series(1, 8) AS n",
+            (cid,),
+        )
+    window = ["today"] + [f"ago-{n}" for n in range(1, 8)]
+
+    def replays() -> None:
+        with psycopg.connect(fresh_db, autocommit=True) as c:
+            sql = "SELECT tally.increment_counter('mv', 'k', 1, now(), %s)"
+            assert [c.execute(sql, (event,)).fetchone()[0] for event in window] == [False] * len(window)
+            assert c.execute(sql, ("ago-8",)).fetchone()[0] is True
+            c.execute("DELETE FROM tally.event_ids WHERE event_id = 'ago-8'")  # for the next round
+            assert c.execute("SELECT count(*) FROM tally.event_ids").fetchone()[0] == len(window)
+
+    alembic(fresh_db, "upgrade", "0006")
+    with psycopg.connect(fresh_db, autocommit=True) as c:
+        assert c.execute("SELECT day, next_day FROM tally.event_days ORDER BY day").fetchall() == [
+            (today - timedelta(days=7), today),
+            (today, today + timedelta(days=7)),
+        ]
+    replays()
+    alembic(fresh_db, "downgrade", "0005")
+    with psycopg.connect(fresh_db, autocommit=True) as c:
+        days = c.execute("SELECT count(*) FROM tally.event_days").fetchone()[0]
+        parts = c.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = 'tally.event_ids'::regclass").fetchone()
+        assert (days, parts[0]) == (8, 11)  # the window's days and today; and 3 days ahead
+        # the window's ids, each in the daily partition of its partition's last day (or today)
+        assert c.execute("SELECT seen_on, count(*) FROM tally.event_ids GROUP BY 1 ORDER BY 1").fetchall() == [
+            (today - timedelta(days=1), 7),
+            (today, 1),
+        ]
+    replays()

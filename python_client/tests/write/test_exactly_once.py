@@ -351,12 +351,13 @@ def test_repeatable_read_replay_of_an_id_committed_after_the_snapshot_is_a_seria
 
 
 def test_a_transaction_from_before_midnight_holding_an_id_is_waited_for(dsn: str, conn: psycopg.Connection) -> None:
-    """Session A began yesterday (UTC) and holds a claim of id M in
-    yesterday's partition, uncommitted; the day boundary was noted after it
-    began. Session B, today and outside any grace period, increments with M:
-    it must wait for A and then be a replay (or apply, if A rolls back).
-    The clock cannot be moved, so A writes exactly the rows its claim would
-    have written."""
+    """Session A began before the boundary (UTC midnight) of today's
+    partition of tally.event_ids and holds a claim of id M in the partition
+    before it, uncommitted; the boundary was noted after A began. Session B,
+    today and outside any grace period, increments with M: it must wait for
+    A and then be a replay (or apply, if A rolls back). The clock cannot be
+    moved, so A writes exactly the rows its claim would have written (a new
+    install's partitions are [T-7, T) and [T, T+7), T today)."""
     conn.execute("SELECT tally.create_counter(%s, p_durable => true)", (DURABLE,))
     cid = conn.execute("SELECT id FROM tally.counters WHERE name = %s", (DURABLE,)).fetchone()[0]
     for outcome in ("COMMIT", "ROLLBACK"):
@@ -364,9 +365,9 @@ def test_a_transaction_from_before_midnight_holding_an_id_is_waited_for(dsn: str
         before = conn.execute("SELECT tally.counter_value(%s, 'km')", (DURABLE,)).fetchone()[0]
         with psycopg.connect(dsn, autocommit=True) as a:
             a.execute("BEGIN")
-            a.execute("INSERT INTO tally.event_ids VALUES (%s, %s, (now() AT TIME ZONE 'UTC')::date - 1)", (cid, event))
+            a.execute("INSERT INTO tally.event_ids VALUES (%s, %s, (now() AT TIME ZONE 'UTC')::date - 7)", (cid, event))
             a.execute("SELECT tally.increment_counter(%s, 'km', 1)", (DURABLE,))  # its delta
-            # today's boundary is noted only now, after A took its xid
+            # the boundary of today's partition is noted only now, after A took its xid
             conn.execute(
                 "UPDATE tally.event_days SET first_xid = pg_current_xact_id()"
                 " WHERE day = (now() AT TIME ZONE 'UTC')::date"
