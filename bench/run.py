@@ -106,6 +106,8 @@ def run(dsn: str, out_dir: Path | None = None, quick: bool = False, keep: bool =
         tables.step("Batch increments")
         res["batch"] = batch.measure(conn, pg, plan)
         tables.batch_line(res["batch"])
+        res["batch_event_ids"] = batch.measure(conn, pg, plan, event_ids=True)
+        tables.batch_line(res["batch_event_ids"])
         tables.step("Folding")
         res["fold_rate"] = shown(fold.run(conn, plan), tables.fold_line)
         tables.step("Lag under sustained maximum ingest")
@@ -152,6 +154,7 @@ def exact(res: dict) -> bool:
         and all(c.get("exact", True) for c in res["client"]["cases"])
         and res["hot"]["exact"]
         and res["batch"]["exact"]
+        and res["batch_event_ids"]["exact"]
         and res["lag"]["exact"]
         and all(h["exact"] for h in res["history"])
     )

@@ -94,14 +94,27 @@ def single_table(res: dict) -> None:
             f"{r['label']:<40} {r['tps']:>10,} {_x(r['tps'], naive):>8} {_x(r['tps'], raw):>8}"
             f" {_x(r['tps'], redis):>8}  {'yes' if r['exact'] else 'NO'}"
         )
+    if tps.get("tally_event_id") and tps.get("tally_durable"):
+        say(
+            f"  with an event id at {_x(tps['tally_event_id'], tps['tally_durable'])} a durable increment,"
+            f" {_x(tps['tally_event_id'], tps.get('tally_fast'))} a fast one"
+        )
     if "batch" not in res:  # --only single
         return
-    b = res["batch"]
-    n = b["increments_per_s"]
-    say(
-        f"{b['label']:<40} {n:>10,} {_x(n, naive):>8} {_x(n, raw):>8} {_x(n, redis):>8}"
-        f"  {'yes' if b['exact'] else 'NO'}"
-    )
+    for b in (res["batch"], res.get("batch_event_ids")):
+        if b is None:  # a result written before the case existed
+            continue
+        n = b["increments_per_s"]
+        say(
+            f"{b['label']:<40} {n:>10,} {_x(n, naive):>8} {_x(n, raw):>8} {_x(n, redis):>8}"
+            f"  {'yes' if b['exact'] else 'NO'}"
+        )
+    if res.get("batch_event_ids"):
+        say(
+            f"  batches with event ids at"
+            f" {_x(res['batch_event_ids']['increments_per_s'], res['batch']['increments_per_s'])}"
+            " the rate of batches without"
+        )
     say("")
     say(f"{'history (events)':<18} {'counter_value p50/p99 ms':>26} {'count(*) p50/p99 ms':>24}")
     for h in res["history"]:
