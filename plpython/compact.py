@@ -23,6 +23,17 @@ While only other slices' deltas are left the step reports 'waiting' and the
 call pauses; when that lasts HELP_AFTER seconds (a slice's compactor is not
 running) it folds chunks of any slice itself, alone, so nothing is left
 behind by a missing compactor.
+
+Plain compactors share the work by themselves: a call without a slice
+(p_slices = 1) on a single node takes a seat (a session-level advisory lock
+of its own, released when the call ends or its session dies) and, before
+every step, counts the seats taken: alone, it folds every key, as before;
+with N seated, it folds the slice of N that its seat's rank gives. So a
+second `CALL tally.compact()`, pg_cron job or `tally compact --loop`
+folds beside the first instead of waiting for it, and when one stops the
+others' next steps cover its part. Calls that disagree on N for a moment
+(one just came or went) may fold overlapping slices: the slices' bucket
+locks make them wait for each other there, never fold a row twice.
 """
 
 import random
@@ -47,6 +58,10 @@ HELP_AFTER = 5.0
 FOLD_LOCK = 7361756479000001
 # tally._slice_buckets(): how many slices a fold can be split into at most.
 SLICE_BUCKETS = 64
+# The seats of plain compactors: two-key advisory locks (SEAT_LOCK, seat),
+# seat 0 .. SLICE_BUCKETS - 1; a key space apart from the fold lock's and
+# the slices' bucket locks (736175647).
+SEAT_LOCK = 736175648
 
 
 class StepFailed(Exception):
@@ -124,6 +139,16 @@ def _plans(plpy):
         "read_distributed": plpy.prepare("SELECT s.distributed FROM tally.settings AS s"),
         "lock": plpy.prepare("SELECT pg_catalog.pg_advisory_lock($1)", ["bigint"]),
         "unlock": plpy.prepare("SELECT pg_catalog.pg_advisory_unlock($1)", ["bigint"]),
+        "seat": plpy.prepare(f"SELECT pg_catalog.pg_try_advisory_lock({SEAT_LOCK}, $1) AS ok", ["integer"]),
+        "unseat": plpy.prepare(f"SELECT pg_catalog.pg_advisory_unlock({SEAT_LOCK}, $1)", ["integer"]),
+        "seats": plpy.prepare(
+            "SELECT l.objid::pg_catalog.int4 AS seat FROM pg_catalog.pg_locks AS l"
+            f" WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory' AND l.classid OPERATOR(pg_catalog.=) {SEAT_LOCK}"
+            " AND l.objsubid OPERATOR(pg_catalog.=) 2 AND l.granted"
+            " AND l.database OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database AS d"
+            " WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())"
+            " ORDER BY 1"
+        ),
         "isolation": plpy.prepare("SELECT pg_catalog.current_setting('default_transaction_isolation') AS v"),
         "set_isolation": plpy.prepare(
             "SELECT pg_catalog.set_config('default_transaction_isolation', $1, false)", ["text"]
@@ -152,7 +177,38 @@ class _Isolation:
             self.plpy.execute(self.plans["set_isolation"], [self.saved])
 
 
-def _drain(plpy, plans, max_deltas, max_attempts, slice_=0, slices=1, deadline=None):
+class _Seat:
+    """A plain compactor's seat (see the module's docstring): taken for the
+    call, on a single node only (a distributed fold step folds every key on
+    every worker at once; there a second compactor waits its turn)."""
+
+    def __init__(self, plpy, plans, slices):
+        self.plpy, self.plans, self.seat = plpy, plans, None
+        if slices != 1 or plans.get("distributed"):
+            return
+        for seat in range(SLICE_BUCKETS):
+            if plpy.execute(plans["seat"], [seat])[0]["ok"]:
+                self.seat = seat
+                return
+        # every seat taken: fold plain, beside the others
+
+    def share(self, slice_, slices):
+        """(slice, slices) for the next step: the given ones, or this seat's
+        rank among the seats taken now and their number."""
+        if self.seat is None:
+            return slice_, slices
+        seats = [r["seat"] for r in self.plpy.execute(self.plans["seats"])]
+        if self.seat not in seats or len(seats) < 2:
+            return 0, 1
+        return seats.index(self.seat), len(seats)
+
+    def release(self):
+        if self.seat is not None:
+            self.plpy.execute(self.plans["unseat"], [self.seat])
+            self.seat = None
+
+
+def _drain(plpy, plans, max_deltas, max_attempts, slice_=0, slices=1, deadline=None, seat=None):
     """Steps until each generation was seen empty while inactive since this
     call began: then every delta committed before the call is folded.
 
@@ -167,6 +223,8 @@ def _drain(plpy, plans, max_deltas, max_attempts, slice_=0, slices=1, deadline=N
     With slices > 1 the steps fold slice `slice_` only; a step reports
     'waiting' while only other slices' deltas are left (pause, then try
     again; after HELP_AFTER seconds of it, fold any slice's deltas, alone).
+    With a seat (a plain call), each step's slice and slices are the seat's
+    share of the compactors seated at that moment (`_Seat.share`).
     Returns early when `deadline` (monotonic) passes.
     """
     # A flip numbered start + 1 may have begun (and looked) before this call
@@ -181,7 +239,8 @@ def _drain(plpy, plans, max_deltas, max_attempts, slice_=0, slices=1, deadline=N
             # alone (under the fold lock exclusive), until nothing is left
             row = _step(plpy, plans, max_deltas, max_attempts)
         else:
-            row = _step(plpy, plans, max_deltas, max_attempts, slice_, slices)
+            share = seat.share(slice_, slices) if seat is not None else (slice_, slices)
+            row = _step(plpy, plans, max_deltas, max_attempts, *share)
         if row["action"] == "waiting":
             waiting_since = waiting_since or time.monotonic()
             if plpy.execute(plans["gen"])[0]["emptied"] > start:
@@ -218,11 +277,13 @@ def compact(plpy, max_deltas, max_attempts, slice_=0, slices=1):
     plans = _plans(plpy)
     search_path = plpy.execute(plans["search_path"])[0]["v"]
     isolation = _Isolation(plpy, plans)
+    seat = _Seat(plpy, plans, slices)
     try:
-        _drain(plpy, plans, max_deltas, max_attempts, slice_, slices)
+        _drain(plpy, plans, max_deltas, max_attempts, slice_, slices, seat=seat)
     except StepFailed as failed:
         _raise(plpy, failed)
     finally:
+        seat.release()
         # pg_partman's create_partition_time() leaves search_path changed
         # for the session; put the caller's back.
         plpy.execute(plans["set_search_path"], [search_path])
@@ -245,6 +306,8 @@ def compact_loop(plpy, seconds, interval, max_deltas, max_attempts, slice_=0, sl
         seconds = min(seconds, max(0.0, timeout_ms / 1000.0 - 1.0))
     deadline = time.monotonic() + seconds
     isolation = _Isolation(plpy, plans)
+    seat = _Seat(plpy, plans, slices)
+    shared = slices > 1 or seat.seat is not None
     try:
         # Maintenance first (today's event-id partition, rollup partitions
         # ahead), even when no maintenance job is scheduled. It never
@@ -254,7 +317,7 @@ def compact_loop(plpy, seconds, interval, max_deltas, max_attempts, slice_=0, sl
         while True:
             tick = time.monotonic()
             try:
-                _drain(plpy, plans, max_deltas, max_attempts, slice_, slices, deadline if slices > 1 else None)
+                _drain(plpy, plans, max_deltas, max_attempts, slice_, slices, deadline if shared else None, seat)
             except StepFailed as failed:
                 if failed.row["sqlstate"] == STOP:
                     _raise(plpy, failed)
@@ -266,5 +329,6 @@ def compact_loop(plpy, seconds, interval, max_deltas, max_attempts, slice_=0, sl
             if pause > 0:
                 plpy.execute(plans["sleep"], [pause])
     finally:
+        seat.release()
         plpy.execute(plans["set_search_path"], [search_path])
         isolation.restore()

@@ -50,6 +50,15 @@ def fold_line(f: dict) -> None:
     )
 
 
+def plain_compactors_line(r: dict) -> None:
+    one, two = r["one"], r["two"]
+    say(
+        f"  {r['deltas']:,} deltas over {r['keys']:,} keys: 1 plain compactor {one['deltas_per_s']:,} deltas/s,"
+        f" 2 plain compactors {two['deltas_per_s']:,} deltas/s = {r['ratio']:.2f}x"
+        f" (compactor cores used {one['compactor_cores']} / {two['compactor_cores']})"
+    )
+
+
 def lag_line(r: dict) -> None:
     say(
         f"  lag under max ingest: {r['ingest_per_s']:,.0f} increments/s with the compactor running; lag p50 "

@@ -30,9 +30,10 @@ def _doing(state: str, wtype: str | None, wevent: str | None) -> str:
     return "idle (between calls)"
 
 
-def _fold_with(dsn: str, slices: int, app: str) -> tuple[float, float, float]:
-    """Fold everything pending with `slices` compactors at once (1: a plain
-    CALL tally.compact()); returns the seconds until the last one returned,
+def _fold_with(dsn: str, slices: int, app: str, plain: bool = False) -> tuple[float, float, float]:
+    """Fold everything pending with `slices` compactors at once (1, or
+    `plain`: each a plain CALL tally.compact(), sharing the work by itself;
+    else slice k of `slices` each); returns the seconds until the last one returned,
     the CPU seconds the compactors' backends used (the server runs on this
     machine) and the share of the machine's CPU busy meanwhile (everyone's)."""
     errors: list[BaseException] = []
@@ -45,7 +46,7 @@ def _fold_with(dsn: str, slices: int, app: str) -> tuple[float, float, float]:
                 pid = conn.info.backend_pid
                 before = cpu_seconds(pid)
                 ready.wait()
-                if slices == 1:
+                if slices == 1 or plain:
                     conn.execute("CALL tally.compact()")
                 else:
                     conn.execute("CALL tally.compact(100000, 5, %s::integer, %s::integer)", (k, slices))
@@ -69,16 +70,17 @@ def _fold_with(dsn: str, slices: int, app: str) -> tuple[float, float, float]:
     return secs, sum(cpu), busy
 
 
-def _fold(dsn: str, conn: psycopg.Connection, n: int, keys: int, seed: int, slices: int) -> dict:
-    """The backfill of ``seed`` ingested, then folded by ``slices`` compactors."""
-    name = f"bench_par_{slices}"
+def _fold(dsn: str, conn: psycopg.Connection, n: int, keys: int, seed: int, slices: int, plain: bool = False) -> dict:
+    """The backfill of ``seed`` ingested, then folded by ``slices`` compactors
+    (``plain``: plain ones, sharing by themselves)."""
+    name = f"bench_par_{'plain_' if plain else ''}{slices}"
     fresh_counter(conn, name)
     conn.execute("CALL tally.compact()")
     conn.execute("CHECKPOINT")
     insert_rate = load_seeded(dsn, name, n, YEAR, keys, seed)
-    app = f"tally bench fold {slices}"
+    app = f"tally bench fold {'plain ' if plain else ''}{slices}"
     with SessionSampler(dsn, app, 0.05, _doing) as seen:
-        secs, cpu_s, busy = _fold_with(dsn, slices, app)
+        secs, cpu_s, busy = _fold_with(dsn, slices, app, plain)
     assert conn.execute("SELECT tally._pending()").fetchone()[0] == 0
     total = counter_total(conn, name)
     assert total == n, (total, n)
