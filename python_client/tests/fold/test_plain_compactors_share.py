@@ -115,9 +115,7 @@ def test_plain_compactors_terminated_mid_fold_exact(dsn: str, conn: psycopg.Conn
     print(f"\n  {len(kills)} plain compactors terminated mid-fold; values exact")
 
 
-def test_a_compactor_that_stops_leaves_its_part_to_the_other_within_seconds(
-    dsn: str, conn: psycopg.Connection
-) -> None:
+def test_a_compactor_that_stops_leaves_its_part_to_the_other_within_seconds(dsn: str, conn: psycopg.Connection) -> None:
     conn.execute("SELECT tally.create_counter('share')")
     loops: list[threading.Thread] = []
     errors: list[BaseException] = []
