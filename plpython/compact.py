@@ -36,6 +36,7 @@ others' next steps cover its part. Calls that disagree on N for a moment
 locks make them wait for each other there, never fold a row twice.
 """
 
+import contextlib
 import random
 import time
 
@@ -141,12 +142,18 @@ def _plans(plpy):
         "unlock": plpy.prepare("SELECT pg_catalog.pg_advisory_unlock($1)", ["bigint"]),
         "seat": plpy.prepare(f"SELECT pg_catalog.pg_try_advisory_lock({SEAT_LOCK}, $1) AS ok", ["integer"]),
         "unseat": plpy.prepare(f"SELECT pg_catalog.pg_advisory_unlock({SEAT_LOCK}, $1)", ["integer"]),
+        # the seats taken by sessions in a call now: a seat a session kept
+        # past its call (its release failed in an aborted transaction) does
+        # not count while that session is idle (another role's session
+        # shows no state here, and counts)
         "seats": plpy.prepare(
             "SELECT l.objid::pg_catalog.int4 AS seat FROM pg_catalog.pg_locks AS l"
+            " LEFT JOIN pg_catalog.pg_stat_activity AS a ON a.pid OPERATOR(pg_catalog.=) l.pid"
             f" WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory' AND l.classid OPERATOR(pg_catalog.=) {SEAT_LOCK}"
             " AND l.objsubid OPERATOR(pg_catalog.=) 2 AND l.granted"
             " AND l.database OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database AS d"
             " WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())"
+            " AND COALESCE(a.state, 'active') OPERATOR(pg_catalog.!~~) 'idle%'"
             " ORDER BY 1"
         ),
         "isolation": plpy.prepare("SELECT pg_catalog.current_setting('default_transaction_isolation') AS v"),
@@ -204,8 +211,11 @@ class _Seat:
 
     def release(self):
         if self.seat is not None:
-            self.plpy.execute(self.plans["unseat"], [self.seat])
-            self.seat = None
+            seat, self.seat = self.seat, None
+            # (in an aborted transaction it cannot: the seat goes with the
+            # session, and counts only while that session is in a call)
+            with contextlib.suppress(self.plpy.SPIError):
+                self.plpy.execute(self.plans["unseat"], [seat])
 
 
 def _drain(plpy, plans, max_deltas, max_attempts, slice_=0, slices=1, deadline=None, seat=None):

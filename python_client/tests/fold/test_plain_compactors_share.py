@@ -184,3 +184,26 @@ def test_a_compactor_that_stops_leaves_its_part_to_the_other_within_seconds(dsn:
         for t in loops:
             t.join(timeout=30)
     assert not errors, errors
+
+
+def test_a_seat_kept_by_an_idle_session_does_not_count(dsn: str, conn: psycopg.Connection) -> None:
+    """A session that kept a seat past its call (its release failed in an
+    aborted transaction) and sits idle is not a compactor: one compactor
+    alone still folds every key, plain."""
+    conn.execute("SELECT tally.create_counter('stale')")
+    with psycopg.connect(dsn, autocommit=True) as idle:
+        idle.execute("SELECT pg_advisory_lock(%s, 0)", (SEAT_LOCK,))
+        conn.execute(
+            "SELECT tally.increment_counters(array_fill('stale'::text, ARRAY[3000]),"
+            " ARRAY(SELECT 'k' || g FROM generate_series(1, 3000) AS g), array_fill(1::bigint, ARRAY[3000]))"
+        )
+        last = conn.execute("SELECT coalesce(max(id), 0) FROM tally.fold_runs").fetchone()[0]
+        started = time.monotonic()
+        conn.execute("CALL tally.compact()")
+        took = time.monotonic() - started
+    runs = conn.execute(
+        "SELECT DISTINCT slices FROM tally.fold_runs WHERE id > %s AND mode = 'delete' AND deltas > 0", (last,)
+    ).fetchall()
+    assert runs == [(None,)], runs
+    assert took < 4, took  # no wait for a second compactor that is not there
+    assert conn.execute("SELECT sum(value) FROM tally.totals").fetchone()[0] == 3000
