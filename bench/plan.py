@@ -12,12 +12,16 @@ COUNTERS = (  # the counters the bench creates (and drops at the end)
     "bench_durable",
     "bench_ids",
     "bench_batch",
+    "bench_batch_ids",
     "bench_fold_live",
     "bench_fold_backfill",
     "bench_live",
     "bench_read",
     "bench_client",
     "bench_ceiling",
+    "bench_plain_warmup",
+    "bench_par_plain_1",
+    "bench_par_plain_2",
 )
 
 
