@@ -3,8 +3,8 @@
 --              counters' retention (tally._sync_retention);
 --   partitions pg_partman premakes rollup partitions ahead and drops those
 --              past retention (run_maintenance, per rollup table);
---   event_ids  the idempotency store's daily partitions for the window and
---              three days ahead exist, older ones are dropped;
+--   event_ids  the idempotency store's partitions (up to 7 days each) for
+--              the window and three days ahead exist, older ones are dropped;
 --   fold_runs  compactor history older than 7 days is pruned;
 --   local writes  on a distributed install, each node's fast write
 --              (tally._append_local) follows the shards it holds now.

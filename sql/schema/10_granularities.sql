@@ -19,7 +19,7 @@
 --   tables' range partitions and copies fillfactor and autovacuum options to
 --   them from its template tables, partman.template_tally_rollup_<g> (a
 --   partitioned parent holds no storage options). tally._event_partitions()
---   creates tally.event_ids' day partitions.
+--   creates tally.event_ids' partitions.
 -- * rows: the granularities below, the one-row tables, the shard layout in
 --   tally.shards, the install records.
 -- * tally.alembic_version, which alembic owns.
