@@ -118,7 +118,10 @@ def test_statement_and_lock_timeouts_inside_folds(dsn: str, conn: psycopg.Connec
     # statement_timeout fires once per CALL (one statement), inside a step
     # waiting on a lock, which is retried; lock_timeout fires in each of the
     # 3 attempts of the step that needs the lock, and the call gives up.
-    assert runs == {"57014": 1, "55P03": 3}, runs
+    # The two plain compactors share the work (each takes a seat), so under
+    # its 20 ms lock_timeout the test's may also time out waiting for the
+    # other's fold or bucket locks: retried, and recorded, like the rest.
+    assert set(runs) == {"57014", "55P03"} and runs["57014"] == 1 and runs["55P03"] >= 3, runs
     failed = conn.execute("SELECT count(*) FROM tally.fold_runs WHERE outcome = 'failed'").fetchone()[0]
     assert failed == 1  # gave up after 3 attempts: its deltas stayed pending
     check_exact(conn, truth, days_back=30)

@@ -80,7 +80,7 @@ def test_plain_compactors_terminated_mid_fold_exact(dsn: str, conn: psycopg.Conn
 
     def killer() -> None:
         # Terminate a seated compactor inside a shared fold step (it holds
-        # its share's bucket locks), at most every 0.3 s.
+        # its share's bucket locks), at most every 0.2 s.
         with psycopg.connect(dsn, autocommit=True) as k:
             while not stop.is_set():
                 row = k.execute(
@@ -92,7 +92,7 @@ def test_plain_compactors_terminated_mid_fold_exact(dsn: str, conn: psycopg.Conn
                 ).fetchone()
                 if row and k.execute("SELECT pg_terminate_backend(%s)", (row[0],)).fetchone()[0]:
                     kills.append(row[0])
-                    time.sleep(0.3)
+                    time.sleep(0.2)
                 else:
                     time.sleep(0.02)
 
@@ -100,7 +100,7 @@ def test_plain_compactors_terminated_mid_fold_exact(dsn: str, conn: psycopg.Conn
     t.start()
     try:
         truth, results = run_load(
-            dsn, counters, writers=8, iterations=200, compactors=3, max_deltas=2_000, reconnect=True
+            dsn, counters, writers=8, iterations=300, compactors=3, max_deltas=2_000, reconnect=True
         )
     finally:
         stop.set()
