@@ -31,11 +31,13 @@ BEGIN
         ORDER BY p.key
         $q$,
         CASE WHEN p_granularity = 'all' THEN 'tally.totals' ELSE format('tally.%I', 'rollup_' || p_granularity) END,
-        CASE WHEN p_granularity = 'all' THEN '' ELSE format('AND f.bucket = date_trunc(%L, $2)', p_granularity) END,
+        CASE WHEN p_granularity = 'all' THEN '' ELSE 'AND f.bucket = $2' END,
         CASE WHEN p_granularity = 'all' THEN ''
-             ELSE format('AND date_trunc(%1$L, d.at) = date_trunc(%1$L, $2)', p_granularity) END,
+             ELSE format('AND date_trunc(%L, d.at) = $2', p_granularity) END,
         tally._replica_filter('d'))
-    USING p_counter.id, p_bucket
+    -- the bucket is computed here: a parameter lets the planner prune the
+    -- rollup's partitions (date_trunc() is only stable)
+    USING p_counter.id, CASE WHEN p_granularity <> 'all' THEN date_trunc(p_granularity, p_bucket) END
     LOOP
         CONTINUE WHEN v_value BETWEEN -9223372036854775808 AND 9223372036854775807;
         RAISE WARNING '%: key "%" of counter "%" left out: its value (%) is out of the bigint range',

@@ -23,6 +23,7 @@ DECLARE
     c_fn constant text := 'tally.counter_series';
     v_counter tally.counters := tally._lookup_counter(c_fn, p_counter);
     v_quarantined bigint;
+    v_from timestamptz;
 BEGIN
     PERFORM tally._check_key(c_fn, p_key);
     PERFORM tally._check_range(c_fn, p_from, p_to);
@@ -34,24 +35,28 @@ BEGIN
     IF p_from = p_to THEN
         RETURN;  -- an empty range overlaps no bucket
     END IF;
+    -- the first bucket wanted, computed here: bounds that are parameters let
+    -- the planner prune the rollup's partitions (an expression such as
+    -- date_trunc(.., 'UTC') is only stable, and planning every partition of
+    -- a long history costs far more than reading the few it needs)
+    v_from := greatest(date_trunc(p_granularity, p_from, 'UTC'), tally._cutoff(v_counter.id, p_granularity));
     RETURN QUERY EXECUTE format(
         $q$
-        SELECT s.bucket, tally._as_bigint('tally.counter_series', $6, $2, sum(s.value))
+        SELECT s.bucket, tally._as_bigint('tally.counter_series', $5, $2, sum(s.value))
         FROM (
             SELECT r.bucket, r.value
             FROM tally.%1$I AS r
-            WHERE r.counter_id = $1 AND r.key = $2
-              AND r.bucket >= greatest(date_trunc(%2$L, $3, 'UTC'), $5) AND r.bucket < $4
+            WHERE r.counter_id = $1 AND r.key = $2 AND r.bucket >= $3 AND r.bucket < $4
             UNION ALL
             SELECT date_trunc(%2$L, d.at, 'UTC'), d.delta
             FROM tally.delta AS d
             WHERE d.counter_id = $1 AND d.key = $2
-              AND d.at >= greatest(date_trunc(%2$L, $3, 'UTC'), $5) AND date_trunc(%2$L, d.at, 'UTC') < $4%3$s
+              AND d.at >= $3 AND date_trunc(%2$L, d.at, 'UTC') < $4%3$s
         ) AS s
         GROUP BY s.bucket
         ORDER BY s.bucket
         $q$, 'rollup_' || p_granularity, p_granularity, tally._replica_filter('d'))
-    USING v_counter.id, p_key, p_from, p_to, tally._cutoff(v_counter.id, p_granularity), p_counter;
+    USING v_counter.id, p_key, v_from, p_to, p_counter;
     SELECT count(*) INTO v_quarantined FROM tally.quarantine AS q WHERE q.counter_id = v_counter.id AND q.key = p_key;
     IF v_quarantined > 0 THEN
         PERFORM tally._warn_quarantined(c_fn, p_counter, p_key, v_quarantined);

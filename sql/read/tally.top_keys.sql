@@ -23,6 +23,7 @@ DECLARE
     v_counter tally.counters := tally._lookup_counter(c_fn, p_counter);
     v_granularity text := tally._granularity(c_fn, v_counter, p_granularity);
     v_quarantined bigint;
+    v_bucket timestamptz;
 BEGIN
     IF p_limit IS NULL OR p_limit < 1 OR p_limit > 10000 THEN
         RAISE EXCEPTION '%: limit % is out of range', c_fn, coalesce(p_limit::text, 'NULL')
@@ -56,7 +57,10 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'pass any time inside the bucket wanted, e.g. now()';
     END IF;
-    IF date_trunc(v_granularity, p_bucket, 'UTC') < tally._cutoff(v_counter.id, v_granularity) THEN
+    -- the bucket, computed here: a parameter lets the planner prune the
+    -- rollup's partitions (date_trunc(.., 'UTC') is only stable)
+    v_bucket := date_trunc(v_granularity, p_bucket, 'UTC');
+    IF v_bucket < tally._cutoff(v_counter.id, v_granularity) THEN
         RETURN;  -- that bucket is older than the counter keeps
     END IF;
     RETURN QUERY EXECUTE format(
@@ -65,18 +69,18 @@ BEGIN
         FROM (
             SELECT r.key, r.value::numeric
             FROM tally.%1$I AS r
-            WHERE r.counter_id = $1 AND r.bucket = date_trunc(%2$L, $2, 'UTC')
+            WHERE r.counter_id = $1 AND r.bucket = $2
             UNION ALL
             SELECT d.key, d.delta
             FROM tally.delta AS d
-            WHERE d.counter_id = $1 AND date_trunc(%2$L, d.at, 'UTC') = date_trunc(%2$L, $2, 'UTC')%3$s
+            WHERE d.counter_id = $1 AND date_trunc(%2$L, d.at, 'UTC') = $2%3$s
         ) AS s
         GROUP BY s.key
         HAVING sum(s.value) BETWEEN -9223372036854775808 AND 9223372036854775807
         ORDER BY 2 DESC, 1
         LIMIT $3
         $q$, 'rollup_' || v_granularity, v_granularity, tally._replica_filter('d'))
-    USING v_counter.id, p_bucket, p_limit;
+    USING v_counter.id, v_bucket, p_limit;
     PERFORM tally._warn_overflow(c_fn, v_counter, v_granularity, p_bucket);
 END;
 $$;
