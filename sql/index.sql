@@ -23,7 +23,9 @@
 \ir counters/tally._distributed.sql
 \ir counters/tally._lookup_counter.sql
 \ir counters/tally._granularity.sql
+\ir counters/tally._time_zone.sql
 \ir counters/tally.create_counter.sql
+\ir counters/tally.set_time_zone.sql
 \ir counters/tally.drop_counter.sql
 
 -- 2. Write: the hot path. increment_counter / increment_counters validate,
@@ -77,6 +79,7 @@
 \ir fold/tally._flips.sql
 \ir fold/tally._invisible_to_all.sql
 \ir fold/tally._ensure_partitions.sql
+\ir fold/tally._local_minute.sql
 \ir fold/tally._fold_upserts.sql
 \ir fold/tally._apply_batch.sql
 \ir fold/tally._quarantine_reason.sql

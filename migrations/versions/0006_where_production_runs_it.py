@@ -24,6 +24,11 @@
   (gains next_day; first_xid is NULL until a partition's first day). The
   ids kept move into them; a downgrade puts every id back into the daily
   partition of its partition's last day.
+- Days in the user's time zone: tally.counters gains time_zone (UTC for
+  every counter there is); create_counter takes p_time_zone, and
+  tally.set_time_zone() changes it while a counter has no data. Folds,
+  reads and retention cut buckets on that zone's wall clock. A downgrade
+  refuses while a counter has another zone than UTC.
 
 Revision ID: 0006
 Revises: 0005
@@ -84,6 +89,7 @@ def upgrade() -> None:
     ex("ALTER TABLE tally.event_days ALTER COLUMN next_day SET NOT NULL")
     ex("ALTER TABLE tally.event_days ADD CONSTRAINT event_days_next_day_check CHECK (next_day > day)")
     ex(f"COMMENT ON TABLE tally.event_ids IS '{EVENT_IDS_COMMENT}'")
+    ex("ALTER TABLE tally.counters ADD COLUMN time_zone text NOT NULL DEFAULT 'UTC'")
     _recreate("0005", None)
     _relayout_event_ids(by_day=False)
 
@@ -136,6 +142,18 @@ def _relayout_event_ids(by_day: bool) -> None:
 
 def downgrade() -> None:
     ex = tally_code.execute
+    # Revision 0005 cuts every bucket in UTC: a counter of another zone
+    # would be folded on, wrongly, in UTC.
+    ex(
+        "DO $$DECLARE v text; BEGIN"
+        " SELECT string_agg(format('%s (%s)', c.name, c.time_zone), ', ' ORDER BY c.name) INTO v"
+        " FROM tally.counters AS c WHERE c.time_zone <> 'UTC';"
+        " IF v IS NOT NULL THEN"
+        " RAISE EXCEPTION 'tally downgrade to 0005: counters with a time zone other than UTC: %', v"
+        " USING ERRCODE = 'object_not_in_prerequisite_state',"
+        " HINT = 'revision 0005 has UTC buckets only: drop these counters (tally.drop_counter) first'; END IF;"
+        " END$$"
+    )
     _recreate(None, "0005")
     _relayout_event_ids(by_day=True)
     ex("DROP TABLE tally.quarantine_releases")
@@ -145,3 +163,4 @@ def downgrade() -> None:
         " DROP COLUMN cause, DROP COLUMN lost_until"
     )
     ex("ALTER TABLE tally.write_gen DROP COLUMN folded_before")
+    ex("ALTER TABLE tally.counters DROP COLUMN time_zone")

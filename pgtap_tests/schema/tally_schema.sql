@@ -7,7 +7,7 @@
 -- views, the known functions, and the pinned search_path of every SECURITY
 -- DEFINER function.
 BEGIN;
-SELECT plan(181);
+SELECT plan(183);
 
 SELECT has_schema('tally', 'schema tally exists');
 
@@ -29,10 +29,11 @@ SELECT has_table('tally', 'retention', 'table tally.retention exists');
 
 -- Columns
 SELECT columns_are(
-    'tally', 'counters', ARRAY['id', 'name', 'granularities', 'durable', 'created_at'],
+    'tally', 'counters', ARRAY['id', 'name', 'granularities', 'durable', 'created_at', 'time_zone'],
     'tally.counters has the expected columns'
 );
 SELECT col_type_is('tally', 'counters', 'granularities', 'text[]', 'counters.granularities is text[]');
+SELECT col_default_is('tally', 'counters', 'time_zone', 'UTC', 'counters.time_zone is UTC by default');
 SELECT col_is_unique('tally', 'counters', ARRAY['name'], 'counters.name is unique');
 SELECT columns_are(
     'tally', 'delta', ARRAY['shard', 'counter_id', 'key', 'delta', 'at', 'written_at'],
@@ -432,10 +433,13 @@ SELECT has_function(
 );
 SELECT has_function('tally', 'counter_value', ARRAY['text', 'text'], 'function tally.counter_value(text, text) exists');
 SELECT has_function(
-    'tally', 'create_counter', ARRAY['text', 'text[]', 'boolean'],
-    'function tally.create_counter(text, text[], boolean) exists'
+    'tally', 'create_counter', ARRAY['text', 'text[]', 'boolean', 'text'],
+    'function tally.create_counter(text, text[], boolean, text) exists'
 );
 SELECT has_function('tally', 'drop_counter', ARRAY['text'], 'function tally.drop_counter(text) exists');
+SELECT has_function(
+    'tally', 'set_time_zone', ARRAY['text', 'text'], 'function tally.set_time_zone(text, text) exists'
+);
 SELECT has_function('tally', 'maintain', ARRAY['text'], 'function tally.maintain(text) exists');
 SELECT has_function(
     'tally', 'compact_step', ARRAY['integer', 'bigint', 'integer', 'integer', 'interval', 'integer', 'integer', 'text'],
@@ -552,8 +556,8 @@ SELECT is_empty(
 SELECT is(
     (SELECT count(*) FROM pg_catalog.pg_proc AS p
      WHERE p.pronamespace = 'tally'::regnamespace AND p.prosecdef),
-    60::bigint,
-    'the search_path check above covers the 60 SECURITY DEFINER functions (a new one changes this count)'
+    62::bigint,
+    'the search_path check above covers the 62 SECURITY DEFINER functions (a new one changes this count)'
 );
 SELECT results_eq(
     $$SELECT p.proname::text COLLATE "default", p.prosecdef

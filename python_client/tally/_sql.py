@@ -13,7 +13,7 @@ from datetime import datetime
 
 DEFAULT_GRANULARITIES: tuple[str, ...] = ("minute", "hour", "day", "week", "month")
 
-CREATE_COUNTER = "SELECT tally.create_counter(%s::text, %s::text[], %s::boolean)"
+CREATE_COUNTER = "SELECT tally.create_counter(%s::text, %s::text[], %s::boolean, %s::text)"
 INCREMENT = "SELECT tally.increment_counter(%s::text, %s::text, %s::bigint, coalesce(%s::timestamptz, now()), %s::text)"
 INCREMENT_MANY = "SELECT tally.increment_counters(%s::text[], %s::text[], %s::bigint[], %s::timestamptz[], %s::text[])"
 # Group commit (tally.coalesce): a batch of increments without event ids, some
@@ -60,10 +60,12 @@ class KeyValue:
     value: int
 
 
-def create_counter_args(name: str, granularities: Sequence[str] | None, durable: bool) -> tuple[str, list[str], bool]:
+def create_counter_args(
+    name: str, granularities: Sequence[str] | None, durable: bool, time_zone: str = "UTC"
+) -> tuple[str, list[str], bool, str]:
     """Parameters of CREATE_COUNTER; ``None`` granularities mean the default set."""
     grans = list(granularities) if granularities is not None else list(DEFAULT_GRANULARITIES)
-    return name, grans, durable
+    return name, grans, durable, time_zone
 
 
 def increment_many_args(

@@ -131,10 +131,11 @@ class AsyncTally:
 
     # -- writes -------------------------------------------------------------
     async def create_counter(
-        self, name: str, granularities: Sequence[str] | None = None, durable: bool = False
+        self, name: str, granularities: Sequence[str] | None = None, durable: bool = False, time_zone: str = "UTC"
     ) -> None:
-        """Register a counter (tally.create_counter); default granularities minute..month."""
-        await self._run(lambda c: self.create_counter_tx(c, name, granularities, durable))
+        """Register a counter (tally.create_counter); default granularities minute..month,
+        buckets on the wall clock of ``time_zone`` (an IANA name)."""
+        await self._run(lambda c: self.create_counter_tx(c, name, granularities, durable, time_zone))
 
     async def create_counter_tx(
         self,
@@ -142,9 +143,10 @@ class AsyncTally:
         name: str,
         granularities: Sequence[str] | None = None,
         durable: bool = False,
+        time_zone: str = "UTC",
     ) -> None:
         """create_counter inside the caller's transaction on ``conn``."""
-        await conn.execute(_sql.CREATE_COUNTER, _sql.create_counter_args(name, granularities, durable))
+        await conn.execute(_sql.CREATE_COUNTER, _sql.create_counter_args(name, granularities, durable, time_zone))
 
     async def increment(
         self, counter: str, key: str, delta: int = 1, at: datetime | None = None, event_id: str | None = None

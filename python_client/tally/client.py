@@ -128,9 +128,12 @@ class Tally:
         return len(routes.nodes)
 
     # -- writes -------------------------------------------------------------
-    def create_counter(self, name: str, granularities: Sequence[str] | None = None, durable: bool = False) -> None:
-        """Register a counter (tally.create_counter); default granularities minute..month."""
-        self._run(lambda c: self.create_counter_tx(c, name, granularities, durable))
+    def create_counter(
+        self, name: str, granularities: Sequence[str] | None = None, durable: bool = False, time_zone: str = "UTC"
+    ) -> None:
+        """Register a counter (tally.create_counter); default granularities minute..month,
+        buckets on the wall clock of ``time_zone`` (an IANA name)."""
+        self._run(lambda c: self.create_counter_tx(c, name, granularities, durable, time_zone))
 
     def create_counter_tx(
         self,
@@ -138,9 +141,10 @@ class Tally:
         name: str,
         granularities: Sequence[str] | None = None,
         durable: bool = False,
+        time_zone: str = "UTC",
     ) -> None:
         """create_counter inside the caller's transaction on ``conn``."""
-        conn.execute(_sql.CREATE_COUNTER, _sql.create_counter_args(name, granularities, durable))
+        conn.execute(_sql.CREATE_COUNTER, _sql.create_counter_args(name, granularities, durable, time_zone))
 
     def increment(
         self, counter: str, key: str, delta: int = 1, at: datetime | None = None, event_id: str | None = None

@@ -1,11 +1,15 @@
 -- tally.create_counter: register a counter, the bucket granularities it keeps
 -- (the all-time total is always kept) and whether its pending deltas are
 -- durable (logged shards: nothing acknowledged is lost in a crash) or fast
--- (unlogged shards: a crash loses what was not yet folded).
+-- (unlogged shards: a crash loses what was not yet folded), and the time
+-- zone whose wall clock its buckets follow (UTC by default; an IANA name
+-- such as 'America/New_York': local days, ISO weeks, months and hours,
+-- across daylight-saving changes).
 CREATE OR REPLACE FUNCTION tally.create_counter(
     p_name text,
     p_granularities text[] DEFAULT '{minute,hour,day,week,month}',
-    p_durable boolean DEFAULT FALSE
+    p_durable boolean DEFAULT FALSE,
+    p_time_zone text DEFAULT 'UTC'
 )
 RETURNS void
 LANGUAGE plpgsql
@@ -15,6 +19,7 @@ AS $$
 DECLARE
     v_bad text;
     v_granularities text[];
+    v_zone text;
 BEGIN
     PERFORM tally._coordinator_only('tally.create_counter');
     IF p_name IS NULL OR p_name = '' THEN
@@ -46,12 +51,13 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'use any of minute, hour, day, week, month (the all-time total is always kept)';
     END IF;
+    v_zone := tally._time_zone('tally.create_counter', p_time_zone);
     SELECT coalesce(array_agg(g.name ORDER BY g.ord), '{}') INTO v_granularities
     FROM tally.granularities AS g
     WHERE g.name = ANY (p_granularities);
 
-    INSERT INTO tally.counters (name, granularities, durable)
-    VALUES (p_name, v_granularities, p_durable)
+    INSERT INTO tally.counters (name, granularities, durable, time_zone)
+    VALUES (p_name, v_granularities, p_durable, v_zone)
     ON CONFLICT (name) DO NOTHING;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'tally.create_counter: counter "%" already exists', p_name
@@ -61,5 +67,5 @@ BEGIN
 END;
 $$;
 
-COMMENT ON FUNCTION tally.create_counter(text, text[], boolean) IS
-'Register a counter: its granularities (minute, hour, day, week, month; the total is always kept) and durability.';
+COMMENT ON FUNCTION tally.create_counter(text, text[], boolean, text) IS
+'Register a counter: its granularities (minute, hour, day, week, month; the total is always kept), durability and time zone.';

@@ -22,6 +22,9 @@ DECLARE
     v_cutoff timestamptz;
     v_from timestamptz;
 BEGIN
+    -- buckets, and the steps between them, of the counter's time zone
+    -- (reset when this function returns)
+    PERFORM set_config('timezone', (SELECT c.time_zone FROM tally.counters AS c WHERE c.id = p_counter_id), true);
     -- finest first: a repair rebuilds hours before the days made of them
     FOR v_pair IN
         SELECT q.c, q.f FROM (

@@ -9,10 +9,14 @@
 -- creates what is still missing. The catalog is read by query, with the
 -- statement's snapshot, so a partition committed meanwhile is seen.
 --
--- The batch is read once: its (counter, UTC day) pairs with the latest
--- minute of each, a few hundred rows at most, from which the partitions of
--- every granularity follow (a partition spans whole days, and a day holds a
--- minute the counter keeps exactly when its latest minute is kept).
+-- The batch is read once: its (counter, UTC day) pairs with the first and
+-- the latest minute of each, a few hundred rows at most, from which the
+-- partitions of every granularity follow. A partition spans whole UTC days
+-- (a month or a year at most); the buckets of one UTC day's minutes, in the
+-- counter's time zone, run from the bucket of its first minute to the
+-- bucket of its latest, and lie in one partition or two neighbouring ones:
+-- those of the first bucket kept (not before the counter's cutoff) and of
+-- the latest.
 CREATE OR REPLACE FUNCTION tally._ensure_partitions(p_batch regclass)
 RETURNS integer
 LANGUAGE plpgsql
@@ -31,13 +35,14 @@ BEGIN
         CREATE TEMPORARY TABLE tally_fold_days (
             counter_id integer NOT NULL,
             day timestamptz NOT NULL,
+            first timestamptz NOT NULL,
             last timestamptz NOT NULL
         ) ON COMMIT DELETE ROWS;
     END IF;
     EXECUTE format('DELETE FROM %s', v_days);  -- (a transaction may fold several chunks)
     EXECUTE format(
-        'INSERT INTO %s (counter_id, day, last)
-         SELECT b.counter_id, date_trunc(''day'', b.minute), max(b.minute)
+        'INSERT INTO %s (counter_id, day, first, last)
+         SELECT b.counter_id, date_trunc(''day'', b.minute), min(b.minute), max(b.minute)
          FROM %s AS b
          GROUP BY 1, 2', v_days, p_batch);
     FOR v_g IN
@@ -51,22 +56,27 @@ BEGIN
     LOOP
         LOOP
             -- MATERIALIZED: one _cutoff() call per counter, not one per row.
-            -- (Dynamic: the days are this session's temporary table.) A
-            -- partition spans whole UTC days (its unit is a day at least),
-            -- so the partition of a day's buckets is the partition of the day.
+            -- (Dynamic: the days are this session's temporary table.) The
+            -- partition of a bucket is the one of its UTC day (date_trunc()
+            -- without a zone: this function runs in UTC).
             EXECUTE format(
                 'WITH kept AS MATERIALIZED (
-                     SELECT c.id, tally._cutoff(c.id, $1) AS cutoff
+                     SELECT c.id, tally._cutoff(c.id, $1) AS cutoff, c.time_zone AS tz
                      FROM tally.counters AS c
                      WHERE $1 = ANY (c.granularities)
                        AND c.id IN (SELECT DISTINCT f.counter_id FROM %1$s AS f)
+                 ),
+                 ends AS (
+                     SELECT k.cutoff, date_trunc($1, d.first, k.tz) AS lo, date_trunc($1, d.last, k.tz) AS hi
+                     FROM %1$s AS d
+                     JOIN kept AS k ON k.id = d.counter_id
                  )
                  SELECT array_agg(p.start ORDER BY p.start)
                  FROM (
-                     SELECT DISTINCT date_trunc($2, date_trunc($1, d.day)) AS start
-                     FROM %1$s AS d
-                     JOIN kept AS k ON k.id = d.counter_id
-                     WHERE d.last >= k.cutoff
+                     SELECT DISTINCT date_trunc($2, b.bucket) AS start
+                     FROM ends AS e
+                     CROSS JOIN LATERAL (VALUES (greatest(e.lo, e.cutoff)), (e.hi)) AS b (bucket)
+                     WHERE e.hi >= e.cutoff
                  ) AS p
                  WHERE NOT EXISTS (
                      SELECT FROM pg_catalog.pg_class AS r

@@ -84,8 +84,9 @@ BEGIN
                  RETURNING d.ctid, d.counter_id, d.key, d.delta, d.at),
              batch AS (
                  INSERT INTO %2$s (counter_id, key, minute, delta, n)
-                 SELECT m.counter_id, m.key, date_trunc(''minute'', m.at), sum(m.delta), count(*)
+                 SELECT m.counter_id, m.key, tally._local_minute(m.at, z.time_zone), sum(m.delta), count(*)
                  FROM moved AS m
+                 LEFT JOIN tally.counters AS z ON z.id = m.counter_id
                  GROUP BY 1, 2, 3)
              SELECT count(*), max(m.ctid) FROM moved AS m', p_rel, v_batch)
         INTO v_folded, v_last

@@ -63,7 +63,8 @@ BEGIN
     -- runs in the same worker transaction, with the snapshot of the first.
 
     -- The first statement on each worker (its snapshot): what is pending,
-    -- and per counter and UTC day the latest minute, for the partitions.
+    -- and per counter and UTC day the first and the latest time, for the
+    -- partitions (a row each; the count on the latest's).
     IF to_regclass('pg_temp.fold_days') IS NULL THEN
         CREATE TEMP TABLE fold_days (counter_id integer, minute timestamptz, n bigint) ON COMMIT DELETE ROWS;
     END IF;
@@ -71,9 +72,11 @@ BEGIN
     -- when they run, against the tables as they are then.)
     EXECUTE format(
         'INSERT INTO %s
-         SELECT d.counter_id, max(date_trunc(''minute'', d.at, ''UTC'')), count(*)
-         FROM tally.delta AS d
-         GROUP BY d.counter_id, date_trunc(''day'', d.at, ''UTC'')', v_days);
+         SELECT x.counter_id, v.minute, v.n
+         FROM (SELECT d.counter_id, min(d.at) AS lo, max(d.at) AS hi, count(*) AS n
+               FROM tally.delta AS d
+               GROUP BY d.counter_id, date_trunc(''day'', d.at, ''UTC'')) AS x
+         CROSS JOIN LATERAL (VALUES (x.hi, x.n), (x.lo, 0::bigint)) AS v (minute, n)', v_days);
     EXECUTE format('SELECT coalesce(sum(f.n), 0) FROM %s AS f', v_days) INTO v_pending;
     -- Every step, folding or not, ends with every delta its snapshot sees
     -- folded, and that snapshot is newer than the last step's commit (the

@@ -17,15 +17,20 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_buckets text;
+    -- each delta with its counter's time zone (UTC for a counter dropped
+    -- meanwhile: its deltas are discarded anyway)
+    v_rows text := format(
+        '(SELECT x.counter_id, x.key, x.delta, x.at, coalesce(z.time_zone, ''UTC'') AS tz
+          FROM %s AS x LEFT JOIN tally.counters AS z ON z.id = x.counter_id)', p_rows);
 BEGIN
     SELECT string_agg(format(
         'SELECT c.counter_id, c.key FROM %3$s AS c
          LEFT JOIN tally.%1$I AS r
-             ON r.counter_id = c.counter_id AND r.key = c.key AND r.bucket = date_trunc(%2$L, c.at, ''UTC'')
-         GROUP BY c.counter_id, c.key, date_trunc(%2$L, c.at, ''UTC''), r.value
+             ON r.counter_id = c.counter_id AND r.key = c.key AND r.bucket = date_trunc(%2$L, c.at, c.tz)
+         GROUP BY c.counter_id, c.key, date_trunc(%2$L, c.at, c.tz), r.value
          HAVING sum(c.delta::numeric) NOT BETWEEN $1 AND $2
              OR coalesce(r.value, 0) + sum(c.delta::numeric) NOT BETWEEN $1 AND $2',
-        'rollup_' || g.name, g.name, p_rows), ' UNION ' ORDER BY g.ord)
+        'rollup_' || g.name, g.name, v_rows), ' UNION ' ORDER BY g.ord)
     INTO v_buckets
     FROM tally.granularities AS g;
     RETURN QUERY EXECUTE format(
@@ -36,9 +41,9 @@ BEGIN
              OR coalesce(t.value, 0) + sum(c.delta::numeric) NOT BETWEEN $1 AND $2
          UNION
          SELECT c.counter_id, c.key FROM %1$s AS c
-         GROUP BY c.counter_id, c.key, date_trunc(''minute'', c.at, ''UTC'')
+         GROUP BY c.counter_id, c.key, tally._local_minute(c.at, c.tz)
          HAVING sum(c.delta::numeric) NOT BETWEEN $1 AND $2
-         UNION %2$s', p_rows, v_buckets)
+         UNION %2$s', v_rows, v_buckets)
     USING -9223372036854775808::numeric, 9223372036854775807::numeric;
 END;
 $$;

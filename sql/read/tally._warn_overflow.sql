@@ -18,6 +18,8 @@ DECLARE
     v_key text;
     v_value numeric;
 BEGIN
+    -- buckets of the counter's time zone (reset when this function returns)
+    PERFORM set_config('timezone', p_counter.time_zone, true);
     FOR v_key, v_value IN EXECUTE format(
         $q$
         SELECT p.key, p.pending + coalesce((

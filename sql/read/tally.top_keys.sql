@@ -59,7 +59,7 @@ BEGIN
     END IF;
     -- the bucket, computed here: a parameter lets the planner prune the
     -- rollup's partitions (date_trunc(.., 'UTC') is only stable)
-    v_bucket := date_trunc(v_granularity, p_bucket, 'UTC');
+    v_bucket := date_trunc(v_granularity, p_bucket, v_counter.time_zone);
     IF v_bucket < tally._cutoff(v_counter.id, v_granularity) THEN
         RETURN;  -- that bucket is older than the counter keeps
     END IF;
@@ -73,14 +73,14 @@ BEGIN
             UNION ALL
             SELECT d.key, d.delta
             FROM tally.delta AS d
-            WHERE d.counter_id = $1 AND date_trunc(%2$L, d.at, 'UTC') = $2%3$s
+            WHERE d.counter_id = $1 AND date_trunc(%2$L, d.at, $4) = $2%3$s
         ) AS s
         GROUP BY s.key
         HAVING sum(s.value) BETWEEN -9223372036854775808 AND 9223372036854775807
         ORDER BY 2 DESC, 1
         LIMIT $3
         $q$, 'rollup_' || v_granularity, v_granularity, tally._replica_filter('d'))
-    USING v_counter.id, v_bucket, p_limit;
+    USING v_counter.id, v_bucket, p_limit, v_counter.time_zone;
     PERFORM tally._warn_overflow(c_fn, v_counter, v_granularity, p_bucket);
 END;
 $$;

@@ -6,6 +6,7 @@ CREATE OR REPLACE VIEW tally.retention_policies AS
 WITH kept AS (
     SELECT
         c.name AS counter,
+        c.time_zone AS tz,
         g.name AS granularity,
         g.ord,
         CASE WHEN r.counter_id IS NULL THEN g.default_retention ELSE r.keep END AS keep,
@@ -20,7 +21,9 @@ SELECT
     k.granularity,
     k.keep,
     k.set_by,
-    coalesce(date_trunc(k.granularity, now() - k.keep, 'UTC'), '-infinity'::timestamptz) AS oldest_bucket_kept
+    coalesce(
+        date_trunc(k.granularity, ((now() AT TIME ZONE k.tz) - k.keep) AT TIME ZONE k.tz, k.tz), '-infinity'::timestamptz
+    ) AS oldest_bucket_kept
 FROM kept AS k
 ORDER BY k.counter, k.ord;
 

@@ -1,0 +1,43 @@
+-- tally.set_time_zone: change the time zone whose wall clock a counter's
+-- buckets follow, while the counter has no data yet (no pending delta, no
+-- total, no bucket, nothing set aside): buckets already folded in one zone
+-- cannot be cut again in another. Holds the fold lock, so no fold is
+-- folding the counter under the old zone meanwhile.
+CREATE OR REPLACE FUNCTION tally.set_time_zone(p_counter text, p_time_zone text)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c_fn constant text := 'tally.set_time_zone';
+    v_counter tally.counters := tally._lookup_counter(c_fn, p_counter);
+    v_zone text := tally._time_zone(c_fn, p_time_zone);
+    v_g text;
+    v_data boolean;
+BEGIN
+    PERFORM tally._coordinator_only(c_fn);
+    IF v_zone = v_counter.time_zone THEN
+        RETURN;
+    END IF;
+    PERFORM pg_advisory_xact_lock(tally._fold_lock_key());
+    v_data := EXISTS (SELECT FROM tally.delta AS d WHERE d.counter_id = v_counter.id)
+           OR EXISTS (SELECT FROM tally.totals AS t WHERE t.counter_id = v_counter.id)
+           OR EXISTS (SELECT FROM tally.quarantine AS q WHERE q.counter_id = v_counter.id);
+    FOREACH v_g IN ARRAY v_counter.granularities LOOP
+        EXIT WHEN v_data;
+        EXECUTE format('SELECT EXISTS (SELECT FROM tally.%I AS r WHERE r.counter_id = $1)', 'rollup_' || v_g)
+        INTO v_data USING v_counter.id;
+    END LOOP;
+    IF v_data THEN
+        RAISE EXCEPTION '%: counter "%" already has data in time zone %', c_fn, p_counter, v_counter.time_zone
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('buckets folded in one zone cannot be cut again in another: create a new counter'
+                                ' with p_time_zone => %L', v_zone);
+    END IF;
+    UPDATE tally.counters AS c SET time_zone = v_zone WHERE c.id = v_counter.id;
+END;
+$$;
+
+COMMENT ON FUNCTION tally.set_time_zone(text, text) IS
+'Change the time zone of a counter''s buckets, while it has no data yet.';
