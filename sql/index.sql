@@ -88,6 +88,7 @@
 \ir fold/tally._fold_chunk.sql
 \ir fold/tally._reclaim_shards.sql
 \ir fold/tally._fold_step.sql
+\ir fold/tally._sample_backlog.sql
 \ir fold/tally._fold_step.citus.sql
 \ir fold/tally._mark_citus_shards.sql
 \ir fold/tally._folded_before.sql

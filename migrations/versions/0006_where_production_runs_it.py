@@ -29,6 +29,9 @@
   tally.set_time_zone() changes it while a counter has no data. Folds,
   reads and retention cut buckets on that zone's wall clock. A downgrade
   refuses while a counter has another zone than UTC.
+- A backlog that keeps growing is named: the compactor samples the
+  pending deltas into tally.backlog_samples (at most every 10 s, an hour
+  kept), and tally.health's new 'backlog' check warns, with the rates.
 
 Revision ID: 0006
 Revises: 0005
@@ -90,6 +93,16 @@ def upgrade() -> None:
     ex("ALTER TABLE tally.event_days ADD CONSTRAINT event_days_next_day_check CHECK (next_day > day)")
     ex(f"COMMENT ON TABLE tally.event_ids IS '{EVENT_IDS_COMMENT}'")
     ex("ALTER TABLE tally.counters ADD COLUMN time_zone text NOT NULL DEFAULT 'UTC'")
+    ex(
+        """
+        CREATE TABLE tally.backlog_samples (
+            sampled_at timestamptz NOT NULL,
+            pending bigint NOT NULL,
+            CONSTRAINT backlog_samples_pkey PRIMARY KEY (sampled_at)
+        )
+        """
+    )
+    ex("COMMENT ON TABLE tally.backlog_samples IS 'tally: pending deltas sampled by the compactor (the last hour)'")
     _recreate("0005", None)
     _relayout_event_ids(by_day=False)
 
@@ -164,3 +177,4 @@ def downgrade() -> None:
     )
     ex("ALTER TABLE tally.write_gen DROP COLUMN folded_before")
     ex("ALTER TABLE tally.counters DROP COLUMN time_zone")
+    ex("DROP TABLE tally.backlog_samples")

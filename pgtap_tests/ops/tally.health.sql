@@ -1,5 +1,5 @@
--- tally.health: one row per check (node, compactor, lag, folds, maintenance,
--- drift, crash, quarantine), status ok / warn / critical and a reason. All
+-- tally.health: one row per check (node, compactor, lag, backlog, folds,
+-- maintenance, drift, crash, quarantine), status ok / warn / critical and a reason. All
 -- 'ok' on a fresh install but the compactor (never run);
 -- lag warns at 10 s and is critical at 60 s of the oldest pending increment;
 -- the compactor the same on the time since the last generation flip while
@@ -9,9 +9,10 @@
 -- until acknowledged; compactor 'never run' right after install;
 -- maintenance critical when today's or tomorrow's event-id partition is
 -- missing and warn when the last maintenance failed in part or is overdue
--- while a compactor runs. (A hot standby: python_client/tests/test_replica.py.)
+-- while a compactor runs; backlog warns when the compactor's samples show the
+-- backlog growing for minutes, with the rates. (A hot standby: python_client/tests/test_replica.py.)
 BEGIN;
-SELECT plan(56);
+SELECT plan(62);
 
 CREATE TEMP VIEW h AS SELECT "check", status, reason FROM tally.health;
 
@@ -31,14 +32,15 @@ SELECT is(
 );
 SELECT results_eq(
     'SELECT "check", status FROM h ORDER BY 1',
-    $$VALUES ('compactor'::text, 'warn'::text), ('crash', 'ok'), ('drift', 'ok'), ('folds', 'ok'), ('lag', 'ok'),
-             ('maintenance', 'ok'), ('node', 'ok'), ('quarantine', 'ok')$$,
-    'a fresh install has exactly the 8 checks; all ok but the compactor, which never ran (warn)'
+    $$VALUES ('backlog'::text, 'ok'::text), ('compactor', 'warn'), ('crash', 'ok'), ('drift', 'ok'), ('folds', 'ok'),
+             ('lag', 'ok'), ('maintenance', 'ok'), ('node', 'ok'), ('quarantine', 'ok')$$,
+    'a fresh install has exactly the 9 checks; all ok but the compactor, which never ran (warn)'
 );
 SELECT results_eq(
     'SELECT "check", reason FROM h ORDER BY 1',
-    $$VALUES ('compactor'::text, 'never run: no compactor step since install (0 pending); schedule it with '
-                                 'tally.schedule_compactor() or run `tally compact --loop`'::text),
+    $$VALUES ('backlog'::text, 'no backlog sample in the last 5 minutes (the compactor takes them)'::text),
+             ('compactor', 'never run: no compactor step since install (0 pending); schedule it with '
+                           'tally.schedule_compactor() or run `tally compact --loop`'),
              ('crash', 'no crash reset in the last 24 hours'),
              ('drift', 'no drift in the latest checks'),
              ('folds', 'no fold abandoned in the last hour'),
@@ -295,7 +297,45 @@ SELECT results_eq(
                                   'tally compact --loop runs it)', now() - interval '3 hours')$$,
     'maintenance: never run, installed 3 hours ago, while a compactor runs: overdue'
 );
-SELECT is((SELECT count(*) FROM h), 8::bigint, 'still exactly 8 checks');
+-- backlog: the trend of the compactor's samples over 5 minutes
+INSERT INTO tally.backlog_samples (sampled_at, pending)
+SELECT now() - g * interval '10 seconds', 50000 + (29 - g) * 1000 FROM generate_series(0, 23) AS g;
+SELECT is(
+    (SELECT status FROM h WHERE "check" = 'backlog'), 'ok',
+    'backlog: growing, but no sample older than 4 minutes yet: no trend, ok'
+);
+INSERT INTO tally.backlog_samples (sampled_at, pending)
+SELECT now() - g * interval '10 seconds', 50000 + (29 - g) * 1000 FROM generate_series(24, 29) AS g;
+INSERT INTO tally.fold_runs (started_at, finished_at, deltas, outcome, mode)
+VALUES (now() - interval '200 s', now() - interval '100 s', 30000, 'ok', 'delete');
+SELECT results_eq(
+    $$SELECT status, reason FROM h WHERE "check" = 'backlog'$$,
+    $$VALUES ('warn'::text, 'the backlog grew from 50000 to 79000 deltas in 290 s: writers add about 203/s, the '
+                            'compactor folds about 103/s; add compactors (more plain ones, or tally compact --loop '
+                            '--workers N) or slow the writers'::text)$$,
+    'backlog: its floor of the last 2 minutes above its ceiling of the first, by 10,000 or more: warn, with the rates'
+);
+UPDATE tally.backlog_samples SET pending = 50000 WHERE sampled_at >= now() - interval '2 minutes' AND sampled_at < now();
+SELECT is(
+    (SELECT status FROM h WHERE "check" = 'backlog'), 'ok',
+    'backlog: back down within the last 2 minutes is ok (a fold drained it)'
+);
+UPDATE tally.backlog_samples SET pending = 63000 WHERE sampled_at >= now() - interval '2 minutes';
+SELECT is(
+    (SELECT status FROM h WHERE "check" = 'backlog'), 'ok',
+    'backlog: up by less than 10,000 over its earlier ceiling is ok'
+);
+SELECT is(
+    (SELECT reason FROM h WHERE "check" = 'backlog'), 'not growing: 63000 deltas pending (sampled 0 s ago)',
+    'backlog: the reason gives the latest sample'
+);
+DELETE FROM tally.backlog_samples WHERE sampled_at < now() - interval '4 minutes';
+UPDATE tally.backlog_samples SET pending = 900000 WHERE sampled_at >= now() - interval '2 minutes';
+SELECT is(
+    (SELECT status FROM h WHERE "check" = 'backlog'), 'ok',
+    'backlog: without samples of the first minute of the 5 there is no trend yet'
+);
+SELECT is((SELECT count(*) FROM h), 9::bigint, 'still exactly 9 checks');
 
 SELECT * FROM finish();
 ROLLBACK;

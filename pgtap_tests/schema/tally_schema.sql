@@ -7,7 +7,7 @@
 -- views, the known functions, and the pinned search_path of every SECURITY
 -- DEFINER function.
 BEGIN;
-SELECT plan(183);
+SELECT plan(184);
 
 SELECT has_schema('tally', 'schema tally exists');
 
@@ -321,6 +321,9 @@ SELECT columns_are(
     ARRAY['id', 'counter_id', 'key', 'action', 'deltas', 'delta_sum', 'released_at', 'released_by'],
     'tally.quarantine_releases has the expected columns'
 );
+SELECT columns_are(
+    'tally', 'backlog_samples', ARRAY['sampled_at', 'pending'], 'tally.backlog_samples has the expected columns'
+);
 SELECT is(
     (SELECT relpersistence::text FROM pg_catalog.pg_class WHERE oid = 'tally.crash_marker'::regclass),
     'u',
@@ -556,8 +559,8 @@ SELECT is_empty(
 SELECT is(
     (SELECT count(*) FROM pg_catalog.pg_proc AS p
      WHERE p.pronamespace = 'tally'::regnamespace AND p.prosecdef),
-    62::bigint,
-    'the search_path check above covers the 62 SECURITY DEFINER functions (a new one changes this count)'
+    63::bigint,
+    'the search_path check above covers the 63 SECURITY DEFINER functions (a new one changes this count)'
 );
 SELECT results_eq(
     $$SELECT p.proname::text COLLATE "default", p.prosecdef

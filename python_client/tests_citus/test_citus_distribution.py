@@ -139,11 +139,11 @@ def test_a_fold_runs_on_both_workers_and_pulls_no_row_to_the_coordinator(
     assert set(sent(r"^issuing PREPARE TRANSACTION")) == workers
     assert set(sent(r"^issuing COMMIT PREPARED")) == workers
     # Every command that reads a delta shard is one of three: the per-day
-    # summary for the partitions (counter, day, latest minute, count: a row
+    # summary for the partitions (counter, day, first and latest time, count: a row
     # per counter and day, not per delta), an INSERT ... SELECT that stays on
     # its worker, or the DELETE. No delta row is shipped anywhere.
     on_deltas = [m for m, _ in logs if m.startswith("issuing") and re.search(r"tally\.delta_\d+", m)]
-    summary = re.compile(r"^issuing SELECT counter_id, max\(date_trunc\('minute'.*count\(\*\).*GROUP BY", re.DOTALL)
+    summary = re.compile(r"^issuing SELECT counter_id, min\(at\) AS lo, max\(at\) AS hi, count\(\*\).*GROUP BY", re.S)
     upsert = re.compile(r"^issuing INSERT INTO tally\.(totals|rollup_\w+)_\d+ ", re.DOTALL)
     delete = re.compile(r"^issuing DELETE FROM tally\.delta_\d+ delta$")
     others = [m for m in on_deltas if not (summary.search(m) or upsert.search(m) or delete.search(m))]

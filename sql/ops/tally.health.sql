@@ -6,6 +6,11 @@
 --   compactor  never run since install, or not running (no step for a
 --              while) while deltas wait for it
 --   lag        the oldest pending increment's age (warn 10 s, critical 60 s)
+--   backlog    the backlog keeps growing: over the last 5 minutes of the
+--              compactor's samples (tally.backlog_samples) its lowest in
+--              the last 2 minutes is above its highest in the first, by
+--              10,000 deltas or more; says how fast writers add and the
+--              compactor folds
 --   folds      compactor steps that failed (after retries) in the last hour
 --   maintenance the last maintenance run failed in part, or is overdue (a
 --              compactor runs but maintenance has not for 2 hours), or the
@@ -37,6 +42,28 @@ gen AS (
     FROM tally.write_gen AS w
 ),
 
+trend AS (
+    SELECT
+        min(s.sampled_at) AS first_at,
+        max(s.sampled_at) AS last_at,
+        max(s.pending) FILTER (WHERE s.sampled_at < now() - interval '4 minutes') AS early_max,
+        min(s.pending) FILTER (WHERE s.sampled_at >= now() - interval '2 minutes') AS late_min,
+        (array_agg(s.pending ORDER BY s.sampled_at))[1] AS first_pending,
+        (array_agg(s.pending ORDER BY s.sampled_at DESC))[1] AS last_pending
+    FROM tally.backlog_samples AS s
+    WHERE s.sampled_at >= now() - interval '5 minutes'
+),
+rates AS (
+    SELECT
+        t.*,
+        t.late_min - t.early_max >= 10000 AS growing,
+        greatest(extract(EPOCH FROM t.last_at - t.first_at), 1) AS span_s,
+        (
+            SELECT coalesce(sum(r.deltas), 0) FROM tally.fold_runs AS r
+            WHERE r.finished_at > t.first_at AND r.finished_at <= t.last_at AND r.outcome <> 'failed'
+        ) AS folded
+    FROM trend AS t
+),
 failed AS (
     SELECT
         count(*) AS n,
@@ -188,6 +215,24 @@ SELECT
 FROM lag AS l CROSS JOIN node AS n
 UNION ALL
 SELECT
+    'backlog' AS "check",
+    CASE WHEN coalesce(r.growing, FALSE) THEN 'warn' ELSE 'ok' END AS status,
+    CASE
+        WHEN r.last_at IS NULL THEN 'no backlog sample in the last 5 minutes (the compactor takes them)'
+        WHEN coalesce(r.growing, FALSE) THEN format(
+            'the backlog grew from %s to %s deltas in %s s: writers add about %s/s, the compactor folds about %s/s;'
+            ' add compactors (more plain ones, or tally compact --loop --workers N) or slow the writers',
+            r.first_pending, r.last_pending, round(r.span_s),
+            round((r.folded + r.last_pending - r.first_pending) / r.span_s), round(r.folded / r.span_s)
+        )
+        ELSE format(
+            'not growing: %s deltas pending (sampled %s s ago)',
+            r.last_pending, round(extract(EPOCH FROM now() - r.last_at)::numeric)
+        )
+    END AS reason
+FROM rates AS r
+UNION ALL
+SELECT
     'folds' AS "check",
     CASE WHEN f.n = 0 THEN 'ok' ELSE 'critical' END AS status,
     CASE
@@ -280,4 +325,4 @@ SELECT
 FROM poison AS p;
 
 COMMENT ON VIEW tally.health IS
-'One row per check (compactor, lag, folds, maintenance, drift, crash, quarantine): status ok/warn/critical and why.';
+'One row per check (node, compactor, lag, backlog, folds, maintenance, drift, crash, quarantine): status and why.';

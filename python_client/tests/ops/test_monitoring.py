@@ -30,7 +30,7 @@ TALLY = str(REPO / ".venv" / "bin" / "tally")
 EXPORTER_YAML = REPO / "monitoring" / "postgres_exporter.yaml"
 
 
-CHECKS = {"node", "compactor", "lag", "folds", "maintenance", "drift", "crash", "quarantine"}
+CHECKS = {"node", "compactor", "lag", "backlog", "folds", "maintenance", "drift", "crash", "quarantine"}
 
 
 def tally(dsn: str, *args: str) -> subprocess.CompletedProcess:
@@ -266,6 +266,7 @@ def test_metrics_parse_as_prometheus_text(dsn: str, conn: psycopg.Connection) ->
         "node",
         "compactor",
         "lag",
+        "backlog",
         "folds",
         "maintenance",
         "drift",
@@ -308,3 +309,24 @@ def test_metrics_served_over_http(dsn: str) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_the_compactor_samples_the_backlog_for_health(conn: psycopg.Connection) -> None:
+    """Each compactor step samples the pending deltas (the statistics'
+    estimate) into tally.backlog_samples, at most once every 10 s: the trend
+    tally.health's backlog check reads."""
+    conn.execute("SELECT tally.create_counter('sampled')")
+    conn.execute("SELECT pg_stat_force_next_flush()")  # (the writes' statistics at once)
+    conn.execute(
+        "SELECT tally.increment_counters(array_fill('sampled'::text, ARRAY[5000]),"
+        " ARRAY(SELECT 'k' || g FROM generate_series(1, 5000) AS g), array_fill(1::bigint, ARRAY[5000]))"
+    )
+    conn.execute("SELECT pg_stat_force_next_flush()")
+    conn.execute("SELECT 1")
+    assert conn.execute("SELECT count(*) FROM tally.backlog_samples").fetchone() == (0,)
+    conn.execute("CALL tally.compact(1000)")  # five folding steps, and more
+    samples = conn.execute("SELECT pending FROM tally.backlog_samples").fetchall()
+    assert len(samples) == 1, samples  # the first step's; the others came within 10 s
+    assert samples == [(5000,)], samples  # taken before the first step folded
+    reason = conn.execute("""SELECT reason FROM tally.health WHERE "check" = 'backlog'""").fetchone()[0]
+    assert reason.startswith(f"not growing: {samples[0][0]} deltas pending")
