@@ -53,6 +53,7 @@ trend AS (
     FROM tally.backlog_samples AS s
     WHERE s.sampled_at >= now() - interval '5 minutes'
 ),
+
 rates AS (
     SELECT
         t.*,
@@ -64,6 +65,7 @@ rates AS (
         ) AS folded
     FROM trend AS t
 ),
+
 failed AS (
     SELECT
         count(*) AS n,
@@ -219,12 +221,14 @@ SELECT
     CASE WHEN coalesce(r.growing, FALSE) THEN 'warn' ELSE 'ok' END AS status,
     CASE
         WHEN r.last_at IS NULL THEN 'no backlog sample in the last 5 minutes (the compactor takes them)'
-        WHEN coalesce(r.growing, FALSE) THEN format(
-            'the backlog grew from %s to %s deltas in %s s: writers add about %s/s, the compactor folds about %s/s;'
-            ' add compactors (more plain ones, or tally compact --loop --workers N) or slow the writers',
-            r.first_pending, r.last_pending, round(r.span_s),
-            round((r.folded + r.last_pending - r.first_pending) / r.span_s), round(r.folded / r.span_s)
-        )
+        WHEN coalesce(r.growing, FALSE)
+            THEN
+                format(
+                    'the backlog grew from %s to %s deltas in %s s: writers add about %s/s, the compactor folds about %s/s;'
+                    ' add compactors (more plain ones, or tally compact --loop --workers N) or slow the writers',
+                    r.first_pending, r.last_pending, round(r.span_s),
+                    round((r.folded + r.last_pending - r.first_pending) / r.span_s), round(r.folded / r.span_s)
+                )
         ELSE format(
             'not growing: %s deltas pending (sampled %s s ago)',
             r.last_pending, round(extract(EPOCH FROM now() - r.last_at)::numeric)
