@@ -22,6 +22,8 @@ COUNTERS = (  # the counters the bench creates (and drops at the end)
     "bench_plain_warmup",
     "bench_par_plain_1",
     "bench_par_plain_2",
+    "bench_sustained_10000",
+    "bench_sustained_1000000",
 )
 
 
@@ -42,6 +44,7 @@ class Plan:
     client_seconds: float = 10  # each of its three runs
     hot_rounds: int = 3  # interleaved rounds of the hot-path comparison
     hot_seconds: int = 6  # each case of a round
+    sustained_seconds: int = 40  # each cardinality of the sustained-ingest case
 
 
 FULL = Plan(
@@ -68,4 +71,5 @@ QUICK = Plan(
     client_seconds=1.5,
     hot_rounds=1,
     hot_seconds=2,
+    sustained_seconds=3,
 )

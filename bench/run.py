@@ -29,7 +29,7 @@ from pathlib import Path
 
 import psycopg
 
-from bench.cases import batch, client, fold, history, hot_path, lag, plain_compactors, redis_incr, single
+from bench.cases import batch, client, fold, history, hot_path, lag, plain_compactors, redis_incr, single, sustained
 from bench.counters import drop_counter
 from bench.plan import COUNTERS, FULL, QUICK, SCHEMA, Plan
 from bench.report import RESULTS, say, shown, tables, write_json
@@ -113,6 +113,10 @@ def run(dsn: str, out_dir: Path | None = None, quick: bool = False, keep: bool =
         tables.step("Plain compactors sharing the work (1 vs 2, the same backlog)")
         res["plain_compactors"] = plain_compactors.measure(dsn, conn, plan)
         tables.plain_compactors_line(res["plain_compactors"])
+        tables.step("Sustained batch ingest with two plain compactors (10,000 and 1,000,000 keys)")
+        res["sustained"] = sustained.measure(dsn, conn, pg, plan)
+        for r in res["sustained"]:
+            tables.sustained_line(r)
         tables.step("Lag under sustained maximum ingest")
         res["lag"] = lag.measure(dsn, conn, pg, plan)
         tables.lag_line(res["lag"])

@@ -59,6 +59,14 @@ def plain_compactors_line(r: dict) -> None:
     )
 
 
+def sustained_line(r: dict) -> None:
+    say(
+        f"  {r['keys']:>9,} keys: in {r['in_per_s']:,}/s, folded {r['folded_per_s']:,}/s while writing"
+        f" ({r['fold_ratio']}x), backlog {r['backlog_end']:,} at the end (peak {r['backlog_peak']:,}),"
+        f" the rest folded in {r['drain_s']:.0f} s; exact {r['exact']}"
+    )
+
+
 def lag_line(r: dict) -> None:
     say(
         f"  lag under max ingest: {r['ingest_per_s']:,.0f} increments/s with the compactor running; lag p50 "
