@@ -203,6 +203,7 @@ def test_soak_the_compactor_never_stops(dsn: str, conn: psycopg.Connection) -> N
         "node": "ok",
         "compactor": "ok",
         "lag": "ok",
+        "backlog": "ok",
         "folds": "ok",
         "maintenance": "ok",
         "drift": "ok",
