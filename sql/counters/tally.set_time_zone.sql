@@ -21,12 +21,13 @@ BEGIN
         RETURN;
     END IF;
     PERFORM pg_advisory_xact_lock(tally._fold_lock_key());
-    v_data := EXISTS (SELECT FROM tally.delta AS d WHERE d.counter_id = v_counter.id)
-           OR EXISTS (SELECT FROM tally.totals AS t WHERE t.counter_id = v_counter.id)
-           OR EXISTS (SELECT FROM tally.quarantine AS q WHERE q.counter_id = v_counter.id);
+    -- (SELECT 1: Citus 13.2 plans no empty target list on a distributed table)
+    v_data := EXISTS (SELECT 1 FROM tally.delta AS d WHERE d.counter_id = v_counter.id)
+           OR EXISTS (SELECT 1 FROM tally.totals AS t WHERE t.counter_id = v_counter.id)
+           OR EXISTS (SELECT 1 FROM tally.quarantine AS q WHERE q.counter_id = v_counter.id);
     FOREACH v_g IN ARRAY v_counter.granularities LOOP
         EXIT WHEN v_data;
-        EXECUTE format('SELECT EXISTS (SELECT FROM tally.%I AS r WHERE r.counter_id = $1)', 'rollup_' || v_g)
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM tally.%I AS r WHERE r.counter_id = $1)', 'rollup_' || v_g)
         INTO v_data USING v_counter.id;
     END LOOP;
     IF v_data THEN

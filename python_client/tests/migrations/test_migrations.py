@@ -4,6 +4,7 @@ again."""
 
 from __future__ import annotations
 
+import subprocess
 from datetime import timedelta
 
 import psycopg
@@ -204,3 +205,24 @@ def test_0006_moves_the_event_ids_kept_and_a_downgrade_moves_them_back(fresh_db:
             (today, 1),
         ]
     replays()
+
+
+def test_0006_downgrade_refuses_counters_of_another_time_zone(fresh_db: str) -> None:
+    """Revision 0005 cuts every bucket in UTC: a downgrade while a counter
+    has another zone is refused with the counters named, and changes
+    nothing; once they are dropped it goes through, the UTC counters kept."""
+    alembic(fresh_db, "upgrade", "head")
+    with psycopg.connect(fresh_db, autocommit=True) as c:
+        c.execute("SELECT tally.create_counter('utc_one')")
+        c.execute("SELECT tally.create_counter('ny_one', p_time_zone => 'America/New_York')")
+        c.execute("SELECT tally.increment_counter('ny_one', 'k')")
+    with pytest.raises(subprocess.CalledProcessError) as refused:
+        alembic(fresh_db, "downgrade", "0005")
+    assert b"counters with a time zone other than UTC: ny_one (America/New_York)" in refused.value.stderr
+    with psycopg.connect(fresh_db, autocommit=True) as c:
+        assert c.execute("SELECT version_num FROM tally.alembic_version").fetchone() == ("0006",)
+        assert c.execute("SELECT tally.counter_value('ny_one', 'k')").fetchone() == (1,)
+        c.execute("SELECT tally.drop_counter('ny_one')")
+    alembic(fresh_db, "downgrade", "0005")
+    with psycopg.connect(fresh_db, autocommit=True) as c:
+        assert c.execute("SELECT name FROM tally.counters").fetchall() == [("utc_one",)]
