@@ -114,6 +114,10 @@ def _step(plpy, plans, max_deltas, max_attempts, slice_=0, slices=1):
         if row["action"] in ("failed", "cancelled"):
             raise StepFailed(row)
         if row["action"] != "retry":
+            # the backlog's trend for tally.health and the writers'
+            # admission (at most every 10 s), in a transaction of its own
+            plpy.execute(plans["sample"])
+            plpy.commit()
             return row
         backoff = min(BACKOFF_CAP, BACKOFF_BASE * (2 ** (attempt - 1)))
         plpy.execute(plans["sleep"], [backoff * (0.5 + random.random())])
@@ -130,6 +134,7 @@ def _plans(plpy):
             "SELECT w.flips, LEAST(w.emptied_at_flip[1], w.emptied_at_flip[2]) AS emptied FROM tally.write_gen AS w"
         ),
         "maintain": plpy.prepare("SELECT m.step, m.detail FROM tally.maintain() AS m"),
+        "sample": plpy.prepare("SELECT tally.sample_backlog()"),
         "sleep": plpy.prepare("SELECT pg_catalog.pg_sleep($1)", ["float8"]),
         "search_path": plpy.prepare("SELECT pg_catalog.current_setting('search_path') AS v"),
         "statement_timeout": plpy.prepare(

@@ -50,7 +50,8 @@ BEGIN
     ]) AS u (name)
     UNION ALL
     SELECT u.name, 'tally_admin' FROM unnest(ARRAY[
-        'create_counter', 'drop_counter', 'set_time_zone', 'set_retention', 'reset_retention', 'set_event_window',
+        'create_counter', 'drop_counter', 'set_time_zone', 'set_backlog_limits', 'sample_backlog',
+        'set_retention', 'reset_retention', 'set_event_window',
         'set_source', 'check_drift', 'reconcile', 'maintain', 'compact', 'compact_loop', 'compact_step',
         'schedule_compactor', 'unschedule_compactor', 'acknowledge_crash', 'release_quarantined'
     ]) AS u (name);

@@ -55,6 +55,9 @@
 \ir write/tally._append_local_batch.sql
 \ir write/tally._make_append_local.sql
 \ir write/tally._make_append_local.citus.sql
+\ir write/tally._set_admission.sql
+\ir write/tally._admit.sql
+\ir write/tally.set_backlog_limits.sql
 \ir write/tally._increment_checked.sql
 \ir write/tally.increment_counter.sql
 \ir write/tally.increment_counter.citus.sql
@@ -88,7 +91,7 @@
 \ir fold/tally._fold_chunk.sql
 \ir fold/tally._reclaim_shards.sql
 \ir fold/tally._fold_step.sql
-\ir fold/tally._sample_backlog.sql
+\ir fold/tally.sample_backlog.sql
 \ir fold/tally._fold_step.citus.sql
 \ir fold/tally._mark_citus_shards.sql
 \ir fold/tally._folded_before.sql

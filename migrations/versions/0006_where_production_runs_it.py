@@ -32,6 +32,12 @@
 - A backlog that keeps growing is named: the compactor samples the
   pending deltas into tally.backlog_samples (at most every 10 s, an hour
   kept), and tally.health's new 'backlog' check warns, with the rates.
+- Writers held back while the compactor is behind, opt-in:
+  tally.set_backlog_limits() (new tally.settings columns backlog_delay_at,
+  backlog_refuse_at); the admission the compactor's samples set is in
+  tally.write_gen (backlog_state, backlog_pending), which every increment
+  reads. tally.sample_backlog() is public (tally_admin), called by the
+  compactor after each step.
 
 Revision ID: 0006
 Revises: 0005
@@ -103,6 +109,13 @@ def upgrade() -> None:
         """
     )
     ex("COMMENT ON TABLE tally.backlog_samples IS 'tally: pending deltas sampled by the compactor (the last hour)'")
+    # (one subcommand per statement: Citus refuses more on a reference table)
+    ex("ALTER TABLE tally.settings ADD COLUMN backlog_delay_at bigint")
+    ex("ALTER TABLE tally.settings ADD COLUMN backlog_refuse_at bigint")
+    ex("ALTER TABLE tally.settings ADD CONSTRAINT settings_backlog_check CHECK (backlog_delay_at < backlog_refuse_at)")
+    ex("ALTER TABLE tally.write_gen ADD COLUMN backlog_state smallint NOT NULL DEFAULT 0")
+    ex("ALTER TABLE tally.write_gen ADD COLUMN backlog_pending bigint NOT NULL DEFAULT 0")
+    ex("ALTER TABLE tally.write_gen ADD CONSTRAINT write_gen_backlog_state_check CHECK (backlog_state IN (0, 1, 2))")
     _recreate("0005", None)
     _relayout_event_ids(by_day=False)
 
@@ -178,3 +191,9 @@ def downgrade() -> None:
     ex("ALTER TABLE tally.write_gen DROP COLUMN folded_before")
     ex("ALTER TABLE tally.counters DROP COLUMN time_zone")
     ex("DROP TABLE tally.backlog_samples")
+    ex("ALTER TABLE tally.write_gen DROP CONSTRAINT write_gen_backlog_state_check")
+    ex("ALTER TABLE tally.write_gen DROP COLUMN backlog_pending")
+    ex("ALTER TABLE tally.write_gen DROP COLUMN backlog_state")
+    ex("ALTER TABLE tally.settings DROP CONSTRAINT settings_backlog_check")
+    ex("ALTER TABLE tally.settings DROP COLUMN backlog_refuse_at")
+    ex("ALTER TABLE tally.settings DROP COLUMN backlog_delay_at")

@@ -64,7 +64,8 @@ SELECT set_eq(
       WHERE p.pronamespace = 'tally'::regnamespace AND has_function_privilege('tally_admin', p.oid, 'EXECUTE')$$,
     ARRAY['increment_counter', 'increment_counters', 'counter_value', 'counter_series', 'top_keys', 'node_deadlocks',
           'pending_deltas', 'node_status',
-          'create_counter', 'drop_counter', 'set_time_zone', 'set_retention', 'reset_retention', 'set_event_window', 'set_source',
+          'create_counter', 'drop_counter', 'set_time_zone', 'set_backlog_limits', 'sample_backlog', 'set_retention',
+          'reset_retention', 'set_event_window', 'set_source',
           'check_drift', 'reconcile', 'maintain', 'compact', 'compact_loop', 'compact_step', 'schedule_compactor',
           'unschedule_compactor', 'acknowledge_crash', 'release_quarantined'],
     'tally_admin may execute exactly what the README lists: write, read, and the administration functions'
@@ -111,7 +112,7 @@ SELECT is_empty(
     $$SELECT sig, outcome FROM priv_internal WHERE outcome IS DISTINCT FROM '42501'$$,
     'under SET ROLE tally_admin, calling any internal function is refused with 42501'
 );
-SELECT is((SELECT count(*) FROM priv_internal), 73::bigint, 'and that covered all 73 internal functions');
+SELECT is((SELECT count(*) FROM priv_internal), 74::bigint, 'and that covered all 74 internal functions');
 
 -- Under SET ROLE
 GRANT USAGE ON SCHEMA tap TO tally_writer, tally_reader, tally_admin;

@@ -7,7 +7,7 @@
 -- views, the known functions, and the pinned search_path of every SECURITY
 -- DEFINER function.
 BEGIN;
-SELECT plan(184);
+SELECT plan(185);
 
 SELECT has_schema('tally', 'schema tally exists');
 
@@ -213,7 +213,9 @@ SELECT is(
 -- The write generation: one row telling writers which generation to append to.
 SELECT has_table('tally', 'write_gen', 'table tally.write_gen exists');
 SELECT columns_are(
-    'tally', 'write_gen', ARRAY['singleton', 'gen', 'flips', 'flipped_at', 'emptied_at_flip', 'folded_before'],
+    'tally', 'write_gen',
+    ARRAY['singleton', 'gen', 'flips', 'flipped_at', 'emptied_at_flip', 'folded_before', 'backlog_state',
+          'backlog_pending'],
     'tally.write_gen has the expected columns'
 );
 SELECT col_is_pk('tally', 'write_gen', 'singleton', 'write_gen is keyed by singleton');
@@ -223,9 +225,9 @@ SELECT results_eq(
       WHERE a.attrelid = 'tally.write_gen'::regclass AND a.attnum > 0 AND NOT a.attisdropped
       ORDER BY a.attnum$$,
     $$VALUES ('boolean'::text, true), ('smallint', true), ('bigint', true), ('timestamp with time zone', true),
-             ('bigint[]', true), ('timestamp with time zone[]', true)$$,
+             ('bigint[]', true), ('timestamp with time zone[]', true), ('smallint', true), ('bigint', true)$$,
     'write_gen is (singleton boolean, gen smallint, flips bigint, flipped_at timestamptz, emptied_at_flip bigint[], '
-    'folded_before timestamptz[]), all NOT NULL'
+    'folded_before timestamptz[], backlog_state smallint, backlog_pending bigint), all NOT NULL'
 );
 SELECT results_eq(
     'SELECT singleton, gen, flips, emptied_at_flip, folded_before FROM tally.write_gen',
@@ -258,6 +260,11 @@ SELECT has_table('tally', 'corrections', 'table tally.corrections exists');
 SELECT has_table('tally', 'crash_marker', 'table tally.crash_marker exists');
 SELECT has_table('tally', 'crash_resets', 'table tally.crash_resets exists');
 SELECT has_table('tally', 'settings', 'table tally.settings exists');
+SELECT columns_are(
+    'tally', 'settings',
+    ARRAY['singleton', 'event_window_days', 'distributed', 'backlog_delay_at', 'backlog_refuse_at'],
+    'tally.settings has the expected columns'
+);
 SELECT has_table('tally', 'installed_roles', 'table tally.installed_roles exists');
 SELECT columns_are(
     'tally', 'event_ids', ARRAY['counter_id', 'event_id', 'seen_on', 'key'], 'tally.event_ids has the expected columns'
@@ -559,8 +566,8 @@ SELECT is_empty(
 SELECT is(
     (SELECT count(*) FROM pg_catalog.pg_proc AS p
      WHERE p.pronamespace = 'tally'::regnamespace AND p.prosecdef),
-    63::bigint,
-    'the search_path check above covers the 63 SECURITY DEFINER functions (a new one changes this count)'
+    66::bigint,
+    'the search_path check above covers the 66 SECURITY DEFINER functions (a new one changes this count)'
 );
 SELECT results_eq(
     $$SELECT p.proname::text COLLATE "default", p.prosecdef

@@ -210,3 +210,42 @@ def test_a_counter_in_a_time_zone_cuts_local_buckets_on_citus(cconn: psycopg.Con
     finally:  # (a counter in another zone than UTC would stop a downgrade below 0006 in later tests)
         cconn.execute("SELECT tally.drop_counter(%s)", (ny,))
         cconn.execute("SELECT tally.drop_counter(%s)", (kol,))
+
+
+def test_backlog_limits_hold_writers_back_on_every_node(
+    cconn: psycopg.Connection, name: str, node_dsns: list[str]
+) -> None:
+    """Over the refuse limit an increment is refused (53400, nothing
+    appended) through the coordinator and through every worker, its fast
+    path included; once a compactor folded the backlog, writers are in."""
+    cconn.execute("SELECT tally.create_counter(%s)", (name,))
+    cconn.execute(
+        "SELECT tally.increment_counters(array_fill(%s::text, ARRAY[3000]),"
+        " ARRAY(SELECT 'k' || g FROM generate_series(1, 3000) AS g), array_fill(1::bigint, ARRAY[3000]))",
+        (name,),
+    )
+    try:
+        cconn.execute("SELECT tally.set_backlog_limits(1000, 2000)")
+        cconn.execute("DELETE FROM tally.backlog_samples")
+        assert cconn.execute("SELECT tally.sample_backlog()").fetchone() == (3000,)
+        for dsn in node_dsns:
+            with psycopg.connect(dsn, autocommit=True) as c:
+                for sql in (
+                    "SELECT tally.increment_counter(%s, 'k1')",
+                    "SELECT tally.increment_counters(ARRAY[%s], ARRAY['k2'], ARRAY[1::bigint])",
+                ):
+                    try:
+                        c.execute(sql, (name,))
+                        raise AssertionError(f"{sql} was not refused on {dsn}")
+                    except psycopg.errors.ConfigurationLimitExceeded:
+                        pass
+        assert cconn.execute("SELECT tally._pending()").fetchone() == (3000,)
+        cconn.execute("CALL tally.compact()")
+        time.sleep(2.1)  # (a sample every 2 s while writers are held back)
+        assert cconn.execute("SELECT tally.sample_backlog()").fetchone() == (0,)
+        for dsn in node_dsns:
+            with psycopg.connect(dsn, autocommit=True) as c:
+                assert c.execute("SELECT tally.increment_counter(%s, 'k1')", (name,)).fetchone() == (True,)
+        assert cconn.execute("SELECT tally.counter_value(%s, 'k1')", (name,)).fetchone() == (1 + len(node_dsns),)
+    finally:
+        cconn.execute("SELECT tally.set_backlog_limits(NULL, NULL)")

@@ -1,8 +1,7 @@
 -- tally.compact_step: one compactor step, as CALL tally.compact() and
 -- tally.compact_loop() run them (each in its own transaction, committed by
 -- the procedure): in a subtransaction, records a crash reset first if one
--- happened (tally._detect_crash_reset), samples the backlog for
--- tally.health (tally._sample_backlog), then runs tally._fold_step. A step
+-- happened (tally._detect_crash_reset), then runs tally._fold_step. A step
 -- that fails is rolled back to that subtransaction (its deltas stay
 -- pending), recorded in tally.fold_runs and tally.fold_stats, and reported
 -- as action 'retry' (a transient error: deadlock, serialization failure,
@@ -70,9 +69,6 @@ BEGIN
         -- worker, and a worker that is down fails the step (recorded, and
         -- compact_loop goes on) instead of the whole compactor.
         PERFORM tally._detect_crash_reset();
-        -- the backlog's trend for tally.health (at most every 10 s; before
-        -- the fold: on Citus the step's snapshot is all it folds)
-        PERFORM tally._sample_backlog();
         RETURN QUERY
         SELECT s.action, s.folded, s.flips, NULL::text, NULL::text
         FROM tally._fold_step(p_max_deltas, p_flip_until, p_attempt, p_max_gen_age, p_slice, p_slices) AS s;

@@ -10,7 +10,8 @@
 --              compactor's samples (tally.backlog_samples) its lowest in
 --              the last 2 minutes is above its highest in the first, by
 --              10,000 deltas or more; says how fast writers add and the
---              compactor folds
+--              compactor folds. Writers slowed by tally.set_backlog_limits:
+--              warn; refused: critical
 --   folds      compactor steps that failed (after retries) in the last hour
 --   maintenance the last maintenance run failed in part, or is overdue (a
 --              compactor runs but maintenance has not for 2 hours), or the
@@ -64,6 +65,15 @@ rates AS (
             WHERE r.finished_at > t.first_at AND r.finished_at <= t.last_at AND r.outcome <> 'failed'
         ) AS folded
     FROM trend AS t
+),
+
+admission AS (
+    SELECT
+        w.backlog_state AS state,
+        w.backlog_pending AS pending,
+        s.backlog_delay_at AS delay_at,
+        s.backlog_refuse_at AS refuse_at
+    FROM tally.write_gen AS w CROSS JOIN tally.settings AS s
 ),
 
 failed AS (
@@ -218,8 +228,22 @@ FROM lag AS l CROSS JOIN node AS n
 UNION ALL
 SELECT
     'backlog' AS "check",
-    CASE WHEN coalesce(r.growing, FALSE) THEN 'warn' ELSE 'ok' END AS status,
     CASE
+        WHEN a.state = 2 THEN 'critical'
+        WHEN a.state = 1 OR coalesce(r.growing, FALSE) THEN 'warn'
+        ELSE 'ok'
+    END AS status,
+    CASE
+        WHEN a.state = 2
+            THEN format(
+                'writers refused: the backlog of %s deltas is over the limit of %s (tally.set_backlog_limits)',
+                a.pending, a.refuse_at
+            )
+        WHEN a.state = 1
+            THEN format(
+                'writers slowed: the backlog of %s deltas is over the limit of %s (tally.set_backlog_limits)',
+                a.pending, a.delay_at
+            )
         WHEN r.last_at IS NULL THEN 'no backlog sample in the last 5 minutes (the compactor takes them)'
         WHEN coalesce(r.growing, FALSE)
             THEN
@@ -234,7 +258,7 @@ SELECT
             r.last_pending, round(extract(EPOCH FROM now() - r.last_at)::numeric)
         )
     END AS reason
-FROM rates AS r
+FROM rates AS r CROSS JOIN admission AS a
 UNION ALL
 SELECT
     'folds' AS "check",

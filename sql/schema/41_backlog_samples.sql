@@ -1,5 +1,5 @@
 -- The backlog over the last hour: how many deltas were pending, sampled by
--- the compactor at most every 10 s (tally._sample_backlog). tally.health
+-- the compactor at most every 10 s (tally.sample_backlog). tally.health
 -- reads the trend: a backlog that keeps growing for minutes is a compactor
 -- that folds less than writers add. On the coordinator only on Citus.
 CREATE TABLE tally.backlog_samples (

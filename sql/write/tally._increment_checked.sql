@@ -7,8 +7,10 @@
 -- logged shard when it carries an event id, so the two survive or vanish
 -- together in a crash. The rules are checked in full only when a quick
 -- test of them fails (an increment with a valid event id comes here on
--- every call). Not SECURITY DEFINER and no search_path of its own: only
--- tally.increment_counter, which pins both, calls it.
+-- every call). A writer the backlog limits hold back (the fast path does
+-- not append then) is slowed or refused here (tally._admit). Not SECURITY
+-- DEFINER and no search_path of its own: only tally.increment_counter,
+-- which pins both, calls it.
 CREATE OR REPLACE FUNCTION tally._increment_checked(
     p_counter text, p_key text, p_delta bigint, p_at timestamptz, p_event_id text
 )
@@ -28,6 +30,9 @@ BEGIN
     SELECT c.id, c.durable INTO v_id, v_durable FROM tally.counters AS c WHERE c.name = p_counter;
     IF NOT FOUND THEN
         SELECT c.id, c.durable INTO v_id, v_durable FROM tally._lookup_counter(c_fn, p_counter) AS c;
+    END IF;
+    IF (SELECT w.backlog_state FROM tally.write_gen AS w) <> 0 THEN
+        PERFORM tally._admit(c_fn, 1);  -- slowed, or refused (tally.set_backlog_limits)
     END IF;
     IF p_event_id IS NOT NULL AND NOT tally._claim_event(v_id, p_key, p_event_id) THEN
         RETURN false;

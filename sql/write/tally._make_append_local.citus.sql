@@ -119,7 +119,7 @@ $body$,
                 || E'\n            SELECT tally._shard(w.gen, c.durable, false), c.id, p_key, p_delta, p_at'
                 || E'\n            FROM tally.%3$I AS c CROSS JOIN tally.%4$I AS w'
                 || E'\n            WHERE c.name = p_counter AND tally._valid_key(p_key) AND p_delta IS NOT NULL'
-                || E'\n              AND tally._valid_at(p_at);',
+                || E'\n              AND tally._valid_at(p_at) AND w.backlog_state = 0;',
                 s, 'delta_' || s, 'counters_' || v_counters, 'write_gen_' || v_gen), E'\n')
              FROM unnest(v_shards) AS s));
         -- A batch: every element valid and every key's shard here, or NULL

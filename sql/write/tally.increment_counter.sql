@@ -30,13 +30,15 @@ BEGIN
         INSERT INTO tally.delta (shard, counter_id, key, delta, at)
         SELECT tally._shard(w.gen, c.durable, false), c.id, p_key, p_delta, p_at
         FROM tally.counters AS c CROSS JOIN tally.write_gen AS w
-        WHERE c.name = p_counter AND tally._valid_key(p_key) AND p_delta IS NOT NULL AND tally._valid_at(p_at);
+        WHERE c.name = p_counter AND tally._valid_key(p_key) AND p_delta IS NOT NULL AND tally._valid_at(p_at)
+          AND w.backlog_state = 0;
         IF FOUND THEN
             RETURN true;
         END IF;
     END IF;
 
-    -- Say what is wrong, or claim the event id first (both modes).
+    -- Say what is wrong, or hold the writer back (tally.set_backlog_limits),
+    -- or claim the event id first (both modes).
     RETURN tally._increment_checked(p_counter, p_key, p_delta, p_at, p_event_id);
 END;
 $$;

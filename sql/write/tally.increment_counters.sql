@@ -67,6 +67,10 @@ BEGIN
     IF v_n = 0 THEN
         RETURN 0;
     END IF;
+    -- slowed, or refused, while the backlog limits hold writers back
+    IF (SELECT w.backlog_state FROM tally.write_gen AS w) <> 0 THEN
+        PERFORM tally._admit(c_fn, v_n);
+    END IF;
 
     -- On a Citus node that holds every key's shard, the whole batch into
     -- those local shards, if every element is valid (else NULL, nothing
