@@ -44,7 +44,7 @@ def test_bench_quick_runs_every_case_and_cleans_up(dsn: str, conn: psycopg.Conne
     assert [f["case"] for f in res["fold_rate"]] == ["live (last minute)", "backfill (last year)"]
     assert res["lag"]["exact"]
     assert [(r["keys"], r["exact"]) for r in res["sustained"]] == [(10_000, True), (1_000_000, True)]
-    assert all(r["in_per_s"] > 0 and r["folded_per_s"] >= 0 for r in res["sustained"]), res["sustained"]
+    assert all(r["in_per_s"] > 0 for r in res["sustained"]), res["sustained"]
     assert [h["events"] for h in res["history"]] == [1_000, 10_000]
     assert all(h["counter_value"] == h["count_star"] == h["events"] for h in res["history"])
     assert res["environment"]["cores"] and res["environment"]["postgres"].startswith("15")
