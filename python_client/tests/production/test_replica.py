@@ -257,6 +257,34 @@ def test_a_hot_standby_answers_every_read_with_what_it_has(pair) -> None:
     assert {f.name: f for f in text_string_to_metric_families(out.stdout)}["tally_standby"].samples[0].value == 0
 
 
+def test_a_hot_standby_reads_a_counter_of_a_time_zone_and_the_backlog_check(pair) -> None:
+    """A durable counter in New York's time zone: its local days (2026-11-01
+    is 25 hours long), folded and pending, read on the standby as on the
+    primary; the backlog check answers there from the replicated samples."""
+    primary, standby = pair
+    with primary.connect(DB) as p:
+        p.execute("SELECT tally.create_counter('ny_days', p_durable => true, p_time_zone => 'America/New_York')")
+        p.execute("SELECT tally.increment_counter('ny_days', 'k', 1, '2026-11-01 04:00+00')")  # Nov 1, 00:00 EDT
+        p.execute("CALL tally.compact()")
+        p.execute("SELECT tally.increment_counter('ny_days', 'k', 10, '2026-11-02 04:30+00')")  # Nov 1, 23:30 EST
+        p.execute("SELECT tally.increment_counter('ny_days', 'k', 100, '2026-11-02 05:00+00')")  # Nov 2, 00:00 EST
+        series = "SELECT * FROM tally.counter_series('ny_days', 'k', 'day', '2026-10-30', '2026-11-05')"
+        on_primary = p.execute(series).fetchall()
+        primary_backlog = p.execute("""SELECT status FROM tally.health WHERE "check" = 'backlog'""").fetchone()
+    assert [(b.astimezone(UTC), v) for b, v in on_primary] == [
+        (datetime(2026, 11, 1, 4, tzinfo=UTC), 11),
+        (datetime(2026, 11, 2, 5, tzinfo=UTC), 100),
+    ]
+    caught_up(primary, standby)
+    with standby.connect(DB) as s:
+        assert s.execute(series).fetchall() == on_primary
+        assert s.execute("SELECT * FROM tally.top_keys('ny_days', 'day', '2026-11-02 04:59+00')").fetchall() == [
+            ("k", 11)
+        ]
+        backlog = s.execute("""SELECT status FROM tally.health WHERE "check" = 'backlog'""").fetchone()
+        assert backlog == primary_backlog == ("ok",)
+
+
 # ---------------------------------------------------------------- failover
 
 
