@@ -109,7 +109,11 @@ def run_with_slices(dsn: str, conn: psycopg.Connection, slices: int, *, kill: bo
         killer_thread.start()
     try:
         # 8 writers (processes) and one plain CALL tally.compact() looping.
-        truth, plain = run_load(dsn, counters, writers=8, iterations=200, compactors=1, max_deltas=5_000)
+        # With kills, the writers write three times as long (about 10 s
+        # here): at most one kill per 0.3 s, and a slower box must still see
+        # several kills while there is work to fold.
+        iterations = 600 if kill else 200
+        truth, plain = run_load(dsn, counters, writers=8, iterations=iterations, compactors=1, max_deltas=5_000)
     finally:
         stop.set()
         for s in slicers:
