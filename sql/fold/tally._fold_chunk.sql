@@ -20,7 +20,12 @@
 -- own row of tally.shard_slices (tally.shards is left alone, so slice folds
 -- never wait on each other there), and the reclaim waits for that
 -- transaction too. The pre-aggregated batch goes through a temporary table
--- of this session (pg_temp.tally_fold_batch), emptied at commit.
+-- of this session (pg_temp.tally_fold_batch), emptied at commit, written in
+-- (counter, key, minute) order and indexed so: each of the upserts that
+-- follow reads it in that order instead of sorting it again (at a million
+-- deltas over a million keys, six sorts of 600,000 rows). JIT is off: a
+-- large chunk's estimates pass jit_above_cost, and compiling its statements
+-- cost more than it saved.
 CREATE OR REPLACE FUNCTION tally._fold_chunk(
     p_rel regclass, p_limit integer, p_attempt integer, p_started timestamptz,
     p_slice integer DEFAULT 0, p_slices integer DEFAULT 1
@@ -30,6 +35,8 @@ LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET timezone = 'UTC'
+SET work_mem = '64MB'
+SET jit = off
 AS $$
 DECLARE
     v_resume tid;
@@ -59,6 +66,7 @@ BEGIN
             delta bigint NOT NULL,
             n bigint NOT NULL
         ) ON COMMIT DELETE ROWS;
+        CREATE INDEX ON pg_temp.tally_fold_batch (counter_id, key, minute);
         v_batch := to_regclass('pg_temp.tally_fold_batch');
     END IF;
     EXECUTE format('SELECT ARRAY(SELECT s.ctid FROM %s AS s WHERE s.ctid >= $2 AND %s LIMIT $1)', p_rel, v_slice)
@@ -87,7 +95,8 @@ BEGIN
                  SELECT m.counter_id, m.key, tally._local_minute(m.at, z.time_zone), sum(m.delta), count(*)
                  FROM moved AS m
                  LEFT JOIN tally.counters AS z ON z.id = m.counter_id
-                 GROUP BY 1, 2, 3)
+                 GROUP BY 1, 2, 3
+                 ORDER BY 1, 2, 3)
              SELECT count(*), max(m.ctid) FROM moved AS m', p_rel, v_batch)
         INTO v_folded, v_last
         USING v_chunk;

@@ -19,6 +19,7 @@ RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 SET work_mem = '64MB'
+SET jit = off
 AS $$
 DECLARE
     v_g text;
