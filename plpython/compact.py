@@ -286,7 +286,7 @@ def _raise(plpy, failed):
 
 
 def compact(plpy, max_deltas, max_attempts, slice_=0, slices=1):
-    _check(plpy, "compact: p_max_deltas", max_deltas, 1, "the default is 100000")
+    _check(plpy, "compact: p_max_deltas", max_deltas, 1, "the default is 1000000")
     _check(plpy, "compact: p_max_attempts", max_attempts, 1, "the default is 5")
     _check_slice(plpy, "compact", slice_, slices)
     plans = _plans(plpy)
@@ -308,7 +308,7 @@ def compact(plpy, max_deltas, max_attempts, slice_=0, slices=1):
 def compact_loop(plpy, seconds, interval, max_deltas, max_attempts, slice_=0, slices=1):
     _check(plpy, "compact_loop: p_seconds", seconds, 0, "e.g. 55 for a job pg_cron starts every minute")
     _check(plpy, "compact_loop: p_interval", interval, 0.01, "seconds between folds, e.g. 1")
-    _check(plpy, "compact_loop: p_max_deltas", max_deltas, 1, "the default is 100000")
+    _check(plpy, "compact_loop: p_max_deltas", max_deltas, 1, "the default is 1000000")
     _check(plpy, "compact_loop: p_max_attempts", max_attempts, 1, "the default is 5")
     _check_slice(plpy, "compact_loop", slice_, slices)
     plans = _plans(plpy)

@@ -46,7 +46,8 @@ BEGIN
     SELECT u.name, 'tally_writer' FROM unnest(ARRAY['increment_counter', 'increment_counters']) AS u (name)
     UNION ALL
     SELECT u.name, 'tally_reader' FROM unnest(ARRAY[
-        'counter_value', 'counter_series', 'top_keys', 'node_deadlocks', 'pending_deltas', 'node_status'
+        'counter_value', 'counter_values', 'counter_series', 'counter_window', 'top_keys', 'node_deadlocks',
+        'pending_deltas', 'node_status'
     ]) AS u (name)
     UNION ALL
     SELECT u.name, 'tally_admin' FROM unnest(ARRAY[

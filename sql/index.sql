@@ -121,6 +121,10 @@
 \ir read/tally.counter_value.sql
 \ir read/tally.counter_series.sql
 \ir read/tally.top_keys.sql
+\ir read/tally.counter_values.sql
+\ir read/tally._window_ceil.sql
+\ir read/tally._window_refuse.sql
+\ir read/tally.counter_window.sql
 
 -- 5. Retention: how long each granularity's buckets are kept, per counter;
 --    pg_partman drops a partition once no counter keeps any bucket in it.

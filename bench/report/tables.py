@@ -80,6 +80,12 @@ def history_line(r: dict) -> None:
         f" p99 {r['counter_value_ms']['p99']:.3f} ms | count(*) p50 {r['count_star_ms']['p50']:,.1f} ms"
         f" p99 {r['count_star_ms']['p99']:,.1f} ms"
     )
+    say(
+        f"  {'':>19} counter_window 7 days p50 {r['counter_window_ms']['p50']:.3f} ms"
+        f" | count(*) of those days p50 {r['count_window_ms']['p50']:,.1f} ms"
+        f" | counter_values 100 keys p50 {r['counter_values_ms']['p50']:.3f} ms"
+        f" | 100 counter_value calls p50 {r['counter_value_x100_ms']['p50']:.1f} ms"
+    )
 
 
 def client_line(c: dict) -> None:

@@ -56,14 +56,15 @@ SELECT set_eq(
 SELECT set_eq(
     $$SELECT p.proname::text FROM pg_catalog.pg_proc AS p
       WHERE p.pronamespace = 'tally'::regnamespace AND has_function_privilege('tally_reader', p.oid, 'EXECUTE')$$,
-    ARRAY['counter_value', 'counter_series', 'top_keys', 'node_deadlocks', 'pending_deltas', 'node_status'],
+    ARRAY['counter_value', 'counter_values', 'counter_series', 'counter_window', 'top_keys', 'node_deadlocks',
+          'pending_deltas', 'node_status'],
     'tally_reader may execute exactly the read functions'
 );
 SELECT set_eq(
     $$SELECT p.proname::text FROM pg_catalog.pg_proc AS p
       WHERE p.pronamespace = 'tally'::regnamespace AND has_function_privilege('tally_admin', p.oid, 'EXECUTE')$$,
-    ARRAY['increment_counter', 'increment_counters', 'counter_value', 'counter_series', 'top_keys', 'node_deadlocks',
-          'pending_deltas', 'node_status',
+    ARRAY['increment_counter', 'increment_counters', 'counter_value', 'counter_values', 'counter_series',
+          'counter_window', 'top_keys', 'node_deadlocks', 'pending_deltas', 'node_status',
           'create_counter', 'drop_counter', 'set_time_zone', 'set_backlog_limits', 'sample_backlog', 'set_retention',
           'reset_retention', 'set_event_window', 'set_source',
           'check_drift', 'reconcile', 'maintain', 'compact', 'compact_loop', 'compact_step', 'schedule_compactor',
@@ -112,7 +113,7 @@ SELECT is_empty(
     $$SELECT sig, outcome FROM priv_internal WHERE outcome IS DISTINCT FROM '42501'$$,
     'under SET ROLE tally_admin, calling any internal function is refused with 42501'
 );
-SELECT is((SELECT count(*) FROM priv_internal), 74::bigint, 'and that covered all 74 internal functions');
+SELECT is((SELECT count(*) FROM priv_internal), 76::bigint, 'and that covered all 76 internal functions');
 
 -- Under SET ROLE
 GRANT USAGE ON SCHEMA tap TO tally_writer, tally_reader, tally_admin;

@@ -40,6 +40,8 @@ VALUE = "SELECT tally.counter_value(%s::text, %s::text)"
 SERIES = (
     "SELECT bucket, value FROM tally.counter_series(%s::text, %s::text, %s::text, %s::timestamptz, %s::timestamptz)"
 )
+VALUES = "SELECT key, value FROM tally.counter_values(%s::text, %s::text[])"
+WINDOW = "SELECT tally.counter_window(%s::text, %s::text, %s::timestamptz, %s::timestamptz)"
 TOP = "SELECT key, value FROM tally.top_keys(%s::text, %s::text, coalesce(%s::timestamptz, now()), %s::integer)"
 COMPACT = "CALL tally.compact(%s::integer)"
 

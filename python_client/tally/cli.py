@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="stop --loop after this many seconds (default: never)",
     )
-    c.add_argument("--max-deltas", type=int, default=100_000, help="deltas per fold transaction")
+    c.add_argument("--max-deltas", type=int, default=1_000_000, help="deltas per fold transaction")
     c.add_argument(
         "--workers",
         type=_workers,

@@ -261,6 +261,33 @@ class Tally:
         row = cur.fetchone()
         return int(row[0]) if row else 0
 
+    def values(self, counter: str, keys: Sequence[str]) -> list[KeyValue]:
+        """All-time totals of a page of keys in one call (tally.counter_values): one
+        KeyValue per key asked for, in the order given, 0 for a key never incremented."""
+        return self._run(lambda c: self.values_tx(c, counter, keys))
+
+    def values_tx(self, conn: psycopg.Connection, counter: str, keys: Sequence[str]) -> list[KeyValue]:
+        """values inside the caller's transaction on ``conn``."""
+        with conn.cursor(row_factory=class_row(KeyValue)) as cur:
+            cur.execute(_sql.VALUES, (counter, list(keys)))
+            return cur.fetchall()
+
+    def window(self, counter: str, key: str, start: datetime, end: datetime) -> int:
+        """Total of the increments with ``start <= at < end`` (tally.counter_window); the
+        bounds lie on bucket boundaries the counter keeps at that age.
+
+        With routing, read on the key's node."""
+        if self._router is not None:
+            (value,) = self._router.send([key], lambda c, _: self.window_tx(c, counter, key, start, end), True)
+            return value
+        return self._run(lambda c: self.window_tx(c, counter, key, start, end))
+
+    def window_tx(self, conn: psycopg.Connection, counter: str, key: str, start: datetime, end: datetime) -> int:
+        """window inside the caller's transaction on ``conn``."""
+        cur = conn.execute(_sql.WINDOW, (counter, key, start, end))
+        row = cur.fetchone()
+        return int(row[0]) if row else 0
+
     def series(self, counter: str, key: str, granularity: str, start: datetime, end: datetime) -> list[Bucket]:
         """Buckets of one granularity between ``start`` and ``end`` (tally.counter_series).
 
@@ -304,7 +331,7 @@ class Tally:
             return cur.fetchall()
 
     # -- folding ------------------------------------------------------------
-    def compact(self, max_deltas: int = 100_000) -> None:
+    def compact(self, max_deltas: int = 1_000_000) -> None:
         """CALL tally.compact(): fold everything pending. Needs autocommit (it commits per fold)."""
         if isinstance(self._source, ConnectionPool):
             with self._source.connection() as conn:

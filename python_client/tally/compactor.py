@@ -93,7 +93,7 @@ class CompactorService:
         dsn: str,
         *,
         interval: float = 1.0,
-        max_deltas: int = 100_000,
+        max_deltas: int = 1_000_000,
         maintain_every: float = 3600.0,
         duration: float = 0.0,
         stop_timeout: float = 10.0,

@@ -69,6 +69,18 @@ def test_every_public_function_through_every_worker(citus_dsn: str, cconn: psyco
             ).fetchall() == [(2,)]  # (the batch went to the hour of now)
             top = dict(w.execute("SELECT key, value FROM tally.top_keys(%s, 'all', now(), 1000)", (name,)).fetchall())
             assert top == expected
+            # a page of keys of every worker's shards, and windows
+            page = [*expected, "never"]
+            assert w.execute("SELECT key, value FROM tally.counter_values(%s, %s)", (name, page)).fetchall() == [
+                (k, expected.get(k, 0)) for k in page
+            ]
+            assert w.execute(
+                "SELECT tally.counter_window(%s, %s, %s, %s)", (name, keys[1], hour, hour + timedelta(hours=1))
+            ).fetchone() == (2,)
+            next_hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+            assert w.execute(
+                "SELECT tally.counter_window(%s, %s, %s, %s)", (name, keys[1], hour, next_hour)
+            ).fetchone() == (3,)
             assert w.execute("SELECT role FROM tally.node_status()").fetchone() == ("primary",)
             assert w.execute("SELECT count(*) > 0 FROM tally.pending_deltas()").fetchone() == (True,)
             assert w.execute("SELECT count(*) FROM tally.node_deadlocks()").fetchone()[0] == len(nodes) + 1

@@ -50,7 +50,7 @@ DECLARE
 BEGIN
     IF p_limit IS NULL OR p_limit < 1 THEN
         RAISE EXCEPTION 'tally._fold_step: limit % must be a positive number of deltas', coalesce(p_limit::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'the default is 100000';
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'the default is 1000000';
     END IF;
     PERFORM tally._check_slice('tally._fold_step', p_slice, p_slices);
 

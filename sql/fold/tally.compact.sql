@@ -11,7 +11,7 @@
 -- COMMIT only there; everything it runs is schema-qualified and the
 -- privileged steps are SECURITY DEFINER functions with a pinned search_path.
 CREATE OR REPLACE PROCEDURE tally.compact(
-    p_max_deltas integer DEFAULT 100000,
+    p_max_deltas integer DEFAULT 1000000,
     p_max_attempts integer DEFAULT 5,
     p_slice integer DEFAULT 0,
     p_slices integer DEFAULT 1

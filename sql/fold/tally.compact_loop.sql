@@ -8,7 +8,7 @@
 CREATE OR REPLACE PROCEDURE tally.compact_loop(
     p_seconds double precision DEFAULT 55,
     p_interval double precision DEFAULT 1,
-    p_max_deltas integer DEFAULT 100000,
+    p_max_deltas integer DEFAULT 1000000,
     p_max_attempts integer DEFAULT 5,
     p_slice integer DEFAULT 0,
     p_slices integer DEFAULT 1

@@ -26,7 +26,7 @@
 -- other slices, and reports 'waiting' while only other slices' deltas are
 -- left in the inactive generation.
 CREATE OR REPLACE FUNCTION tally.compact_step(
-    p_max_deltas integer DEFAULT 100000,
+    p_max_deltas integer DEFAULT 1000000,
     p_flip_until bigint DEFAULT NULL,
     p_attempt integer DEFAULT 1,
     p_max_attempts integer DEFAULT 5,
@@ -56,7 +56,7 @@ BEGIN
     PERFORM tally._coordinator_only(c_fn);
     IF p_max_deltas IS NULL OR p_max_deltas < 1 THEN
         RAISE EXCEPTION '%: p_max_deltas % must be at least 1', c_fn, coalesce(p_max_deltas::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'deltas per fold transaction; the default is 100000';
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'deltas per fold transaction; the default is 1000000';
     END IF;
     IF p_attempt IS NULL OR p_attempt < 1 OR p_max_attempts IS NULL OR p_max_attempts < 1 THEN
         RAISE EXCEPTION '%: attempt % of % is not a valid attempt', c_fn,

@@ -154,6 +154,15 @@ def test_the_clients_through_a_transaction_pooler_are_exact(bouncer: Bouncer, ds
                 b.bucket: b.value for b in t.series(counter, key, "hour", min(series), max(series) + timedelta(hours=1))
             }
             assert got == {b: v for b, v in series.items() if v != 0 or b in got}, (counter, key)
+        # a page of keys and windows, through the pooler too
+        keys = sorted({k for (_, k) in truth.totals})
+        for counter in ("views", "orders"):
+            page = [(kv.key, kv.value) for kv in t.values(counter, [*keys, "never"])]
+            assert page == [(k, truth.totals.get((counter, k), 0)) for k in keys] + [("never", 0)], counter
+        minute = datetime.now(UTC).replace(second=0, microsecond=0)
+        for (counter, key), value in truth.totals.items():
+            # every increment is of the last 120 minutes
+            assert t.window(counter, key, minute - timedelta(hours=3), minute + timedelta(minutes=1)) == value
 
 
 def _write_for(target: str, seconds: float, seed: int, truth: Truth, errors: list[BaseException]) -> None:

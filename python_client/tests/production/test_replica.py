@@ -166,6 +166,16 @@ def test_a_hot_standby_answers_every_read_with_what_it_has(pair) -> None:
             for k in keys
         }
         top_durable = p.execute("SELECT * FROM tally.top_keys('durable_follows', 'all', now(), 50)").fetchall()
+        # a window of whole minutes around everything written (bounds fixed
+        # here: the standby reads the same window later)
+        w_from, w_to = p.execute(
+            "SELECT date_trunc('minute', now() - interval '1 day'), date_trunc('minute', now()) + interval '2 minutes'"
+        ).fetchone()
+        windows = {
+            (c, k): p.execute("SELECT tally.counter_window(%s, %s, %s, %s)", (c, k, w_from, w_to)).fetchone()[0]
+            for c in ("fast_views", "durable_follows")
+            for k in keys
+        }
         series = {
             c: p.execute(SERIES_ON_STANDBY, {"counter": c, "key": "1"}).fetchall()
             for c in ("fast_views", "durable_follows")
@@ -179,8 +189,10 @@ def test_a_hot_standby_answers_every_read_with_what_it_has(pair) -> None:
             ).fetchall()
         )
     assert pending["fast_views"] > logged_pending["fast_views"] >= 1  # the standby cannot see them all
-    # the primary itself agrees with the truth
+    # the primary itself agrees with the truth; every increment (the last
+    # 300 minutes) lies inside the window
     assert on_primary == {(c, k): truth.totals.get((c, k), 0) for (c, k) in on_primary}
+    assert windows == on_primary
     caught_up(primary, standby)
 
     with standby.connect(DB) as s:
@@ -210,6 +222,23 @@ def test_a_hot_standby_answers_every_read_with_what_it_has(pair) -> None:
                 (c,),
             ).fetchall()
             assert got_series == series[c], c
+
+        # a page of keys: what counter_value answers here, key by key, in order
+        for c in ("fast_views", "durable_follows"):
+            page = s.execute("SELECT key, value FROM tally.counter_values(%s, %s)", (c, keys[::-1])).fetchall()
+            assert page == [(k, expected[(c, k)]) for k in keys[::-1]], c
+        # a window: durable exactly the primary's; fast what the standby has
+        # (the primary's less what it lost of the unlogged pending ones)
+        for k in keys:
+            got_window = s.execute(
+                "SELECT tally.counter_window('durable_follows', %s, %s, %s)", (k, w_from, w_to)
+            ).fetchone()[0]
+            assert got_window == windows[("durable_follows", k)], k
+            fast_window = s.execute(
+                "SELECT tally.counter_window('fast_views', %s, %s, %s)", (k, w_from, w_to)
+            ).fetchone()[0]
+            lost = on_primary[("fast_views", k)] - expected[("fast_views", k)]
+            assert fast_window == windows[("fast_views", k)] - lost, k
 
         status = {
             r[0]: r[1:] for r in s.execute("SELECT counter, pending_deltas, pending_complete FROM tally.counter_status")
