@@ -35,8 +35,10 @@ BEGIN
     IF v_bad IS NOT NULL THEN
         PERFORM tally._check_key(format('%s: element %s', c_fn, v_bad), p_keys[v_bad]);
     END IF;
-    SELECT count(*) INTO v_quarantined FROM tally.quarantine AS q
-    WHERE q.counter_id = v_id AND q.key = ANY (p_keys);
+    IF EXISTS (SELECT FROM tally.quarantine AS q WHERE q.counter_id = v_id) THEN  -- (one probe, mostly)
+        SELECT count(*) INTO v_quarantined FROM tally.quarantine AS q
+        WHERE q.counter_id = v_id AND q.key = ANY (p_keys);
+    END IF;
     IF v_quarantined > 0 THEN
         PERFORM tally._warn_quarantined(c_fn, p_counter, NULL, v_quarantined);
     END IF;
