@@ -123,6 +123,8 @@
 \ir read/tally.top_keys.sql
 \ir read/tally.counter_values.sql
 \ir read/tally._window_ceil.sql
+\ir read/tally._window_boundary.sql
+\ir read/tally._window_parts.sql
 \ir read/tally._window_refuse.sql
 \ir read/tally.counter_window.sql
 

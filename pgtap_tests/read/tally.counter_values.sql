@@ -2,7 +2,7 @@
 -- for in the order given, each equal to tally.counter_value (folded plus
 -- pending, before and after a fold); refusals.
 BEGIN;
-SELECT plan(16);
+SELECT plan(17);
 
 SELECT tally.create_counter('cvs_c');
 SELECT tally.create_counter('cvs_d', '{day}', true);
@@ -51,6 +51,9 @@ SELECT throws_ok($$SELECT * FROM tally.counter_values('cvs_c', ARRAY['a', '', 'b
 SELECT throws_ok($$SELECT * FROM tally.counter_values('cvs_c', ARRAY['a', 'b', repeat('x', 513)])$$, '22001',
     'tally.counter_values: element 3: key of 513 bytes is over the 512-byte limit',
     'an oversized key is refused naming its element');
+SELECT throws_ok($$SELECT * FROM tally.counter_values('cvs_c', ('[0:1]={a,' || repeat('x', 600) || '}')::text[])$$,
+    '22001', 'tally.counter_values: element 2: key of 600 bytes is over the 512-byte limit',
+    'an array not numbered from 1: the element is named by its place in the order given');
 SELECT throws_ok(
     $$SELECT * FROM tally.counter_values('cvs_c', ARRAY(SELECT 'k' || i FROM generate_series(1, 10001) AS i))$$,
     '54000', 'tally.counter_values: 10001 keys are over the limit of 10000 a call', 'over 10,000 keys are refused');

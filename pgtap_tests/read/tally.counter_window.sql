@@ -4,7 +4,7 @@
 -- bounds checked against what the counter keeps at that age (retention);
 -- refusals.
 BEGIN;
-SELECT plan(28);
+SELECT plan(33);
 
 -- Whatever the session's zone, windows are instants.
 SET LOCAL timezone = 'Asia/Kolkata';
@@ -97,6 +97,69 @@ SELECT is(tally.counter_window('cw_days', 'k', '2026-10-01 00:00+00', '2026-11-0
           (SELECT sum(delta)::bigint FROM cw_truth WHERE at >= '2026-10-01 00:00+00' AND at < '2026-11-05 00:00+00'),
           'a counter keeping days and months: a month plus days');
 SELECT pg_temp.cw_check('cw_days', 'a counter keeping days and months: every day-aligned window', true);
+
+-- Whatever the session's DateStyle: the bucket bounds are not read back
+-- from the session's text of a time ('IST' would be read as Israel's).
+SET LOCAL datestyle = 'Postgres, MDY';
+SELECT pg_temp.cw_check('cw_c', 'DateStyle Postgres, session zone Asia/Kolkata: every window equals the ground truth');
+SET LOCAL datestyle = 'ISO, MDY';
+
+-- Weeks and months do not nest: a window from Monday to Monday over two
+-- months of a counter keeping weeks and months is read in weeks.
+SELECT tally.create_counter('cw_wm', '{week,month}');
+SELECT tally.increment_counters(array_fill('cw_wm'::text, ARRAY[n]), array_fill('k'::text, ARRAY[n]), d, a)
+FROM (SELECT count(*)::integer AS n, array_agg(delta ORDER BY at) AS d, array_agg(at ORDER BY at) AS a FROM cw_truth) AS t;
+CREATE TEMP TABLE cw_fold3 ON COMMIT DROP AS SELECT tally._fold(100000) AS n;
+SELECT is(tally.counter_window('cw_wm', 'k', '2026-09-28 00:00+00', '2026-11-09 00:00+00'),
+          (SELECT sum(delta)::bigint FROM cw_truth WHERE at >= '2026-09-28 00:00+00' AND at < '2026-11-09 00:00+00'),
+          'weeks and months: Monday to Monday over parts of three months, in weeks');
+SELECT is(tally.counter_window('cw_wm', 'k', '2026-10-01 00:00+00', '2026-11-01 00:00+00'),
+          (SELECT sum(delta)::bigint FROM cw_truth WHERE at >= '2026-10-01 00:00+00' AND at < '2026-11-01 00:00+00'),
+          'weeks and months: a month');
+
+-- Zones whose clock repeats or skips at a bucket's start: the buckets are
+-- read only between exact starts, finer ones elsewhere. Lord Howe moves its
+-- clock by half an hour (2026-04-05 02:00 back to 01:30, 2026-10-04 02:00
+-- on to 02:30); Havana repeats midnight (2026-11-01 01:00 back to 00:00).
+SELECT tally.create_counter('cw_lh', p_time_zone => 'Australia/Lord_Howe');
+SELECT tally.create_counter('cw_hav', p_time_zone => 'America/Havana');
+CREATE TEMP TABLE cw_ztruth (counter text, at timestamptz, delta bigint) ON COMMIT DROP;
+INSERT INTO cw_ztruth VALUES
+    ('cw_lh', '2026-04-04 14:10+00', 1), ('cw_lh', '2026-04-04 14:40+00', 10), ('cw_lh', '2026-04-04 15:10+00', 100),
+    ('cw_lh', '2026-10-03 14:40+00', 1000), ('cw_lh', '2026-10-03 15:10+00', 10000),
+    ('cw_lh', '2026-10-03 15:40+00', 100000),
+    ('cw_hav', '2026-10-31 12:00+00', 1), ('cw_hav', '2026-11-01 04:30+00', 10), ('cw_hav', '2026-11-01 12:00+00', 100);
+SELECT tally.increment_counters(array_agg(counter), array_fill('k'::text, ARRAY[count(*)::integer]), array_agg(delta),
+                                array_agg(at))
+FROM cw_ztruth;
+CREATE TEMP TABLE cw_zwindows (counter text, w_from timestamptz, w_to timestamptz) ON COMMIT DROP;
+INSERT INTO cw_zwindows VALUES
+    ('cw_lh', '2026-04-04 14:00+00', '2026-04-04 15:00+00'), ('cw_lh', '2026-04-04 13:00+00', '2026-04-04 15:00+00'),
+    ('cw_lh', '2026-04-04 14:00+00', '2026-04-04 16:00+00'), ('cw_lh', '2026-04-01 13:00+00', '2026-04-08 13:00+00'),
+    ('cw_lh', '2026-10-03 14:30+00', '2026-10-03 15:30+00'), ('cw_lh', '2026-10-03 15:00+00', '2026-10-03 16:00+00'),
+    ('cw_lh', '2026-09-01 00:00+00', '2026-11-01 00:00+00'),
+    ('cw_hav', '2026-10-01 04:00+00', '2026-11-01 04:00+00'), ('cw_hav', '2026-11-01 04:00+00', '2026-11-02 05:00+00'),
+    ('cw_hav', '2026-10-01 04:00+00', '2026-12-01 05:00+00'),
+    ('cw_hav', '2026-10-01 00:00 America/Havana', '2026-11-01 00:00 America/Havana');
+CREATE FUNCTION pg_temp.cw_zcheck(p_label text) RETURNS SETOF text LANGUAGE plpgsql AS $$
+DECLARE
+    w record;
+    v_bad text := '';
+BEGIN
+    FOR w IN SELECT * FROM cw_zwindows LOOP
+        IF tally.counter_window(w.counter, 'k', w.w_from, w.w_to)
+           IS DISTINCT FROM (SELECT coalesce(sum(t.delta), 0) FROM cw_ztruth AS t
+                             WHERE t.counter = w.counter AND t.at >= w.w_from AND t.at < w.w_to)
+        THEN
+            v_bad := v_bad || format('%s [%s, %s); ', w.counter, w.w_from, w.w_to);
+        END IF;
+    END LOOP;
+    RETURN NEXT is(v_bad, '', p_label);
+END;
+$$;
+SELECT pg_temp.cw_zcheck('Lord Howe and Havana, pending: every window equals the ground truth');
+CREATE TEMP TABLE cw_fold4 ON COMMIT DROP AS SELECT tally._fold(100000) AS n;
+SELECT pg_temp.cw_zcheck('Lord Howe and Havana, folded: every window equals the ground truth');
 
 -- Retention: each granularity only where the counter keeps it. cw_ret
 -- keeps minutes for a day and hours for 3 days (days and coarser forever).

@@ -113,7 +113,7 @@ SELECT is_empty(
     $$SELECT sig, outcome FROM priv_internal WHERE outcome IS DISTINCT FROM '42501'$$,
     'under SET ROLE tally_admin, calling any internal function is refused with 42501'
 );
-SELECT is((SELECT count(*) FROM priv_internal), 76::bigint, 'and that covered all 76 internal functions');
+SELECT is((SELECT count(*) FROM priv_internal), 78::bigint, 'and that covered all 78 internal functions');
 
 -- Under SET ROLE
 GRANT USAGE ON SCHEMA tap TO tally_writer, tally_reader, tally_admin;

@@ -1,11 +1,11 @@
--- tally._window_ceil: a bucket boundary of p_granularity in p_zone at or
--- after p_at: p_at itself when it is one, else the start of the next
--- bucket by the local calendar (one local unit after the bucket holding
--- p_at, cut again: a local time skipped by a DST change lands on the
--- boundary after it). In the hour repeated when clocks go back it answers
--- the boundary after the repeated hour: a later boundary, never a time
--- that is not one, so tally.counter_window reads the rest in finer
--- buckets. NULL and infinite times are answered as they are.
+-- tally._window_ceil: the label of the next bucket of p_granularity in
+-- p_zone from p_at: p_at itself when it is a label, else the label one
+-- local unit after the label of the bucket holding p_at (cut again: a local
+-- time skipped by a DST change lands on the label after it). Where a zone's
+-- clock repeats or skips (the repeated hour, Lord Howe's half hours) that
+-- may be no exact bucket start, or not after p_at: tally._window_parts
+-- checks it (tally._window_boundary) and cuts the piece finer otherwise.
+-- NULL and infinite times are answered as they are.
 CREATE OR REPLACE FUNCTION tally._window_ceil(p_granularity text, p_at timestamptz, p_zone text)
 RETURNS timestamptz
 LANGUAGE sql

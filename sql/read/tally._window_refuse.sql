@@ -1,10 +1,11 @@
 -- tally._window_refuse: tally.counter_window's refusal of a window it
--- cannot cut into kept buckets (22023). The cut only ever fails at one of
--- the window's own bounds (every boundary it makes inside lies on a kept
--- bucket's), so it names the first bound at fault, p_from, then p_to: the
--- finest granularity kept complete at its age and that granularity's
--- boundaries around it; for a bound older than every bucket kept, the
--- oldest time a window can start at. p_grans and p_starts are the
+-- cannot cut into kept buckets (22023). It names the first bound at fault,
+-- p_from, then p_to: the finest granularity kept complete at its age and
+-- that granularity's boundaries around it; for a bound older than every
+-- bucket kept, the oldest time a window can start at. A window whose bounds
+-- are both on such boundaries but still cannot be cut (granularities kept
+-- for different ages that do not nest, a zone's clock change at a bound)
+-- gets the general message. p_grans and p_starts are the
 -- counter's granularities, coarsest first, and from when each is complete.
 CREATE OR REPLACE FUNCTION tally._window_refuse(
     p_fn text, p_counter tally.counters, p_grans text[], p_starts timestamptz[], p_from timestamptz, p_to timestamptz

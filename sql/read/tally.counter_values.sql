@@ -20,6 +20,7 @@ DECLARE
     c_max constant integer := 10000;
     v_id integer := (tally._lookup_counter(c_fn, p_counter)).id;
     v_bad integer;
+    v_bad_key text;
     v_quarantined bigint;
 BEGIN
     IF p_keys IS NULL THEN
@@ -30,10 +31,11 @@ BEGIN
         RAISE EXCEPTION '%: % keys are over the limit of % a call', c_fn, cardinality(p_keys), c_max
             USING ERRCODE = 'program_limit_exceeded', HINT = 'read a page of keys at a time';
     END IF;
-    SELECT k.ord INTO v_bad FROM unnest(p_keys) WITH ORDINALITY AS k (key, ord)
+    -- (the element's position in the order given, whatever the array's bounds)
+    SELECT k.ord, k.key INTO v_bad, v_bad_key FROM unnest(p_keys) WITH ORDINALITY AS k (key, ord)
     WHERE NOT tally._valid_key(k.key) ORDER BY k.ord LIMIT 1;
     IF v_bad IS NOT NULL THEN
-        PERFORM tally._check_key(format('%s: element %s', c_fn, v_bad), p_keys[v_bad]);
+        PERFORM tally._check_key(format('%s: element %s', c_fn, v_bad), v_bad_key);
     END IF;
     IF EXISTS (SELECT FROM tally.quarantine AS q WHERE q.counter_id = v_id) THEN  -- (one probe, mostly)
         SELECT count(*) INTO v_quarantined FROM tally.quarantine AS q

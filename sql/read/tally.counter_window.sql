@@ -2,14 +2,17 @@
 -- p_from <= at < p_to (the last 7 days, the last 24 hours), folded plus
 -- pending, in one statement (one snapshot).
 --
--- The folded part is read from whole buckets: the window is cut into the
--- coarsest buckets that fit inside it, then finer ones at its edges (a
--- week of days, their edges in hours, theirs in minutes), in the counter's
--- time zone, each granularity only where the counter keeps it complete (its
--- retention, tally.coverage): a handful of index range scans whatever the
--- window's length, each on the rollup partitions it needs (the bounds are
--- constants of the statement, so the planner prunes the others). Pending
--- deltas are summed by their own time, exactly.
+-- The folded part is read from whole buckets (tally._window_parts): the
+-- window is cut into the coarsest buckets that fit inside it, then finer
+-- ones at its edges (a week of days, their edges in hours, theirs in
+-- minutes), in the counter's time zone, between exact bucket starts (where
+-- a zone's clock repeats or skips, finer buckets), each granularity only
+-- where the counter keeps it complete (its retention, tally.coverage): a
+-- handful of index range scans whatever the window's length, each on the
+-- rollup partitions it needs. Pending deltas are summed by their own time,
+-- exactly. Retention is judged at the clock's time, not the transaction's
+-- start: a fold this read can see started before this statement, so it
+-- skipped no bucket this read takes as kept.
 --
 -- So the bounds must lie on bucket boundaries of a granularity the counter
 -- keeps complete at that age (a minute boundary for the last day of a
@@ -37,14 +40,7 @@ DECLARE
     v_zone text := v_counter.time_zone;
     v_grans text[];           -- the counter's granularities, coarsest first
     v_starts timestamptz[];   -- from when each is kept complete
-    v_todo tstzrange[];
-    v_piece tstzrange;
-    v_x timestamptz;
-    v_y timestamptz;
-    v_a timestamptz;
-    v_b timestamptz;
-    v_found boolean;
-    v_parts text[] := '{}'::text[];
+    v_parts text[];
     v_value bigint;
     v_quarantined bigint;
 BEGIN
@@ -56,48 +52,17 @@ BEGIN
                   HINT = 'pass finite bounds; the all-time total is tally.counter_value()';
     END IF;
     SELECT array_agg(g.name ORDER BY g.ord DESC),
-           array_agg(greatest(tally._cutoff(v_counter.id, g.name),
+           array_agg(greatest(tally._cutoff(v_counter.id, g.name, clock_timestamp() + interval '1 second'),
                               tally._window_ceil(g.name, cv.complete_from, v_zone)) ORDER BY g.ord DESC)
     INTO v_grans, v_starts
     FROM tally.granularities AS g
     LEFT JOIN tally.coverage AS cv ON cv.counter_id = v_counter.id AND cv.granularity = g.name
     WHERE g.name = ANY (v_counter.granularities);
 
-    -- Cut [p_from, p_to) into whole buckets: each piece left takes the
-    -- coarsest granularity with a whole kept bucket inside it, and leaves
-    -- its edges (shorter than one such bucket) to the next rounds.
-    IF p_from < p_to THEN
-        v_todo := ARRAY[tstzrange(p_from, p_to, '[)')];
-    ELSE
-        v_todo := '{}'::tstzrange[];
+    v_parts := tally._window_parts(v_zone, v_grans, v_starts, p_from, p_to);
+    IF v_parts IS NULL THEN
+        PERFORM tally._window_refuse(c_fn, v_counter, v_grans, v_starts, p_from, p_to);
     END IF;
-    WHILE cardinality(v_todo) > 0 LOOP
-        v_piece := v_todo[1];
-        v_todo := v_todo[2:];
-        v_x := lower(v_piece);
-        v_y := upper(v_piece);
-        v_found := false;
-        FOR i IN 1 .. coalesce(cardinality(v_grans), 0) LOOP
-            v_a := greatest(tally._window_ceil(v_grans[i], v_x, v_zone), v_starts[i]);
-            v_b := date_trunc(v_grans[i], v_y, v_zone);
-            CONTINUE WHEN v_a >= v_b;
-            v_parts := v_parts || format(
-                'SELECT r.value FROM tally.%I AS r WHERE r.counter_id = $1 AND r.key = $2'
-                ' AND r.bucket >= %L::timestamptz AND r.bucket < %L::timestamptz',
-                'rollup_' || v_grans[i], v_a, v_b);
-            IF v_x < v_a THEN
-                v_todo := v_todo || tstzrange(v_x, v_a, '[)');
-            END IF;
-            IF v_b < v_y THEN
-                v_todo := v_todo || tstzrange(v_b, v_y, '[)');
-            END IF;
-            v_found := true;
-            EXIT;
-        END LOOP;
-        IF NOT v_found THEN
-            PERFORM tally._window_refuse(c_fn, v_counter, v_grans, v_starts, p_from, p_to);
-        END IF;
-    END LOOP;
 
     EXECUTE format(
         $q$
