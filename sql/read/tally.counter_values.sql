@@ -37,7 +37,7 @@ BEGIN
     IF v_bad IS NOT NULL THEN
         PERFORM tally._check_key(format('%s: element %s', c_fn, v_bad), v_bad_key);
     END IF;
-    IF EXISTS (SELECT FROM tally.quarantine AS q WHERE q.counter_id = v_id) THEN  -- (one probe, mostly)
+    IF EXISTS (SELECT 1 FROM tally.quarantine AS q WHERE q.counter_id = v_id) THEN  -- (one probe, mostly; Citus needs a target)
         SELECT count(*) INTO v_quarantined FROM tally.quarantine AS q
         WHERE q.counter_id = v_id AND q.key = ANY (p_keys);
     END IF;
