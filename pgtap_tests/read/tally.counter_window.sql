@@ -42,21 +42,31 @@ INSERT INTO cw_windows VALUES
     ('2026-10-05 10:03+00', '2026-10-05 10:03+00', 'an empty window', true),
     ('2025-01-01 00:00+00', '2025-02-01 00:00+00', 'a window before any increment', true);
 
-CREATE FUNCTION pg_temp.cw_check(p_counter text, p_label text, p_days boolean DEFAULT false)
-RETURNS SETOF text LANGUAGE plpgsql AS $$
+-- Every window of a query (counter, w_from, w_to) against the sum of a
+-- ground truth query (counter, at, delta) over it; one test.
+CREATE FUNCTION pg_temp.cw_match(p_label text, p_windows text, p_truth text) RETURNS SETOF text LANGUAGE plpgsql AS $$
 DECLARE
     w record;
+    v_truth numeric;
     v_bad text := '';
 BEGIN
-    FOR w IN SELECT * FROM cw_windows AS x WHERE x.days OR NOT p_days LOOP
-        IF tally.counter_window(p_counter, 'k', w.w_from, w.w_to)
-           IS DISTINCT FROM (SELECT coalesce(sum(t.delta), 0) FROM cw_truth AS t WHERE t.at >= w.w_from AND t.at < w.w_to)
-        THEN
-            v_bad := v_bad || w.what || '; ';
+    FOR w IN EXECUTE p_windows LOOP
+        EXECUTE format('SELECT coalesce(sum(t.delta), 0) FROM (%s) AS t'
+                       ' WHERE t.counter = $1 AND t.at >= $2 AND t.at < $3', p_truth)
+        INTO v_truth USING w.counter, w.w_from, w.w_to;
+        IF tally.counter_window(w.counter, 'k', w.w_from, w.w_to) IS DISTINCT FROM v_truth THEN
+            v_bad := v_bad || format('%s [%s, %s); ', w.counter, w.w_from, w.w_to);
         END IF;
     END LOOP;
     RETURN NEXT is(v_bad, '', p_label);
 END;
+$$;
+CREATE FUNCTION pg_temp.cw_check(p_counter text, p_label text, p_days boolean DEFAULT false)
+RETURNS SETOF text LANGUAGE sql AS $$
+    SELECT pg_temp.cw_match(
+        p_label,
+        format('SELECT %L::text AS counter, w_from, w_to FROM cw_windows WHERE days OR NOT %L', p_counter, p_days),
+        format('SELECT %L::text AS counter, at, delta FROM cw_truth', p_counter))
 $$;
 
 SELECT pg_temp.cw_check('cw_c', 'pending only: every window equals the ground truth');
@@ -141,25 +151,11 @@ INSERT INTO cw_zwindows VALUES
     ('cw_hav', '2026-10-01 04:00+00', '2026-11-01 04:00+00'), ('cw_hav', '2026-11-01 04:00+00', '2026-11-02 05:00+00'),
     ('cw_hav', '2026-10-01 04:00+00', '2026-12-01 05:00+00'),
     ('cw_hav', '2026-10-01 00:00 America/Havana', '2026-11-01 00:00 America/Havana');
-CREATE FUNCTION pg_temp.cw_zcheck(p_label text) RETURNS SETOF text LANGUAGE plpgsql AS $$
-DECLARE
-    w record;
-    v_bad text := '';
-BEGIN
-    FOR w IN SELECT * FROM cw_zwindows LOOP
-        IF tally.counter_window(w.counter, 'k', w.w_from, w.w_to)
-           IS DISTINCT FROM (SELECT coalesce(sum(t.delta), 0) FROM cw_ztruth AS t
-                             WHERE t.counter = w.counter AND t.at >= w.w_from AND t.at < w.w_to)
-        THEN
-            v_bad := v_bad || format('%s [%s, %s); ', w.counter, w.w_from, w.w_to);
-        END IF;
-    END LOOP;
-    RETURN NEXT is(v_bad, '', p_label);
-END;
-$$;
-SELECT pg_temp.cw_zcheck('Lord Howe and Havana, pending: every window equals the ground truth');
+SELECT pg_temp.cw_match('Lord Howe and Havana, pending: every window equals the ground truth',
+    'SELECT counter, w_from, w_to FROM cw_zwindows', 'SELECT counter, at, delta FROM cw_ztruth');
 CREATE TEMP TABLE cw_fold4 ON COMMIT DROP AS SELECT tally._fold(100000) AS n;
-SELECT pg_temp.cw_zcheck('Lord Howe and Havana, folded: every window equals the ground truth');
+SELECT pg_temp.cw_match('Lord Howe and Havana, folded: every window equals the ground truth',
+    'SELECT counter, w_from, w_to FROM cw_zwindows', 'SELECT counter, at, delta FROM cw_ztruth');
 
 -- Retention: each granularity only where the counter keeps it. cw_ret
 -- keeps minutes for a day and hours for 3 days (days and coarser forever).
@@ -182,24 +178,13 @@ SELECT * FROM (VALUES
     (date_trunc('day', now() - interval '6 days', 'UTC'), date_trunc('hour', now() - interval '1 day', 'UTC'),
      'from a day 6 days ago (hours are not kept then) to an hour a day ago')
 ) AS w (w_from, w_to, what);
-CREATE FUNCTION pg_temp.cw_rcheck(p_label text) RETURNS SETOF text LANGUAGE plpgsql AS $$
-DECLARE
-    w record;
-    v_bad text := '';
-BEGIN
-    FOR w IN SELECT * FROM cw_rwindows LOOP
-        IF tally.counter_window('cw_ret', 'k', w.w_from, w.w_to)
-           IS DISTINCT FROM (SELECT coalesce(sum(t.delta), 0) FROM cw_rtruth AS t WHERE t.at >= w.w_from AND t.at < w.w_to)
-        THEN
-            v_bad := v_bad || w.what || '; ';
-        END IF;
-    END LOOP;
-    RETURN NEXT is(v_bad, '', p_label);
-END;
-$$;
-SELECT pg_temp.cw_rcheck('retention, pending: windows on the boundaries kept at each age equal the ground truth');
+SELECT pg_temp.cw_match('retention, pending: windows on the boundaries kept at each age equal the ground truth',
+    'SELECT ''cw_ret''::text AS counter, w_from, w_to FROM cw_rwindows',
+    'SELECT ''cw_ret''::text AS counter, at, delta FROM cw_rtruth');
 CREATE TEMP TABLE cw_fold2 ON COMMIT DROP AS SELECT tally._fold(100000) AS n;
-SELECT pg_temp.cw_rcheck('retention, folded: the same windows equal the ground truth');
+SELECT pg_temp.cw_match('retention, folded: the same windows equal the ground truth',
+    'SELECT ''cw_ret''::text AS counter, w_from, w_to FROM cw_rwindows',
+    'SELECT ''cw_ret''::text AS counter, at, delta FROM cw_rtruth');
 SELECT throws_like(
     format('SELECT tally.counter_window(%L, %L, %L, now())', 'cw_ret', 'k',
            date_trunc('hour', now() - interval '2 days', 'UTC') + interval '7 minutes'),
