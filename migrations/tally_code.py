@@ -397,6 +397,14 @@ def drop_code(revision: str | None = None) -> None:
     ]
     if views:
         conn.execute(f"DROP VIEW {', '.join(views)}")
+    # an event trigger goes with its function (the code file that makes the
+    # function makes the trigger too)
+    for (event_trigger,) in conn.execute(
+        "SELECT quote_ident(e.evtname) FROM pg_event_trigger AS e JOIN pg_proc AS p ON p.oid = e.evtfoid"
+        " WHERE p.pronamespace = 'tally'::regnamespace AND p.proname = ANY(%s) ORDER BY 1",
+        (names,),
+    ).fetchall():
+        conn.execute(f"DROP EVENT TRIGGER {event_trigger}")
     for kind, code in (("FUNCTION", "f"), ("PROCEDURE", "p")):
         routines = [
             r[0]

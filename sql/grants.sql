@@ -54,7 +54,8 @@ BEGIN
         'create_counter', 'drop_counter', 'set_time_zone', 'set_backlog_limits', 'sample_backlog',
         'set_retention', 'reset_retention', 'set_event_window',
         'set_source', 'check_drift', 'reconcile', 'maintain', 'compact', 'compact_loop', 'compact_step',
-        'schedule_compactor', 'unschedule_compactor', 'acknowledge_crash', 'release_quarantined'
+        'schedule_compactor', 'unschedule_compactor', 'acknowledge_crash', 'release_quarantined',
+        'track_table', 'track_table_online', 'backfill_tracked', 'untrack_table'
     ]) AS u (name);
 
     SELECT g.name INTO v_missing FROM tally_routine_grants AS g

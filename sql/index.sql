@@ -24,6 +24,7 @@
 \ir counters/tally._lookup_counter.sql
 \ir counters/tally._granularity.sql
 \ir counters/tally._time_zone.sql
+\ir counters/tally._has_data.sql
 \ir counters/tally.create_counter.sql
 \ir counters/tally.set_time_zone.sql
 \ir counters/tally.drop_counter.sql
@@ -177,6 +178,26 @@
 \ir ops/tally.counter_status.sql
 \ir ops/tally.crash_reset_log.sql
 \ir ops/tally.health.sql
+
+-- 8. Tracked tables: counters that keep themselves equal to a table's rows
+--    per key. Statement triggers (tally._tracked_<counter id>(), made by
+--    tally._track_install from tally.tracked_tables) append one delta per
+--    (key, minute) per statement through the write path's shards; the rows
+--    already there are counted once (tally._track_backfill), exactly, also
+--    while writers go on (tally.track_table_online); event triggers keep
+--    it right through DDL (tally._track_ddl).
+\ir track/tally._track_refuse.sql
+\ir track/tally._track_where.sql
+\ir track/tally._track_check.sql
+\ir track/tally._track_sql.sql
+\ir track/tally._track_install.sql
+\ir track/tally._track_backfill.sql
+\ir track/tally._untrack.sql
+\ir track/tally._track_ddl.sql
+\ir track/tally.track_table.sql
+\ir track/tally.backfill_tracked.sql
+\ir track/tally.track_table_online.sql
+\ir track/tally.untrack_table.sql
 
 -- Privileges, last: nothing for PUBLIC, EXECUTE by routine name to the roles.
 \ir grants.sql

@@ -32,6 +32,13 @@
 - A backlog that keeps growing is named: the compactor samples the
   pending deltas into tally.backlog_samples (at most every 10 s, an hour
   kept), and tally.health's new 'backlog' check warns, with the rates.
+- Counters that keep themselves: tally.track_table(),
+  tally.track_table_online() and tally.untrack_table() count a table's
+  rows with statement triggers (tally._tracked_<counter id>()), listed in
+  the new tally.tracked_tables; tally.tracked_log holds what the triggers
+  of a table backfilled online appended. The event trigger
+  tally_track_ddl follows renames and refuses DDL that would break a
+  tracking. A downgrade drops the triggers (the counters stay).
 - Writers held back while the compactor is behind, opt-in:
   tally.set_backlog_limits() (new tally.settings columns backlog_delay_at,
   backlog_refuse_at); the admission the compactor's samples set is in
@@ -116,6 +123,36 @@ def upgrade() -> None:
     ex("ALTER TABLE tally.write_gen ADD COLUMN backlog_state smallint NOT NULL DEFAULT 0")
     ex("ALTER TABLE tally.write_gen ADD COLUMN backlog_pending bigint NOT NULL DEFAULT 0")
     ex("ALTER TABLE tally.write_gen ADD CONSTRAINT write_gen_backlog_state_check CHECK (backlog_state IN (0, 1, 2))")
+    ex(
+        """
+        CREATE TABLE tally.tracked_tables (
+            counter_id integer NOT NULL,
+            table_oid oid NOT NULL,
+            table_name text NOT NULL,
+            key_column smallint NOT NULL,
+            key_type oid NOT NULL,
+            at_column smallint,
+            sum_column smallint,
+            sum_type oid,
+            predicate text,
+            state text NOT NULL,
+            backfilled bigint,
+            tracked_by name NOT NULL DEFAULT session_user,
+            tracked_at timestamptz NOT NULL DEFAULT now(),
+            CONSTRAINT tracked_tables_pkey PRIMARY KEY (counter_id),
+            CONSTRAINT tracked_tables_counter_id_fkey FOREIGN KEY (counter_id) REFERENCES tally.counters (id)
+            ON DELETE CASCADE,
+            CONSTRAINT tracked_tables_state_check CHECK (state IN ('backfilling', 'active'))
+        )
+        """
+    )
+    ex("COMMENT ON TABLE tally.tracked_tables IS 'tally: the tables whose rows a counter counts (tally.track_table)'")
+    ex(
+        "CREATE TABLE tally.tracked_log (counter_id integer NOT NULL, key text NOT NULL,"
+        " at timestamptz NOT NULL, delta bigint NOT NULL)"
+    )
+    ex("CREATE INDEX tracked_log_counter_id_idx ON tally.tracked_log (counter_id)")
+    ex("COMMENT ON TABLE tally.tracked_log IS 'tally: what the triggers of a table backfilled online appended'")
     _recreate("0005", None)
     _relayout_event_ids(by_day=False)
 
@@ -180,8 +217,13 @@ def downgrade() -> None:
         " HINT = 'revision 0005 has UTC buckets only: drop these counters (tally.drop_counter) first'; END IF;"
         " END$$"
     )
+    # Tracked tables stop being counted: their triggers and trigger
+    # functions go (the counters and what they counted stay).
+    ex("SELECT tally._untrack(t.counter_id) FROM tally.tracked_tables AS t ORDER BY t.counter_id")
     _recreate(None, "0005")
     _relayout_event_ids(by_day=True)
+    ex("DROP TABLE tally.tracked_log")
+    ex("DROP TABLE tally.tracked_tables")
     ex("DROP TABLE tally.quarantine_releases")
     ex("DROP INDEX tally.quarantine_counter_id_key_idx")
     ex(

@@ -68,7 +68,8 @@ SELECT set_eq(
           'create_counter', 'drop_counter', 'set_time_zone', 'set_backlog_limits', 'sample_backlog', 'set_retention',
           'reset_retention', 'set_event_window', 'set_source',
           'check_drift', 'reconcile', 'maintain', 'compact', 'compact_loop', 'compact_step', 'schedule_compactor',
-          'unschedule_compactor', 'acknowledge_crash', 'release_quarantined'],
+          'unschedule_compactor', 'acknowledge_crash', 'release_quarantined', 'track_table', 'track_table_online',
+          'backfill_tracked', 'untrack_table'],
     'tally_admin may execute exactly what the README lists: write, read, and the administration functions'
 );
 SELECT is_empty(
@@ -113,7 +114,7 @@ SELECT is_empty(
     $$SELECT sig, outcome FROM priv_internal WHERE outcome IS DISTINCT FROM '42501'$$,
     'under SET ROLE tally_admin, calling any internal function is refused with 42501'
 );
-SELECT is((SELECT count(*) FROM priv_internal), 78::bigint, 'and that covered all 78 internal functions');
+SELECT is((SELECT count(*) FROM priv_internal), 87::bigint, 'and that covered all 87 internal functions');
 
 -- Under SET ROLE
 GRANT USAGE ON SCHEMA tap TO tally_writer, tally_reader, tally_admin;

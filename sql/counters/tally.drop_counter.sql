@@ -1,6 +1,7 @@
 -- tally.drop_counter: remove a counter with its pending deltas, rollups,
 -- total and the deltas a fold set aside for it (tally.quarantined). Takes
--- the fold lock so no fold in flight can write it back.
+-- the fold lock so no fold in flight can write it back. A table it counts
+-- stops being counted first (tally._untrack).
 CREATE OR REPLACE FUNCTION tally.drop_counter(p_name text)
 RETURNS void
 LANGUAGE plpgsql
@@ -12,6 +13,7 @@ DECLARE
     v_g text;
 BEGIN
     PERFORM pg_advisory_xact_lock(tally._fold_lock_key());
+    PERFORM tally._untrack(v_counter.id);
     -- On Citus the reference table counters is changed after the
     -- distributed tables, in one transaction: one connection per worker.
     -- (Elsewhere a setting of no consequence, for this transaction.)

@@ -13,24 +13,13 @@ DECLARE
     c_fn constant text := 'tally.set_time_zone';
     v_counter tally.counters := tally._lookup_counter(c_fn, p_counter);
     v_zone text := tally._time_zone(c_fn, p_time_zone);
-    v_g text;
-    v_data boolean;
 BEGIN
     PERFORM tally._coordinator_only(c_fn);
     IF v_zone = v_counter.time_zone THEN
         RETURN;
     END IF;
     PERFORM pg_advisory_xact_lock(tally._fold_lock_key());
-    -- (SELECT 1: Citus 13.2 plans no empty target list on a distributed table)
-    v_data := EXISTS (SELECT 1 FROM tally.delta AS d WHERE d.counter_id = v_counter.id)
-           OR EXISTS (SELECT 1 FROM tally.totals AS t WHERE t.counter_id = v_counter.id)
-           OR EXISTS (SELECT 1 FROM tally.quarantine AS q WHERE q.counter_id = v_counter.id);
-    FOREACH v_g IN ARRAY v_counter.granularities LOOP
-        EXIT WHEN v_data;
-        EXECUTE format('SELECT EXISTS (SELECT 1 FROM tally.%I AS r WHERE r.counter_id = $1)', 'rollup_' || v_g)
-        INTO v_data USING v_counter.id;
-    END LOOP;
-    IF v_data THEN
+    IF tally._has_data(v_counter) THEN
         RAISE EXCEPTION '%: counter "%" already has data in time zone %', c_fn, p_counter, v_counter.time_zone
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = format('buckets folded in one zone cannot be cut again in another: create a new counter'
