@@ -24,6 +24,7 @@ COUNTERS = (  # the counters the bench creates (and drops at the end)
     "bench_par_plain_2",
     "bench_sustained_10000",
     "bench_sustained_1000000",
+    "bench_tracked",
 )
 
 

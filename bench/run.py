@@ -6,7 +6,8 @@ single increments, each its own transaction, pgbench clients on one hot key
 ratios the targets use (cases/hot_path.py), Redis INCR (cases/redis_incr.py),
 batch increments (cases/batch.py), deltas folded per second (cases/fold.py),
 compactor lag under sustained maximum ingest (cases/lag.py), reads vs
-history size (cases/history.py), and the Python client from many threads of
+history size (cases/history.py), a table's rows counted by tally's triggers
+beside a counter-cache trigger (cases/tracked.py), and the Python client from many threads of
 one process (cases/client.py). `--only single` runs just the first two and
 writes single.json; `--only client` just the last and writes client.json.
 
@@ -29,7 +30,19 @@ from pathlib import Path
 
 import psycopg
 
-from bench.cases import batch, client, fold, history, hot_path, lag, plain_compactors, redis_incr, single, sustained
+from bench.cases import (
+    batch,
+    client,
+    fold,
+    history,
+    hot_path,
+    lag,
+    plain_compactors,
+    redis_incr,
+    single,
+    sustained,
+    tracked,
+)
 from bench.counters import drop_counter
 from bench.plan import COUNTERS, FULL, QUICK, SCHEMA, Plan
 from bench.report import RESULTS, say, shown, tables, write_json
@@ -122,6 +135,9 @@ def run(dsn: str, out_dir: Path | None = None, quick: bool = False, keep: bool =
         tables.lag_line(res["lag"])
         tables.step("Reads vs history size")
         res["history"] = shown(history.run(conn, plan), tables.history_line)
+        tables.step("Counting a table's rows: untracked, tracked by tally, a counter-cache trigger")
+        res["tracked"] = tracked.measure(dsn, conn, pg, plan)
+        tables.tracked_lines(res["tracked"])
         res["client"] = _client(dsn, conn, plan)
     res["ratios"] = single.ratios(res["single"])
     res["targets"] = judge(res, ("single", "batch", "reads", "client"))
@@ -164,6 +180,7 @@ def exact(res: dict) -> bool:
         and res["batch_event_ids"]["exact"]
         and res["lag"]["exact"]
         and all(h["exact"] for h in res["history"])
+        and res["tracked"]["exact"]
     )
 
 

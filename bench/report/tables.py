@@ -202,3 +202,26 @@ def only(res: dict) -> None:
     else:
         client_table(res["client"])
     targets(res)
+
+
+def tracked_lines(r: dict) -> None:
+    for i, rnd in enumerate(r["rounds"]):
+        say(
+            f"  round {i + 1}: single-row INSERTs, one hot key, {r['clients']} clients:"
+            f" untracked {rnd['untracked']:,}/s, tracked {rnd['tracked']:,}/s, counter-cache {rnd['counter_cache']:,}/s"
+        )
+    say(
+        f"  tracked vs untracked {r['tracked_vs_untracked']:.2f}x, vs the counter-cache trigger"
+        f" {r['tracked_vs_counter_cache']:.2f}x (medians of the rounds)"
+    )
+    b = r["bulk"]
+    say(
+        f"  one {b['rows']:,}-row INSERT ... SELECT over {b['keys']} keys: {b['deltas']} deltas appended;"
+        f" {b['tracked_s']:.3f} s tracked vs {b['untracked_s']:.3f} s untracked"
+    )
+    for d in r["deadlocks"]:
+        say(
+            f"  {d['kind']}: {d['threads']} sessions, 10-row INSERTs in random key orders for {d['seconds']:.0f} s:"
+            f" {d['statements']:,} statements, {d['deadlocks']} deadlocks"
+        )
+    say(f"  every counter equals its table's COUNT(*): {r['exact']}")

@@ -4,7 +4,7 @@
 -- DEFINER: pg_catalog, pg_temp) or schema-qualify everything (SECURITY
 -- INVOKER), so none of them is ever run, and every result is right.
 BEGIN;
-SELECT plan(7);
+SELECT plan(8);
 
 CREATE SCHEMA evil;
 CREATE TABLE evil.calls (what text);
@@ -56,6 +56,9 @@ SELECT is((SELECT count(*) FROM pg_catalog.pg_operator WHERE oprnamespace = 'evi
 
 SELECT tally.create_counter('sp', '{hour,day}');
 SELECT tally.create_counter('sp_d', '{day}', true);
+SELECT tally.create_counter('sp_t');
+CREATE TABLE sp_follow (subject integer, follower integer, at timestamptz DEFAULT pg_catalog.now());
+INSERT INTO sp_follow (subject, follower) VALUES (1, 1), (1, 2), (2, 3), (2, -4);
 
 -- Everything below runs with evil ahead of pg_catalog (the test's own SQL
 -- qualifies what it calls).
@@ -82,6 +85,16 @@ SELECT * FROM tally.check_drift('sp', 10, '{k,j}');
 SELECT * FROM tally.reconcile('sp', '{k,j}');
 SELECT * FROM tally.health;
 SELECT tally.drop_counter('sp_d');
+CREATE TEMP TABLE sp_tracked AS
+SELECT tally.track_table('sp_t', 'tap.sp_follow', 'subject', 'at', p_where => 'follower > 0') AS backfilled;
+INSERT INTO tap.sp_follow (subject, follower) VALUES (1, 5), (3, 6), (3, -7);
+UPDATE tap.sp_follow SET subject = 3 WHERE follower OPERATOR(pg_catalog.=) 1;
+DELETE FROM tap.sp_follow WHERE follower OPERATOR(pg_catalog.=) 3;
+ALTER TABLE tap.sp_follow RENAME COLUMN subject TO subject_id;
+INSERT INTO tap.sp_follow (subject_id, follower) VALUES (3, 8);
+TRUNCATE tap.sp_follow;
+INSERT INTO tap.sp_follow (subject_id, follower) VALUES (1, 9), (1, 10), (1, -11);
+SELECT tally.untrack_table('sp_t', 'tap.sp_follow');
 SET LOCAL search_path = tap, public;
 
 SELECT is_empty($$SELECT DISTINCT what FROM evil.calls$$, 'no look-alike function or operator of the caller ran');
@@ -103,6 +116,11 @@ SELECT is(
 SELECT is((SELECT keep FROM tally.retention_policies WHERE counter = 'sp' AND granularity = 'hour'),
           '30 days'::interval, 'set_retention worked');
 SELECT hasnt_table('tally', 'rollup_minute_evil', 'nothing odd was created');
+SELECT results_eq(
+    $$SELECT (SELECT backfilled FROM sp_tracked), tally.counter_value('sp_t', '1'), tally.counter_value('sp_t', '3')$$,
+    $$VALUES (3::bigint, 2::bigint, 0::bigint)$$,
+    'a table tracked, written, altered and truncated under that search_path counted right'
+);
 
 SELECT * FROM finish();
 ROLLBACK;
