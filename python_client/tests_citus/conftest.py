@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -55,3 +56,27 @@ def node_dsns(citus_dsn: str) -> list[str]:
             "SELECT nodeport FROM pg_dist_node WHERE groupid <> 0 AND isactive ORDER BY nodeport"
         ).fetchall()
     return [citus_dsn] + [psycopg.conninfo.make_conninfo(citus_dsn, port=str(port)) for (port,) in rows]
+
+
+def move_shard(cconn: psycopg.Connection, shard: int, frm: tuple[str, int], to: tuple[str, int]) -> float:
+    """Move a Citus shard's placement (block_writes); the seconds the move
+    itself took. A placement an earlier move left on the target must be
+    gone first (Citus drops it later, once no session holds it; else the
+    move fails: "orphaned shard ... could not be cleaned up"): cleaned up
+    here, waiting up to 60 s."""
+    deadline = time.monotonic() + 60
+    while True:
+        cconn.execute("CALL citus_cleanup_orphaned_resources()")
+        (left,) = cconn.execute(
+            "SELECT count(*) FROM pg_dist_cleanup WHERE object_name LIKE %s", (f"%\\_{shard}",)
+        ).fetchone()
+        if left == 0:
+            break
+        assert time.monotonic() < deadline, f"shard {shard}: {left} orphaned placements not cleaned up in 60 s"
+        time.sleep(0.5)
+    t0 = time.monotonic()
+    cconn.execute(
+        "SELECT citus_move_shard_placement(%s, %s, %s, %s, %s, shard_transfer_mode => 'block_writes')",
+        (shard, frm[0], frm[1], to[0], to[1]),
+    )
+    return time.monotonic() - t0

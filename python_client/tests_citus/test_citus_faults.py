@@ -28,6 +28,7 @@ from pathlib import Path
 
 import psycopg
 import workers
+from conftest import move_shard
 from load import keep_everything
 from truth import Truth, assert_matches
 
@@ -824,13 +825,7 @@ def test_a_shard_moved_under_load_through_every_node_stays_exact(
     assert local_append_shards(target_dsn) == delta_shards_on(cconn, target)
 
     def move(to_port: int, from_port: int) -> float:
-        t0 = time.monotonic()
-        cconn.execute(
-            "SELECT citus_move_shard_placement(%s, '127.0.0.1', %s, '127.0.0.1', %s,"
-            " shard_transfer_mode => 'block_writes')",
-            (shard, from_port, to_port),
-        )
-        return time.monotonic() - t0
+        return move_shard(cconn, shard, ("127.0.0.1", from_port), ("127.0.0.1", to_port))
 
     # The first writers on the workers in transaction blocks: Citus runs
     # their calls where they are sent, so the source node's body is asked

@@ -34,6 +34,7 @@ import pytest
 from client.sides import Side, run_threads, wait_for
 from client.sides import side as side  # (the fixture)
 from client.test_routing import sample_keys
+from conftest import move_shard
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool
 from tally import GroupCommit, PartialBatchError, Routing, Tally
@@ -415,12 +416,7 @@ def test_a_shard_moved_under_routed_writers_is_noticed_and_stays_exact(
     target = next(n for n in nodes.dsns if n not in (source, nodes.coordinator))
 
     def move(to: tuple[str, int], frm: tuple[str, int]) -> float:
-        t0 = time.monotonic()
-        cconn.execute(
-            "SELECT citus_move_shard_placement(%s, %s, %s, %s, %s, shard_transfer_mode => 'block_writes')",
-            (shard, frm[0], frm[1], to[0], to[1]),
-        )
-        return time.monotonic() - t0
+        return move_shard(cconn, shard, frm, to)
 
     truth: Counter = Counter()
     lock = threading.Lock()
