@@ -3,7 +3,7 @@
 -- statement, the backfill, every refusal (hostile p_where and column names
 -- included), what DDL on a tracked table does, and untracking.
 BEGIN;
-SELECT plan(66);
+SELECT plan(69);
 
 CREATE TABLE tt_follow (id bigserial PRIMARY KEY, subject bigint, follower bigint);
 INSERT INTO tt_follow (subject, follower) SELECT g % 4, g FROM generate_series(1, 100) AS g;
@@ -102,6 +102,19 @@ SELECT throws_ok($$INSERT INTO tt_post (author, created_at, credits) VALUES ('an
                  '22008', NULL, 'a timestamp before 1970: 22008, the INSERT fails');
 SELECT is((SELECT count(*) FROM tt_post WHERE created_at < '1970-01-01' OR length(author) > 512), 0::bigint,
           'neither row is there');
+
+-- The backlog limits (tally.set_backlog_limits) hold tracked writes back too.
+SELECT tally.set_backlog_limits(100, 200);
+UPDATE tally.write_gen SET backlog_state = 2, backlog_pending = 500;
+SELECT throws_ok($$INSERT INTO tt_post (author, created_at, credits) VALUES ('ann', now(), 1)$$, '53400',
+                 'tally: table tap.tt_post, counted by counter "tt_credits": the backlog of 500 deltas is over the limit of 200 (tally.set_backlog_limits): 1 increments refused',
+                 'past the refuse limit a tracked table''s INSERT is refused (53400)');
+UPDATE tally.write_gen SET backlog_state = 1, backlog_pending = 150;
+INSERT INTO tt_post (author, created_at, credits) VALUES ('ann', now(), 1);
+SELECT is(tally.counter_value('tt_credits', 'ann'), 115::bigint, 'past the delay limit it waits, then counts');
+UPDATE tally.write_gen SET backlog_state = 0, backlog_pending = 0;
+DELETE FROM tt_post WHERE author = 'ann' AND credits = 1;
+SELECT is(tally.counter_value('tt_credits', 'ann'), 114::bigint, 'and with no limit reached, as before');
 
 -- A writer needs no grant on tally.
 CREATE ROLE tt_app;

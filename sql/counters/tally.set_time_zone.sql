@@ -26,6 +26,10 @@ BEGIN
                                 ' with p_time_zone => %L', v_zone);
     END IF;
     UPDATE tally.counters AS c SET time_zone = v_zone WHERE c.id = v_counter.id;
+    -- (a table it counts: its trigger function cuts minutes in the zone)
+    IF EXISTS (SELECT 1 FROM tally.tracked_tables AS t WHERE t.counter_id = v_counter.id) THEN
+        PERFORM tally._track_install(v_counter.id, NULL);
+    END IF;
 END;
 $$;
 

@@ -6,7 +6,8 @@
 -- state is 'backfilling'), the four statement triggers on the table when
 -- they are missing, and, with p_registrant, the counter's source of truth
 -- (tally.sources) registered by that role. Called when a table is tracked,
--- when its backfill ends and after DDL on it (tally._track_ddl).
+-- when its backfill ends, after DDL on it (tally._track_ddl) and when its
+-- counter's time zone changes (tally.set_time_zone).
 CREATE OR REPLACE FUNCTION tally._track_install(p_counter_id integer, p_registrant name)
 RETURNS void
 LANGUAGE plpgsql
@@ -18,6 +19,10 @@ DECLARE
     v_counter tally.counters;
     v_fn text := format('_tracked_%s', p_counter_id);
     v_log boolean;
+    v_durable text;
+    v_what text;
+    v_stmts text[] := ARRAY[]::text[];
+    v_zone text;
     v_event text;
     v_trigger text;
     v_body text;
@@ -26,43 +31,48 @@ BEGIN
     SELECT t.* INTO STRICT v_track FROM tally.tracked_tables AS t WHERE t.counter_id = p_counter_id;
     SELECT c.* INTO STRICT v_counter FROM tally.counters AS c WHERE c.id = p_counter_id;
     v_log := v_track.state = 'backfilling';
+    v_what := format('tally: table %s, counted by counter "%s"', v_track.table_oid::regclass, v_counter.name);
+    v_durable := v_counter.durable::text;
+    v_zone := quote_literal(v_counter.time_zone);
+    -- (the counter's durability and zone are constants here: a zone
+    -- changed by tally.set_time_zone makes the function again)
+    -- Each event's statement appends while no backlog limit holds writers
+    -- back; when it appended nothing, the trigger checks whether one does
+    -- (tally._admit waits or refuses) and appends then: one statement in
+    -- the common case. While a backfill logs, the check comes first.
+    FOREACH v_event IN ARRAY ARRAY['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE'] LOOP
+        v_stmts := v_stmts || CASE WHEN v_log
+            THEN format(E'IF (SELECT w.backlog_state FROM tally.write_gen AS w) <> 0 THEN\n'
+                        '            PERFORM tally._admit(%L, 1);\n        END IF;\n        %s;',
+                        v_what, tally._track_sql(v_track, v_event, v_durable, v_zone, true))
+            ELSE format(E'%s;\n        IF NOT FOUND AND (SELECT w.backlog_state FROM tally.write_gen AS w) <> 0 THEN\n'
+                        '            PERFORM tally._admit(%L, 1);\n            %s;\n        END IF;',
+                        tally._track_sql(v_track, v_event, v_durable, v_zone, false, true), v_what,
+                        tally._track_sql(v_track, v_event, v_durable, v_zone, false))
+        END;
+    END LOOP;
     v_body := format($body$
-#variable_conflict use_column
-DECLARE
-    tally_durable boolean;
-    tally_zone text;
 BEGIN
-    SELECT c.durable, c.time_zone INTO tally_durable, tally_zone FROM tally.counters AS c WHERE c.id = %1$s;
-    IF (SELECT w.backlog_state FROM tally.write_gen AS w) <> 0 THEN
-        PERFORM tally._admit(%2$L, 1);
-    END IF;
     IF TG_OP = 'INSERT' THEN
-        %3$s;
+        %1$s
     ELSIF TG_OP = 'UPDATE' THEN
-        %4$s;
+        %2$s
     ELSIF TG_OP = 'DELETE' THEN
-        %5$s;
+        %3$s
     ELSE
         -- (rows committed after an older snapshot would be truncated
         -- uncounted)
         IF current_setting('transaction_isolation') <> 'read committed' THEN
             RAISE EXCEPTION 'tally: TRUNCATE of table %%, counted by counter %%, needs READ COMMITTED', TG_TABLE_NAME,
-                %6$L
+                %5$L
                 USING ERRCODE = 'invalid_transaction_state',
                       HINT = 'truncate it in a READ COMMITTED transaction, or DELETE its rows';
         END IF;
-        %7$s;
+        %4$s
     END IF;
     RETURN NULL;
 END;
-$body$,
-        p_counter_id,
-        format('tally: table %s, counted by counter "%s"', v_track.table_oid::regclass, v_counter.name),
-        tally._track_sql(v_track, 'INSERT', 'tally_durable', 'tally_zone', v_log),
-        tally._track_sql(v_track, 'UPDATE', 'tally_durable', 'tally_zone', v_log),
-        tally._track_sql(v_track, 'DELETE', 'tally_durable', 'tally_zone', v_log),
-        v_counter.name,
-        tally._track_sql(v_track, 'TRUNCATE', 'tally_durable', 'tally_zone', v_log));
+$body$, v_stmts[1], v_stmts[2], v_stmts[3], v_stmts[4], v_counter.name);
     EXECUTE format('CREATE OR REPLACE FUNCTION tally.%I() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER'
                    ' SET search_path = pg_catalog, pg_temp AS %L', v_fn, v_body);
     EXECUTE format('REVOKE ALL ON FUNCTION tally.%I() FROM PUBLIC', v_fn);

@@ -15,10 +15,13 @@
 -- p_durable and p_zone are SQL expressions giving the counter's durability
 -- and zone (a PL/pgSQL variable in the trigger, $1 and $2 in the backfill).
 -- With p_log the statement also logs what it appends (an online backfill
--- is under way). A key or timestamp the counter cannot take stops the
+-- is under way). p_gated appends only while no backlog limit holds writers
+-- back (tally.write_gen.backlog_state 0), as tally.increment_counter's
+-- first statement: the trigger then checks why nothing was appended. A key or timestamp the counter cannot take stops the
 -- statement (tally._track_refuse).
 CREATE OR REPLACE FUNCTION tally._track_sql(
-    p_track tally.tracked_tables, p_event text, p_durable text, p_zone text, p_log boolean
+    p_track tally.tracked_tables, p_event text, p_durable text, p_zone text, p_log boolean,
+    p_gated boolean DEFAULT FALSE
 )
 RETURNS text
 LANGUAGE plpgsql
@@ -90,8 +93,10 @@ BEGIN
         ' SELECT tally._shard(w.gen, %1$s, %2$s), %3$s,'
         ' CASE WHEN tally._valid_key(g.k) AND tally._valid_at(g.a) THEN g.k'
         ' ELSE tally._track_refuse(%3$s, g.k, g.a) END, g.n, g.a'
-        ' FROM %4$s AS g CROSS JOIN tally.write_gen AS w',
-        p_durable, CASE WHEN p_event = 'BACKFILL' THEN 'true' ELSE 'false' END, p_track.counter_id, CASE WHEN p_log THEN 'g' ELSE '(' || v_agg || ')' END);
+        ' FROM %4$s AS g CROSS JOIN tally.write_gen AS w%5$s',
+        p_durable, CASE WHEN p_event = 'BACKFILL' THEN 'true' ELSE 'false' END, p_track.counter_id,
+        CASE WHEN p_log THEN 'g' ELSE '(' || v_agg || ')' END,
+        CASE WHEN p_gated THEN ' WHERE w.backlog_state = 0' ELSE '' END);
     IF p_event = 'BACKFILL' THEN
         RETURN format('WITH d AS (%s RETURNING delta) SELECT coalesce(sum(d.delta), 0)::bigint FROM d', v_append);
     ELSIF p_log THEN
@@ -103,5 +108,5 @@ BEGIN
 END;
 $$;
 
-COMMENT ON FUNCTION tally._track_sql(tally.tracked_tables, text, text, text, boolean) IS
+COMMENT ON FUNCTION tally._track_sql(tally.tracked_tables, text, text, text, boolean, boolean) IS
 'Internal: the SQL counting a tracked table''s rows for a trigger event, the backfill or the source query.';
