@@ -39,14 +39,16 @@ BEGIN
     -- Each event's statement appends while no backlog limit holds writers
     -- back; when it appended nothing, the trigger checks whether one does
     -- (tally._admit waits or refuses) and appends then: one statement in
-    -- the common case. While a backfill logs, the check comes first.
+    -- the common case (NOT FOUND alone is no query). While a backfill logs, the check comes first.
     FOREACH v_event IN ARRAY ARRAY['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE'] LOOP
         v_stmts := v_stmts || CASE WHEN v_log
             THEN format(E'IF (SELECT w.backlog_state FROM tally.write_gen AS w) <> 0 THEN\n'
                         '            PERFORM tally._admit(%L, 1);\n        END IF;\n        %s;',
                         v_what, tally._track_sql(v_track, v_event, v_durable, v_zone, true))
-            ELSE format(E'%s;\n        IF NOT FOUND AND (SELECT w.backlog_state FROM tally.write_gen AS w) <> 0 THEN\n'
-                        '            PERFORM tally._admit(%L, 1);\n            %s;\n        END IF;',
+            ELSE format(E'%s;\n        IF NOT FOUND THEN\n'
+                        '            IF (SELECT w.backlog_state FROM tally.write_gen AS w) <> 0 THEN\n'
+                        '                PERFORM tally._admit(%L, 1);\n                %s;\n            END IF;\n'
+                        '        END IF;',
                         tally._track_sql(v_track, v_event, v_durable, v_zone, false, true), v_what,
                         tally._track_sql(v_track, v_event, v_durable, v_zone, false))
         END;

@@ -84,10 +84,12 @@ BEGIN
         RETURN format('/* tally.track_table */ SELECT coalesce(sum(r.n), 0)::bigint FROM (%s) AS r', v_rows);
     END IF;
 
-    v_agg := format('SELECT r.k, %s AS a, sum(r.n)::bigint AS n FROM (%s) AS r GROUP BY 1, 2 HAVING sum(r.n) <> 0',
+    -- (without an at column every group is at now(): grouped by key only)
+    v_agg := format('SELECT r.k, %s AS a, sum(r.n)::bigint AS n FROM (%s) AS r GROUP BY %s HAVING sum(r.n) <> 0',
                     CASE WHEN p_track.at_column IS NULL THEN 'now()'
                          ELSE format('tally._local_minute(r.a, %s)', p_zone) END,
-                    v_rows);
+                    v_rows,
+                    CASE WHEN p_track.at_column IS NULL THEN '1' ELSE '1, 2' END);
     v_append := format(
         'INSERT INTO tally.delta (shard, counter_id, key, delta, at)'
         ' SELECT tally._shard(w.gen, %1$s, %2$s), %3$s,'
