@@ -127,13 +127,12 @@ def upgrade() -> None:
         """
         CREATE TABLE tally.tracked_tables (
             counter_id integer NOT NULL,
-            table_oid oid NOT NULL,
-            table_name text NOT NULL,
+            table_name regclass NOT NULL,
             key_column smallint NOT NULL,
-            key_type oid NOT NULL,
+            key_type regtype NOT NULL,
             at_column smallint,
             sum_column smallint,
-            sum_type oid,
+            sum_type regtype,
             predicate text,
             state text NOT NULL,
             backfilled bigint,

@@ -2,20 +2,20 @@
 -- the counter is the number of the table's rows with that key (or the sum of
 -- sum_column), among the rows where predicate holds. Statement triggers
 -- tally_<counter id>_{insert,update,delete,truncate} on the table run
--- tally._tracked_<counter id>(), made from this row. Columns are kept by
--- number (a renamed column is followed); their types as tracked (a changed
--- type is refused by tally._track_ddl). state 'backfilling': the rows that
+-- tally._tracked_<counter id>(), made from this row. The table as a
+-- regclass (a dump restores it as the table's new OID); columns by number
+-- (a renamed column is followed); their types as tracked (a changed type is
+-- refused by tally._track_ddl). state 'backfilling': the rows that
 -- were there are being counted by tally.track_table_online, and the
 -- triggers also log what they append (tally.tracked_log).
 CREATE TABLE tally.tracked_tables (
     counter_id integer NOT NULL,
-    table_oid oid NOT NULL,
-    table_name text NOT NULL,
+    table_name regclass NOT NULL,
     key_column smallint NOT NULL,
-    key_type oid NOT NULL,
+    key_type regtype NOT NULL,
     at_column smallint,
     sum_column smallint,
-    sum_type oid,
+    sum_type regtype,
     predicate text,
     state text NOT NULL,
     backfilled bigint,

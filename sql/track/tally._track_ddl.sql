@@ -29,7 +29,7 @@ BEGIN
     IF TG_EVENT = 'sql_drop' THEN
         FOR v_track IN
             SELECT t.counter_id FROM tally.tracked_tables AS t
-            WHERE t.table_oid IN (
+            WHERE t.table_name IN (
                 SELECT d.objid FROM pg_catalog.pg_event_trigger_dropped_objects() AS d
                 WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0
             )
@@ -38,7 +38,7 @@ BEGIN
             PERFORM tally._untrack(v_track.counter_id);
         END LOOP;
         IF current_setting('tally.untracking', true) IS DISTINCT FROM 'on' THEN
-            SELECT c.name, t.table_oid::regclass AS tbl, d.object_identity INTO v_track
+            SELECT c.name, t.table_name::regclass AS tbl, d.object_identity INTO v_track
             FROM pg_catalog.pg_event_trigger_dropped_objects() AS d
             JOIN tally.tracked_tables AS t
                 ON d.object_type = 'trigger'
@@ -58,7 +58,7 @@ BEGIN
         SELECT DISTINCT t.*, c.name, s.registered_by AS registrant
         FROM tally.tracked_tables AS t
         JOIN pg_catalog.pg_event_trigger_ddl_commands() AS d
-            ON d.classid = 'pg_class'::regclass AND d.objid = t.table_oid
+            ON d.classid = 'pg_class'::regclass AND d.objid = t.table_name
         JOIN tally.counters AS c ON c.id = t.counter_id
         LEFT JOIN tally.sources AS s ON s.counter_id = t.counter_id AND s.query LIKE '/* tally.track_table */%'
         ORDER BY t.counter_id
@@ -68,24 +68,24 @@ BEGIN
                 SELECT 1 FROM unnest(ARRAY[v_track.key_column, v_track.at_column, v_track.sum_column]) AS u (attnum)
                 WHERE u.attnum IS NOT NULL AND NOT EXISTS (
                     SELECT 1 FROM pg_catalog.pg_attribute AS a
-                    WHERE a.attrelid = v_track.table_oid AND a.attnum = u.attnum AND NOT a.attisdropped)
+                    WHERE a.attrelid = v_track.table_name AND a.attnum = u.attnum AND NOT a.attisdropped)
             ) THEN
                 RAISE EXCEPTION 'a column it counts by (key, timestamp or sum) would be dropped'
                     USING ERRCODE = 'undefined_column';
             END IF;
             PERFORM tally._track_check(
-                'tally', v_track.table_oid::regclass,
+                'tally', v_track.table_name::regclass,
                 (SELECT a.attname FROM pg_catalog.pg_attribute AS a
-                 WHERE a.attrelid = v_track.table_oid AND a.attnum = v_track.key_column),
+                 WHERE a.attrelid = v_track.table_name AND a.attnum = v_track.key_column),
                 (SELECT a.attname FROM pg_catalog.pg_attribute AS a
-                 WHERE a.attrelid = v_track.table_oid AND a.attnum = v_track.at_column),
+                 WHERE a.attrelid = v_track.table_name AND a.attnum = v_track.at_column),
                 (SELECT a.attname FROM pg_catalog.pg_attribute AS a
-                 WHERE a.attrelid = v_track.table_oid AND a.attnum = v_track.sum_column),
+                 WHERE a.attrelid = v_track.table_name AND a.attnum = v_track.sum_column),
                 v_track.key_type, v_track.sum_type);
-            PERFORM tally._track_where('tally', v_track.table_oid::regclass, v_track.predicate);
+            PERFORM tally._track_where('tally', v_track.table_name::regclass, v_track.predicate);
             IF EXISTS (
                 SELECT 1 FROM pg_catalog.pg_trigger AS g
-                WHERE g.tgrelid = v_track.table_oid AND g.tgname ~ ('^tally_' || v_track.counter_id || '_[a-z]+$')
+                WHERE g.tgrelid = v_track.table_name AND g.tgname ~ ('^tally_' || v_track.counter_id || '_[a-z]+$')
                   AND g.tgenabled NOT IN ('O', 'A')
             ) THEN
                 RAISE EXCEPTION 'its triggers tally_%_* would be disabled', v_track.counter_id
@@ -94,14 +94,12 @@ BEGIN
         EXCEPTION WHEN OTHERS THEN
             GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
             RAISE EXCEPTION 'tally: table % is counted by counter "%", which this change would break: %',
-                v_track.table_oid::regclass, v_track.name, v_message
+                v_track.table_name::regclass, v_track.name, v_message
                 USING ERRCODE = 'dependent_objects_still_exist',
                       DETAIL = format('SQLSTATE %s', v_state),
                       HINT = format('stop counting first: tally.untrack_table(%L, %L)', v_track.name,
-                                    v_track.table_oid::regclass);
+                                    v_track.table_name::regclass);
         END;
-        UPDATE tally.tracked_tables AS t SET table_name = v_track.table_oid::regclass::text
-        WHERE t.counter_id = v_track.counter_id;
         PERFORM tally._track_install(v_track.counter_id, v_track.registrant);
     END LOOP;
 END;

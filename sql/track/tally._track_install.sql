@@ -31,7 +31,7 @@ BEGIN
     SELECT t.* INTO STRICT v_track FROM tally.tracked_tables AS t WHERE t.counter_id = p_counter_id;
     SELECT c.* INTO STRICT v_counter FROM tally.counters AS c WHERE c.id = p_counter_id;
     v_log := v_track.state = 'backfilling';
-    v_what := format('tally: table %s, counted by counter "%s"', v_track.table_oid::regclass, v_counter.name);
+    v_what := format('tally: table %s, counted by counter "%s"', v_track.table_name::regclass, v_counter.name);
     v_durable := v_counter.durable::text;
     v_zone := quote_literal(v_counter.time_zone);
     -- (the counter's durability and zone are constants here: a zone
@@ -80,17 +80,17 @@ $body$, v_stmts[1], v_stmts[2], v_stmts[3], v_stmts[4], v_counter.name);
     EXECUTE format('REVOKE ALL ON FUNCTION tally.%I() FROM PUBLIC', v_fn);
     EXECUTE format('COMMENT ON FUNCTION tally.%I() IS %L', v_fn,
                    format('tally: counts the rows of table %s for counter %s (tally.track_table)',
-                          v_track.table_oid::regclass, v_counter.name));
+                          v_track.table_name::regclass, v_counter.name));
 
     FOREACH v_event IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP
         v_trigger := format('tally_%s_%s', p_counter_id, v_event);
         CONTINUE WHEN EXISTS (
-            SELECT 1 FROM pg_catalog.pg_trigger AS g WHERE g.tgrelid = v_track.table_oid AND g.tgname = v_trigger
+            SELECT 1 FROM pg_catalog.pg_trigger AS g WHERE g.tgrelid = v_track.table_name AND g.tgname = v_trigger
         );
         EXECUTE format('CREATE TRIGGER %I %s ON %s %s FOR EACH STATEMENT EXECUTE FUNCTION tally.%I()',
                        v_trigger,
                        CASE v_event WHEN 'truncate' THEN 'BEFORE TRUNCATE' ELSE 'AFTER ' || upper(v_event) END,
-                       v_track.table_oid::regclass,
+                       v_track.table_name::regclass,
                        CASE v_event
                            WHEN 'insert' THEN 'REFERENCING NEW TABLE AS tally_new'
                            WHEN 'update' THEN 'REFERENCING OLD TABLE AS tally_old NEW TABLE AS tally_new'

@@ -13,7 +13,7 @@ AS $$
 DECLARE
     v_what text;
 BEGIN
-    SELECT format('tally: table %s, counted by counter "%s"', t.table_oid::regclass, c.name) INTO v_what
+    SELECT format('tally: table %s, counted by counter "%s"', t.table_name::regclass, c.name) INTO v_what
     FROM tally.tracked_tables AS t
     JOIN tally.counters AS c ON c.id = t.counter_id
     WHERE t.counter_id = p_counter_id;

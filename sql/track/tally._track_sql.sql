@@ -37,7 +37,7 @@ DECLARE
     v_key name;
     v_at name;
     v_sum name;
-    v_table text := format('ONLY %s', p_track.table_oid::regclass);
+    v_table text := format('ONLY %s', p_track.table_name::regclass);
     v_when text := '';
     v_ts text := 'now()';
     v_add text := '1';
@@ -47,16 +47,16 @@ DECLARE
     v_append text;
 BEGIN
     SELECT a.attname INTO v_key FROM pg_catalog.pg_attribute AS a
-    WHERE a.attrelid = p_track.table_oid AND a.attnum = p_track.key_column AND NOT a.attisdropped;
+    WHERE a.attrelid = p_track.table_name AND a.attnum = p_track.key_column AND NOT a.attisdropped;
     IF p_track.at_column IS NOT NULL THEN
         SELECT a.attname INTO v_at FROM pg_catalog.pg_attribute AS a
-        WHERE a.attrelid = p_track.table_oid AND a.attnum = p_track.at_column AND NOT a.attisdropped;
+        WHERE a.attrelid = p_track.table_name AND a.attnum = p_track.at_column AND NOT a.attisdropped;
         v_ts := format('t.%I', v_at);
         v_when := format('AND t.%I IS NOT NULL ', v_at);
     END IF;
     IF p_track.sum_column IS NOT NULL THEN
         SELECT a.attname INTO v_sum FROM pg_catalog.pg_attribute AS a
-        WHERE a.attrelid = p_track.table_oid AND a.attnum = p_track.sum_column AND NOT a.attisdropped;
+        WHERE a.attrelid = p_track.table_name AND a.attnum = p_track.sum_column AND NOT a.attisdropped;
         v_add := format('t.%I::bigint', v_sum);
         v_sub := format('- t.%I::bigint', v_sum);
     END IF;

@@ -21,10 +21,10 @@ BEGIN
     PERFORM set_config('tally.untracking', 'on', true);
     FOR v_trigger IN
         SELECT g.tgname FROM pg_catalog.pg_trigger AS g
-        WHERE g.tgrelid = v_track.table_oid AND g.tgname ~ ('^tally_' || p_counter_id || '_[a-z]+$')
+        WHERE g.tgrelid = v_track.table_name AND g.tgname ~ ('^tally_' || p_counter_id || '_[a-z]+$')
         ORDER BY 1
     LOOP
-        EXECUTE format('DROP TRIGGER %I ON %s', v_trigger, v_track.table_oid::regclass);
+        EXECUTE format('DROP TRIGGER %I ON %s', v_trigger, v_track.table_name::regclass);
     END LOOP;
     EXECUTE format('DROP FUNCTION IF EXISTS tally.%I()', '_tracked_' || p_counter_id);
     PERFORM set_config('tally.untracking', 'off', true);

@@ -29,7 +29,7 @@ BEGIN
     IF v_track.state = 'active' THEN
         RETURN v_track.backfilled;
     END IF;
-    EXECUTE format('LOCK TABLE %s IN ACCESS SHARE MODE', v_track.table_oid::regclass);
+    EXECUTE format('LOCK TABLE %s IN ACCESS SHARE MODE', v_track.table_name::regclass);
     RETURN tally._track_backfill(v_counter.id);
 END;
 $$;

@@ -51,7 +51,7 @@ BEGIN
     END IF;
     SELECT * INTO v_cols FROM tally._track_check(c_fn, p_table, p_key_column, p_at_column, p_sum_column);
     v_where := tally._track_where(c_fn, p_table, p_where);
-    SELECT t.table_oid::regclass::text INTO v_other
+    SELECT t.table_name::regclass::text INTO v_other
     FROM tally.tracked_tables AS t WHERE t.counter_id = v_counter.id FOR UPDATE;
     IF FOUND THEN
         RAISE EXCEPTION '%: counter "%" already counts table %', c_fn, p_counter, v_other
@@ -64,10 +64,10 @@ BEGIN
                   HINT = 'a tracked counter counts the table''s rows and nothing else: create a new counter for it';
     END IF;
     INSERT INTO tally.tracked_tables AS t (
-        counter_id, table_oid, table_name, key_column, key_type, at_column, sum_column, sum_type, predicate, state
+        counter_id, table_name, key_column, key_type, at_column, sum_column, sum_type, predicate, state
     )
     VALUES (
-        v_counter.id, p_table, p_table::text, v_cols.key_column, v_cols.key_type, v_cols.at_column,
+        v_counter.id, p_table, v_cols.key_column, v_cols.key_type, v_cols.at_column,
         v_cols.sum_column, v_cols.sum_type, v_where, CASE WHEN p_online THEN 'backfilling' ELSE 'active' END
     );
     -- (CREATE TRIGGER waits for the table's writers in flight and holds

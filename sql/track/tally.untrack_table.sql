@@ -13,10 +13,10 @@ DECLARE
     v_track tally.tracked_tables;
 BEGIN
     SELECT t.* INTO v_track FROM tally.tracked_tables AS t WHERE t.counter_id = v_counter.id FOR UPDATE;
-    IF NOT FOUND OR v_track.table_oid IS DISTINCT FROM p_table THEN
+    IF NOT FOUND OR v_track.table_name IS DISTINCT FROM p_table THEN
         RAISE EXCEPTION '%: counter "%" does not count table %', c_fn, p_counter, coalesce(p_table::text, 'NULL')
             USING ERRCODE = 'undefined_object',
-                  HINT = CASE WHEN FOUND THEN format('it counts table %s', v_track.table_oid::regclass)
+                  HINT = CASE WHEN FOUND THEN format('it counts table %s', v_track.table_name::regclass)
                               ELSE 'it counts no table' END;
     END IF;
     PERFORM tally._untrack(v_counter.id);
