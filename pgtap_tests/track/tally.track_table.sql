@@ -3,7 +3,7 @@
 -- statement, the backfill, every refusal (hostile p_where and column names
 -- included), what DDL on a tracked table does, and untracking.
 BEGIN;
-SELECT plan(69);
+SELECT plan(78);
 
 CREATE TABLE tt_follow (id bigserial PRIMARY KEY, subject bigint, follower bigint);
 INSERT INTO tt_follow (subject, follower) SELECT g % 4, g FROM generate_series(1, 100) AS g;
@@ -53,6 +53,12 @@ SELECT is(pg_temp.tt_mismatches(), 0::bigint, 'DELETE, and UPDATE moving rows be
 INSERT INTO tt_follow (id, subject, follower) VALUES (1, 3, 1), (100000, 3, 7000), (2, 9, 2)
 ON CONFLICT (id) DO UPDATE SET subject = excluded.subject;
 SELECT is(pg_temp.tt_mismatches(), 0::bigint, 'INSERT ... ON CONFLICT DO UPDATE (inserted and updated rows)');
+MERGE INTO tt_follow AS f USING (VALUES (3::bigint, 5::bigint), (100001, 6), (100002, NULL)) AS v (id, s)
+ON f.id = v.id
+WHEN MATCHED THEN UPDATE SET subject = v.s
+WHEN NOT MATCHED THEN INSERT (id, subject, follower) VALUES (v.id, v.s, 0);
+MERGE INTO tt_follow AS f USING (VALUES (4::bigint)) AS v (id) ON f.id = v.id WHEN MATCHED THEN DELETE;
+SELECT is(pg_temp.tt_mismatches(), 0::bigint, 'MERGE updating, inserting and deleting');
 SAVEPOINT tt_s;
 INSERT INTO tt_follow (subject, follower) VALUES (8, 8000), (8, 8001);
 ROLLBACK TO SAVEPOINT tt_s;
@@ -136,6 +142,14 @@ CREATE TABLE tt_parent (k text);
 CREATE TABLE tt_child () INHERITS (tt_parent);
 CREATE TEMP TABLE tt_temp (k text);
 CREATE FUNCTION tt_mine(bigint) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT true';
+-- (were it ever run by tally, its own error would say so)
+CREATE FUNCTION tt_evil() RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN RAISE EXCEPTION 'tt_evil ran as %', current_user; END $$;
+CREATE FUNCTION tt_evil(boolean) RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN RAISE EXCEPTION 'tt_evil ran as %', current_user; END $$;
+CREATE DOMAIN tt_dom AS boolean CHECK (tt_evil(VALUE));
+CREATE UNLOGGED TABLE tt_unlogged (k text);
+CREATE TABLE tt_dated (k date);
 SELECT throws_ok($$SELECT tally.track_table('nope', 'tt_follow', 'subject')$$, '42704', NULL, 'unknown counter: 42704');
 SELECT throws_ok($$SELECT tally.track_table('tt_c', NULL, 'subject')$$, '22004', NULL, 'NULL table: 22004');
 SELECT throws_ok($$SELECT tally.track_table('tt_c', 'tt_follow', NULL)$$, '22004', NULL, 'NULL key column: 22004');
@@ -152,6 +166,10 @@ SELECT throws_ok($$SELECT tally.track_table('tt_c', 'tt_parted', 'k')$$, '0A000'
 SELECT throws_ok($$SELECT tally.track_table('tt_c', 'tt_parent', 'k')$$, '0A000', NULL, 'an inheritance parent: 0A000');
 SELECT throws_ok($$SELECT tally.track_table('tt_c', 'tt_child', 'k')$$, '0A000', NULL, 'an inheritance child: 0A000');
 SELECT throws_ok($$SELECT tally.track_table('tt_c', 'tt_temp', 'k')$$, '0A000', NULL, 'a temporary table: 0A000');
+SELECT throws_ok($$SELECT tally.track_table('tt_c', 'tt_unlogged', 'k')$$, '0A000', NULL,
+                 'an unlogged table (a crash empties it, not its counter): 0A000');
+SELECT throws_ok($$SELECT tally.track_table('tt_c', 'tt_dated', 'k')$$, '42804', NULL,
+                 'a key column whose text depends on settings (date): 42804');
 SELECT throws_ok($$SELECT tally.track_table('tt_followers', 'tt_post', 'author')$$, '42710', NULL,
                  'a counter that counts a table already: 42710');
 SELECT tally.increment_counter('tt_c', 'x');
@@ -174,6 +192,27 @@ SELECT throws_ok($$SELECT tally.track_table('tt_e', 'tt_follow', 'subject', p_wh
                  '22023', NULL, 'a stable p_where (now()): 22023');
 SELECT throws_ok($$SELECT tally.track_table('tt_e', 'tt_follow', 'subject', p_where => 'tap.tt_mine(follower)')$$,
                  '22023', NULL, 'p_where calling a function that is not built in (it would run as tally): 22023');
+SELECT throws_ok($$SELECT tally.track_table('tt_e', 'tt_follow', 'subject', p_where => 'tap.tt_evil()')$$,
+                 '22023', 'tally.track_table: p_where ''tap.tt_evil()'' uses function tap.tt_evil(), not only the table''s columns and what is built into PostgreSQL',
+                 'p_where calling a function of anyone''s is refused before anything runs it');
+SELECT throws_ok($$SELECT tally.track_table('tt_e', 'tt_follow', 'subject', p_where => '(follower > 0)::tap.tt_dom')$$,
+                 '22023', 'tally.track_table: p_where ''(follower > 0)::tap.tt_dom'' uses type tap.tt_dom, not only the table''s columns and what is built into PostgreSQL',
+                 'p_where casting to a domain (whose CHECK could run anything) is refused');
+CREATE ROLE tt_admin2 IN ROLE tally_admin;
+GRANT USAGE ON SCHEMA tap TO tt_admin2;
+CREATE TABLE tt_outcome (state text);
+GRANT INSERT ON tt_outcome TO tt_admin2;
+SET SESSION AUTHORIZATION tt_admin2;
+DO $$
+BEGIN
+    PERFORM tally.track_table('tt_e', 'tap.tt_follow', 'subject');
+    INSERT INTO tap.tt_outcome VALUES ('tracked');
+EXCEPTION WHEN OTHERS THEN
+    INSERT INTO tap.tt_outcome VALUES (SQLSTATE);
+END $$;
+RESET SESSION AUTHORIZATION;
+SELECT is((SELECT state FROM tt_outcome), '42501',
+          'a tally_admin who may not read the table and put triggers on it is refused: 42501');
 SELECT throws_ok($$SELECT tally.track_table('tt_e', 'tt_follow', 'subject', p_where => 'follower')$$,
                  '22023', NULL, 'a p_where that is not boolean: 22023');
 SELECT is((SELECT count(*) FROM tally.tracked_tables AS t JOIN tally.counters AS c ON c.id = t.counter_id
@@ -202,6 +241,13 @@ SELECT throws_ok($$ALTER TABLE tt_post RENAME COLUMN visible TO shown$$, '2BP01'
                  'renaming a column p_where uses is refused: 2BP01');
 SELECT throws_ok($$ALTER TABLE tt_follows DISABLE TRIGGER ALL$$, '2BP01', NULL,
                  'disabling tally''s triggers is refused: 2BP01');
+SELECT throws_ok($$ALTER TABLE tt_follows ALTER COLUMN subject_id TYPE bigint USING subject_id + 1$$, '2BP01', NULL,
+                 'a rewrite of its rows (same type, USING) is refused: 2BP01');
+SELECT throws_ok($$CREATE TABLE tt_follows_child () INHERITS (tt_follows)$$, '2BP01', NULL,
+                 'a child table inheriting from it is refused: 2BP01');
+SELECT throws_ok(format('ALTER TRIGGER %I ON tt_follows RENAME TO x',
+                        (SELECT format('tally_%s_insert', id) FROM tally.counters WHERE name = 'tt_followers')),
+                 '2BP01', NULL, 'renaming one of its triggers is refused: 2BP01');
 SELECT throws_ok(format('DROP TRIGGER %I ON tt_follows',
                         (SELECT format('tally_%s_insert', id) FROM tally.counters WHERE name = 'tt_followers')),
                  '2BP01', NULL, 'dropping one of them is refused: 2BP01');

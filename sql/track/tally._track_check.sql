@@ -2,7 +2,9 @@
 -- tracked, checked when it is tracked and after every DDL on it
 -- (tally._track_ddl): an ordinary, permanent table without inheritance
 -- (statement triggers on a parent or child would miss rows written through
--- the other), the key column of any type with a text form, the at column a
+-- the other), logged (a crash empties an unlogged one, not its counter),
+-- the key column of a built-in type whose text is the same in every
+-- session (text, varchar, char, integers, numeric, uuid), the at column a
 -- timestamptz, the sum column a smallint, integer or bigint. p_key_type and
 -- p_sum_type, when given, are the types the columns had when tracked (a
 -- changed type would change keys or amounts under the counter). Raises with
@@ -36,11 +38,12 @@ BEGIN
                   HINT = 'e.g. tally.track_table(''followers'', ''follow'', ''subject'')';
     END IF;
     SELECT c.relkind, c.relpersistence INTO v_rel FROM pg_catalog.pg_class AS c WHERE c.oid = p_table;
-    IF v_rel.relkind = 'p' OR v_rel.relpersistence = 't'
+    IF v_rel.relkind = 'p' OR v_rel.relpersistence IN ('t', 'u')
        OR EXISTS (SELECT 1 FROM pg_catalog.pg_inherits AS i WHERE i.inhrelid = p_table OR i.inhparent = p_table) THEN
         RAISE EXCEPTION '%: table % is %', p_fn, p_table,
             CASE WHEN v_rel.relkind = 'p' THEN 'partitioned'
                  WHEN v_rel.relpersistence = 't' THEN 'temporary'
+                 WHEN v_rel.relpersistence = 'u' THEN 'unlogged (a crash empties it, not its counter)'
                  ELSE 'part of an inheritance tree' END
             USING ERRCODE = 'feature_not_supported',
                   HINT = 'tally tracks ordinary permanent tables: statement triggers on a partitioned or '
@@ -70,6 +73,17 @@ BEGIN
         IF v_column.role = 'p_key_column' THEN
             key_column := v_column.attnum;
             key_type := v_column.atttypid;
+            -- (a key is the column's text: of a built-in type whose text
+            -- depends on no setting, and has no cast anyone could add)
+            IF key_type NOT IN ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype, 'numeric'::regtype,
+                                'text'::regtype, 'character varying'::regtype, 'character'::regtype,
+                                'uuid'::regtype) THEN
+                RAISE EXCEPTION '%: the key column % of table % is %', p_fn, quote_ident(v_column.name), p_table,
+                    format_type(key_type, NULL)
+                    USING ERRCODE = 'datatype_mismatch',
+                          HINT = 'a key column is text, varchar, char, smallint, integer, bigint, numeric or uuid: '
+                                 'the text of other types depends on settings (DateStyle, ...) or on casts';
+            END IF;
             IF key_type <> p_key_type THEN
                 RAISE EXCEPTION '%: the key column % of table % changed type from % to %', p_fn,
                     quote_ident(v_column.name), p_table, format_type(p_key_type, NULL), format_type(key_type, NULL)

@@ -15,6 +15,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    v_was text;
     v_track tally.tracked_tables;
     v_counter tally.counters;
     v_fn text := format('_tracked_%s', p_counter_id);
@@ -28,6 +29,9 @@ DECLARE
     v_body text;
     v_source text;
 BEGIN
+    -- (tally._track_ddl leaves this DDL alone)
+    v_was := current_setting('tally.tracking_ddl', true);
+    PERFORM set_config('tally.tracking_ddl', 'on', true);
     SELECT t.* INTO STRICT v_track FROM tally.tracked_tables AS t WHERE t.counter_id = p_counter_id;
     SELECT c.* INTO STRICT v_counter FROM tally.counters AS c WHERE c.id = p_counter_id;
     v_log := v_track.state = 'backfilling';
@@ -38,8 +42,8 @@ BEGIN
     -- changed by tally.set_time_zone makes the function again)
     -- Each event's statement appends while no backlog limit holds writers
     -- back; when it appended nothing, the trigger checks whether one does
-    -- (tally._admit waits or refuses) and appends then: one statement in
-    -- the common case (NOT FOUND alone is no query). While a backfill logs, the check comes first.
+    -- (tally._admit waits or refuses) and appends whatever the state is
+    -- then: one statement in the common case (NOT FOUND alone is no query). While a backfill logs, the check comes first.
     FOREACH v_event IN ARRAY ARRAY['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE'] LOOP
         v_stmts := v_stmts || CASE WHEN v_log
             THEN format(E'IF (SELECT w.backlog_state FROM tally.write_gen AS w) <> 0 THEN\n'
@@ -47,13 +51,14 @@ BEGIN
                         v_what, tally._track_sql(v_track, v_event, v_durable, v_zone, true))
             ELSE format(E'%s;\n        IF NOT FOUND THEN\n'
                         '            IF (SELECT w.backlog_state FROM tally.write_gen AS w) <> 0 THEN\n'
-                        '                PERFORM tally._admit(%L, 1);\n                %s;\n            END IF;\n'
-                        '        END IF;',
+                        '                PERFORM tally._admit(%L, 1);\n            END IF;\n'
+                        '            %s;\n        END IF;',
                         tally._track_sql(v_track, v_event, v_durable, v_zone, false, true), v_what,
                         tally._track_sql(v_track, v_event, v_durable, v_zone, false))
         END;
     END LOOP;
     v_body := format($body$
+#variable_conflict use_column
 BEGIN
     IF TG_OP = 'INSERT' THEN
         %1$s
@@ -108,6 +113,7 @@ $body$, v_stmts[1], v_stmts[2], v_stmts[3], v_stmts[4], v_counter.name);
         ON CONFLICT (counter_id) DO UPDATE
         SET query = excluded.query, registered_by = excluded.registered_by, registered_at = excluded.registered_at;
     END IF;
+    PERFORM set_config('tally.tracking_ddl', coalesce(v_was, 'off'), true);
 END;
 $$;
 

@@ -32,7 +32,8 @@ AS $$
 DECLARE
     -- (k, a, n) of every row counted in a relation: 1 key, 2 timestamp,
     -- 3 amount, 4 relation, 5 further conditions
-    c_rows constant text := 'SELECT t.%1$I::text AS k, %2$s AS a, %3$s AS n FROM %4$s AS t'
+    -- (in collation "C": a key is its text, byte for byte)
+    c_rows constant text := 'SELECT t.%1$I::text COLLATE "C" AS k, %2$s AS a, %3$s AS n FROM %4$s AS t'
                             ' WHERE t.%1$I IS NOT NULL AND t.%1$I::text <> '''' %5$s';
     v_key name;
     v_at name;

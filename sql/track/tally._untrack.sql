@@ -2,7 +2,7 @@
 -- table is still there), its trigger function, its log, the source of truth
 -- tally.track_table registered (a source set by hand since stays) and its
 -- tally.tracked_tables row go; the counter and what it counted stay. Sets
--- tally.untracking for the transaction, so tally._track_ddl lets these
+-- tally.tracking_ddl for the transaction, so tally._track_ddl lets these
 -- triggers be dropped.
 CREATE OR REPLACE FUNCTION tally._untrack(p_counter_id integer)
 RETURNS void
@@ -11,6 +11,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    v_was text;
     v_track tally.tracked_tables;
     v_trigger name;
 BEGIN
@@ -18,7 +19,8 @@ BEGIN
     IF NOT FOUND THEN
         RETURN;
     END IF;
-    PERFORM set_config('tally.untracking', 'on', true);
+    v_was := current_setting('tally.tracking_ddl', true);
+    PERFORM set_config('tally.tracking_ddl', 'on', true);
     FOR v_trigger IN
         SELECT g.tgname FROM pg_catalog.pg_trigger AS g
         WHERE g.tgrelid = v_track.table_name AND g.tgname ~ ('^tally_' || p_counter_id || '_[a-z]+$')
@@ -27,7 +29,6 @@ BEGIN
         EXECUTE format('DROP TRIGGER %I ON %s', v_trigger, v_track.table_name::regclass);
     END LOOP;
     EXECUTE format('DROP FUNCTION IF EXISTS tally.%I()', '_tracked_' || p_counter_id);
-    PERFORM set_config('tally.untracking', 'off', true);
     DELETE FROM tally.tracked_log AS l WHERE l.counter_id = p_counter_id;
     IF EXISTS (
         SELECT 1 FROM tally.sources AS s
@@ -37,6 +38,7 @@ BEGIN
         EXECUTE format('DROP FUNCTION IF EXISTS tally.%I(text)', 'source_' || p_counter_id);
     END IF;
     DELETE FROM tally.tracked_tables AS t WHERE t.counter_id = p_counter_id;
+    PERFORM set_config('tally.tracking_ddl', coalesce(v_was, 'off'), true);
 END;
 $$;
 

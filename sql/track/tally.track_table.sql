@@ -50,6 +50,14 @@ BEGIN
                   HINT = 'an older snapshot would miss rows committed before the triggers: call it in READ COMMITTED';
     END IF;
     SELECT * INTO v_cols FROM tally._track_check(c_fn, p_table, p_key_column, p_at_column, p_sum_column);
+    -- (the triggers and the backfill read the table with tally's
+    -- privileges: the caller must have them on it already)
+    IF NOT (has_table_privilege(session_user, p_table, 'SELECT')
+            AND has_table_privilege(session_user, p_table, 'TRIGGER')) THEN
+        RAISE EXCEPTION '%: % may not read table % and put triggers on it', c_fn, session_user, p_table
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = format('GRANT SELECT, TRIGGER ON %s TO %I (or track it as its owner)', p_table, session_user);
+    END IF;
     v_where := tally._track_where(c_fn, p_table, p_where);
     SELECT t.table_name::regclass::text INTO v_other
     FROM tally.tracked_tables AS t WHERE t.counter_id = v_counter.id FOR UPDATE;

@@ -162,4 +162,4 @@ def test_downgrade_takes_the_triggers_away(fresh_db: str) -> None:
         assert c.execute("SELECT tally.counter_value('followers', '1')").fetchone() == (2,)
     alembic(fresh_db, "upgrade", "head")
     with psycopg.connect(fresh_db, autocommit=True) as c:
-        assert c.execute("SELECT count(*) FROM pg_event_trigger WHERE evtname LIKE 'tally%'").fetchone() == (2,)
+        assert c.execute("SELECT count(*) FROM pg_event_trigger WHERE evtname LIKE 'tally%'").fetchone() == (3,)
