@@ -3,7 +3,7 @@
 -- statement, the backfill, every refusal (hostile p_where and column names
 -- included), what DDL on a tracked table does, and untracking.
 BEGIN;
-SELECT plan(78);
+SELECT plan(79);
 
 CREATE TABLE tt_follow (id bigserial PRIMARY KEY, subject bigint, follower bigint);
 INSERT INTO tt_follow (subject, follower) SELECT g % 4, g FROM generate_series(1, 100) AS g;
@@ -251,6 +251,16 @@ SELECT throws_ok(format('ALTER TRIGGER %I ON tt_follows RENAME TO x',
 SELECT throws_ok(format('DROP TRIGGER %I ON tt_follows',
                         (SELECT format('tally_%s_insert', id) FROM tally.counters WHERE name = 'tt_followers')),
                  '2BP01', NULL, 'dropping one of them is refused: 2BP01');
+CREATE SCHEMA tt_app_s;
+CREATE TABLE tt_app_s.tt_likes (k text);
+INSERT INTO tt_app_s.tt_likes VALUES ('a'), ('a');
+SELECT tally.create_counter('tt_likes');
+SELECT tally.track_table('tt_likes', 'tt_app_s.tt_likes', 'k');
+ALTER SCHEMA tt_app_s RENAME TO tt_app_s2;
+TRUNCATE tt_app_s2.tt_likes;
+INSERT INTO tt_app_s2.tt_likes VALUES ('a');
+SELECT is(tally.counter_value('tt_likes', 'a'), 1::bigint, 'a renamed schema is followed (TRUNCATE included)');
+SELECT tally.untrack_table('tt_likes', 'tt_app_s2.tt_likes');
 ALTER TABLE tt_follows ADD COLUMN note text;
 INSERT INTO tt_follows (subject_id, follower, note) VALUES (3, 9002, 'x');
 SELECT is(tally.counter_value('tt_followers', '3'), 4::bigint, 'other DDL goes through, counting goes on');
