@@ -76,9 +76,8 @@ BEGIN
                   HINT = 'the triggers evaluate p_where with tally''s privileges: no other table, no domain, no '
                          'function or operator of anyone''s may appear in it';
     END IF;
-    DROP VIEW pg_temp.tally_track_probe_where;
     BEGIN
-        EXECUTE format('CREATE INDEX tally_track_probe_where ON pg_temp.tally_track_probe ((1)) WHERE (%s)',
+        EXECUTE format('CREATE INDEX tally_track_probe_pred ON pg_temp.tally_track_probe ((1)) WHERE (%s)',
                        p_where);
     EXCEPTION WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
@@ -92,7 +91,9 @@ BEGIN
     SELECT pg_get_expr(i.indpred, i.indrelid) INTO v_where
     FROM pg_catalog.pg_index AS i
     WHERE i.indrelid = to_regclass('pg_temp.tally_track_probe');
-    DROP TABLE pg_temp.tally_track_probe;
+    -- (the view goes with it: a DROP VIEW of a temporary view is refused by
+    -- Citus on a coordinator)
+    DROP TABLE pg_temp.tally_track_probe CASCADE;
     PERFORM set_config('tally.tracking_ddl', coalesce(v_was, 'off'), true);
     RETURN v_where;
 END;
