@@ -26,3 +26,5 @@ CREATE TABLE tally.tracked_tables (
     ON DELETE CASCADE,
     CONSTRAINT tracked_tables_state_check CHECK (state IN ('backfilling', 'active'))
 );
+
+COMMENT ON TABLE tally.tracked_tables IS 'tally: the tables whose rows a counter counts (tally.track_table)';

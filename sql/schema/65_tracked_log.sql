@@ -11,3 +11,5 @@ CREATE TABLE tally.tracked_log (
 );
 
 CREATE INDEX tracked_log_counter_id_idx ON tally.tracked_log (counter_id);
+
+COMMENT ON TABLE tally.tracked_log IS 'tally: what the triggers of a table backfilled online appended';
