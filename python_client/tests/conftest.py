@@ -65,6 +65,19 @@ def admin_dsn() -> str:
 
 
 @pytest.fixture
+def fresh_db(admin_dsn: str):
+    """An empty database (nothing migrated), dropped after the test: for
+    tests that run the migrations themselves."""
+    name = "tally_migrate_roundtrip"
+    with psycopg.connect(admin_dsn, autocommit=True) as c:
+        c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        c.execute(f"CREATE DATABASE {name}")
+    yield make_conninfo(**{**conninfo_to_dict(admin_dsn), "dbname": name})
+    with psycopg.connect(admin_dsn, autocommit=True) as c:
+        c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
 def conn(dsn: str):
     with psycopg.connect(dsn, autocommit=True) as c:
         yield c

@@ -10,9 +10,7 @@ from datetime import timedelta
 import psycopg
 import pytest
 from conftest import alembic
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-DB = "tally_migrate_roundtrip"
+from psycopg.conninfo import make_conninfo
 
 SNAPSHOT = """
 SELECT 'schema ' || nspname FROM pg_namespace
@@ -28,16 +26,6 @@ UNION ALL SELECT 'type ' || t.typname FROM pg_type t JOIN pg_namespace n ON n.oi
  WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
 ORDER BY 1
 """
-
-
-@pytest.fixture
-def fresh_db(admin_dsn: str):
-    with psycopg.connect(admin_dsn, autocommit=True) as c:
-        c.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
-        c.execute(f"CREATE DATABASE {DB}")
-    yield make_conninfo(**{**conninfo_to_dict(admin_dsn), "dbname": DB})
-    with psycopg.connect(admin_dsn, autocommit=True) as c:
-        c.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
 
 
 def snapshot(dsn: str) -> list[str]:

@@ -10,20 +10,6 @@ import time
 import psycopg
 import pytest
 from conftest import alembic
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-DB = "tally_track_downgrade"
-
-
-@pytest.fixture
-def fresh_db(admin_dsn: str):
-    with psycopg.connect(admin_dsn, autocommit=True) as c:
-        c.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
-        c.execute(f"CREATE DATABASE {DB}")
-    yield make_conninfo(**{**conninfo_to_dict(admin_dsn), "dbname": DB})
-    with psycopg.connect(admin_dsn, autocommit=True) as c:
-        c.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
-
 
 FOLLOW = "CREATE TABLE follow (id bigserial PRIMARY KEY, subject integer, follower integer)"
 
